@@ -1,0 +1,38 @@
+# Targets match the README. Everything runs from the project's virtualenv (.venv).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+
+.PHONY: install test lint sqllint pylint migrate demo clean
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed ## create .venv and install the package with its dev tools
+
+lint: sqllint pylint ## every linter
+
+sqllint: install ## sqlfluff (lint only, never format) and pgspot on the SQL
+	$(BIN)/sqlfluff lint sql/ migrations/ --processes 2
+	$(BIN)/pgspot -a sql/*.sql
+	$(BIN)/pgspot migrations/*.sql
+
+pylint: install ## ruff and mypy --strict on the Python
+	$(BIN)/ruff check python_client tests
+	$(BIN)/ruff format --check python_client tests
+	$(BIN)/mypy
+
+test: lint ## the whole suite: linters, pgTAP and pytest in one run
+	$(BIN)/pytest
+
+demo: install ## trade against a throwaway server and verify every portfolio
+	$(BIN)/pgportfolio demo
+
+migrate: install ## apply migrations to the database named by DSN (or PG* variables)
+	$(BIN)/pgportfolio migrate --dsn "$(DSN)"
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

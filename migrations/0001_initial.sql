@@ -1,0 +1,1488 @@
+-- 0001_initial: the first schema, as in sql/ at release 0.1.0.
+-- Generated from sql/*.sql in name order; later changes get their own numbered file.
+SET LOCAL lock_timeout = '5s';
+
+-- ===== sql/010_roles.sql =====
+-- The install runs in one transaction with a search_path no other role can write to,
+-- so every name below resolves to the object we mean (pgspot checks this).
+SET LOCAL search_path = pg_catalog, pg_temp;
+
+-- Cluster-wide roles. Roles outlive any one database, so this file is idempotent.
+-- pgportfolio_owner owns every object; nobody logs in as it.
+-- pgportfolio_trader may call the mutation functions and read the views.
+-- pgportfolio_analyst may read the views and call the read-only functions, nothing else.
+DO $roles$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'pgportfolio_owner') THEN
+        BEGIN
+            CREATE ROLE pgportfolio_owner NOLOGIN;
+        EXCEPTION WHEN duplicate_object OR unique_violation THEN
+            NULL;  -- created meanwhile by an install into another database
+        END;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'pgportfolio_trader') THEN
+        BEGIN
+            CREATE ROLE pgportfolio_trader NOLOGIN;
+        EXCEPTION WHEN duplicate_object OR unique_violation THEN
+            NULL;  -- created meanwhile by an install into another database
+        END;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'pgportfolio_analyst') THEN
+        BEGIN
+            CREATE ROLE pgportfolio_analyst NOLOGIN;
+        EXCEPTION WHEN duplicate_object OR unique_violation THEN
+            NULL;  -- created meanwhile by an install into another database
+        END;
+    END IF;
+    -- The installer creates objects as pgportfolio_owner (SET ROLE), so it must be a member.
+    IF NOT pg_catalog.pg_has_role(current_user, 'pgportfolio_owner', 'MEMBER') THEN
+        EXECUTE pg_catalog.format('GRANT pgportfolio_owner TO %I', current_user);
+    END IF;
+    -- lock_waits shows other sessions' queries; without this an analyst sees
+    -- '<insufficient privilege>'. Skipped (with a notice) when the installer may not grant it.
+    IF NOT pg_catalog.pg_has_role('pgportfolio_analyst', 'pg_read_all_stats', 'MEMBER') THEN
+        BEGIN
+            GRANT pg_read_all_stats TO pgportfolio_analyst;
+        EXCEPTION WHEN insufficient_privilege THEN
+            RAISE NOTICE 'pgportfolio: could not grant pg_read_all_stats to pgportfolio_analyst';
+        END;
+    END IF;
+END
+$roles$;
+
+-- ===== sql/020_schema.sql =====
+-- The schema belongs to pgportfolio_owner; every object after this file is created
+-- as that role, so the owner is the same whoever installs.
+CREATE SCHEMA pgportfolio AUTHORIZATION pgportfolio_owner;
+
+COMMENT ON SCHEMA pgportfolio IS
+'Portfolio and position ledger. Mutate through functions, read through views.';
+
+SET LOCAL ROLE pgportfolio_owner;
+
+-- What every mutation function returns. position_quantity is 0 after a close.
+CREATE TYPE pgportfolio.mutation_result AS (
+    portfolio_id bigint,
+    portfolio_version bigint,
+    cash_balance numeric,
+    symbol text,
+    position_quantity numeric,
+    position_avg_price numeric,
+    realized_pnl numeric,
+    duplicate boolean
+);
+
+-- ===== sql/030_portfolios.sql =====
+-- One row per portfolio. version is bumped by every mutation, in the same UPDATE.
+-- realized_pnl is the running sum of the mutations' realized P&L, net of fees.
+CREATE TABLE pgportfolio.portfolios (
+    portfolio_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name text NOT NULL,
+    currency text NOT NULL,
+    owner_role name NOT NULL,
+    initial_cash numeric NOT NULL,
+    cash_balance numeric NOT NULL,
+    realized_pnl numeric NOT NULL DEFAULT 0,
+    version bigint NOT NULL DEFAULT 1,
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CONSTRAINT portfolios_name_valid CHECK (
+        pg_catalog.length(name) BETWEEN 1 AND 200
+        AND name = pg_catalog.btrim(name)
+        AND name !~ '[[:cntrl:]]'
+    ),
+    CONSTRAINT portfolios_currency_valid CHECK (currency ~ '^[A-Z]{3}$'),
+    -- numeric admits NaN and +/-Infinity; NaN = NaN is true for numeric, so NOT IN catches all three.
+    CONSTRAINT portfolios_initial_cash_valid CHECK (
+        initial_cash NOT IN ('NaN', 'Infinity', '-Infinity') AND initial_cash >= 0 AND initial_cash < 1e15
+    ),
+    CONSTRAINT portfolios_cash_balance_valid CHECK (
+        cash_balance NOT IN ('NaN', 'Infinity', '-Infinity') AND cash_balance >= 0
+    ),
+    CONSTRAINT portfolios_realized_pnl_finite CHECK (realized_pnl NOT IN ('NaN', 'Infinity', '-Infinity')),
+    CONSTRAINT portfolios_version_positive CHECK (version >= 1)
+);
+
+COMMENT ON TABLE pgportfolio.portfolios IS
+'Portfolios. Written only by pgportfolio functions; read portfolio_summary instead.';
+
+-- Roles other than the owner that may trade a portfolio (grant_portfolio).
+CREATE TABLE pgportfolio.portfolio_access (
+    portfolio_id bigint NOT NULL REFERENCES pgportfolio.portfolios (portfolio_id),
+    grantee name NOT NULL,
+    granted_by name NOT NULL,
+    granted_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (portfolio_id, grantee)
+);
+
+COMMENT ON TABLE pgportfolio.portfolio_access IS
+'Roles allowed to trade a portfolio besides its owner.';
+
+-- ===== sql/032_positions.sql =====
+-- Open positions only: a position that goes flat is deleted (its history is in events).
+-- quantity is signed (short < 0). cost_basis is signed like quantity and exact:
+-- the sum of quantity * price of the fills that built it, less what reductions removed.
+-- realized_pnl accumulates on this row from when the position was opened from flat.
+CREATE TABLE pgportfolio.positions (
+    portfolio_id bigint NOT NULL REFERENCES pgportfolio.portfolios (portfolio_id),
+    symbol text NOT NULL,
+    quantity numeric NOT NULL,
+    cost_basis numeric NOT NULL,
+    realized_pnl numeric NOT NULL DEFAULT 0,
+    version bigint NOT NULL DEFAULT 1,
+    opened_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (portfolio_id, symbol),
+    CONSTRAINT positions_symbol_valid CHECK (symbol ~ '^[A-Z0-9._/:-]{1,32}$'),
+    CONSTRAINT positions_quantity_valid CHECK (
+        quantity NOT IN ('NaN', 'Infinity', '-Infinity')
+        AND quantity <> 0
+        AND pg_catalog.abs(quantity) < 1e15
+        AND pg_catalog.scale(quantity) <= 8
+    ),
+    CONSTRAINT positions_cost_basis_valid CHECK (
+        cost_basis NOT IN ('NaN', 'Infinity', '-Infinity')
+        AND pg_catalog.sign(cost_basis) * pg_catalog.sign(quantity) >= 0
+    ),
+    CONSTRAINT positions_realized_pnl_finite CHECK (realized_pnl NOT IN ('NaN', 'Infinity', '-Infinity')),
+    CONSTRAINT positions_version_positive CHECK (version >= 1)
+);
+
+COMMENT ON TABLE pgportfolio.positions IS
+'Open positions. Written only by pgportfolio functions; read position_pnl instead.';
+
+-- ===== sql/033_market_prices.sql =====
+-- Latest mark per symbol. Kept apart from positions so that a price tick never
+-- locks or rewrites a portfolio or a position; unrealized P&L is derived when read.
+CREATE TABLE pgportfolio.market_prices (
+    symbol text PRIMARY KEY,
+    price numeric NOT NULL,
+    version bigint NOT NULL DEFAULT 1,
+    updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CONSTRAINT market_prices_symbol_valid CHECK (symbol ~ '^[A-Z0-9._/:-]{1,32}$'),
+    CONSTRAINT market_prices_price_valid CHECK (
+        price NOT IN ('NaN', 'Infinity', '-Infinity') AND price > 0 AND price < 1e15
+    ),
+    CONSTRAINT market_prices_version_positive CHECK (version >= 1)
+);
+
+COMMENT ON TABLE pgportfolio.market_prices IS 'Latest market price per symbol.';
+
+-- ===== sql/034_events.sql =====
+-- Append-only log of every successful mutation. Each row records the portfolio
+-- version it produced and the state right after it, so that verify_portfolio can
+-- rebuild the portfolio and an idempotent replay can return the original result.
+CREATE TABLE pgportfolio.events (
+    portfolio_id bigint NOT NULL REFERENCES pgportfolio.portfolios (portfolio_id),
+    portfolio_version bigint NOT NULL,
+    kind text NOT NULL,
+    operation text NOT NULL,
+    symbol text,
+    quantity numeric,
+    price numeric,
+    fee numeric NOT NULL DEFAULT 0,
+    amount numeric,
+    cash_delta numeric NOT NULL,
+    realized_pnl numeric NOT NULL DEFAULT 0,
+    cash_balance numeric NOT NULL,
+    position_quantity numeric,
+    position_cost_basis numeric,
+    request_id text,
+    request_args jsonb,
+    acting_role name NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CONSTRAINT events_pkey PRIMARY KEY (portfolio_id, portfolio_version),
+    CONSTRAINT events_request_id_key UNIQUE (portfolio_id, request_id),
+    CONSTRAINT events_kind_valid CHECK (
+        kind IN ('create', 'deposit', 'withdraw', 'fee', 'open', 'add', 'reduce', 'close', 'flip')
+    ),
+    CONSTRAINT events_fill_shape CHECK (
+        (kind IN ('open', 'add', 'reduce', 'close', 'flip'))
+        = (symbol IS NOT NULL AND quantity IS NOT NULL AND price IS NOT NULL AND position_quantity IS NOT NULL)
+    ),
+    CONSTRAINT events_numbers_finite CHECK (
+        quantity NOT IN ('NaN', 'Infinity', '-Infinity')
+        AND price NOT IN ('NaN', 'Infinity', '-Infinity')
+        AND fee NOT IN ('NaN', 'Infinity', '-Infinity')
+        AND amount NOT IN ('NaN', 'Infinity', '-Infinity')
+        AND cash_delta NOT IN ('NaN', 'Infinity', '-Infinity')
+        AND realized_pnl NOT IN ('NaN', 'Infinity', '-Infinity')
+        AND position_quantity NOT IN ('NaN', 'Infinity', '-Infinity')
+        AND position_cost_basis NOT IN ('NaN', 'Infinity', '-Infinity')
+    ),
+    CONSTRAINT events_cash_balance_valid CHECK (
+        cash_balance NOT IN ('NaN', 'Infinity', '-Infinity') AND cash_balance >= 0
+    ),
+    CONSTRAINT events_fee_not_negative CHECK (fee >= 0),
+    CONSTRAINT events_price_positive CHECK (price > 0),
+    CONSTRAINT events_quantity_nonzero CHECK (quantity <> 0)
+);
+
+COMMENT ON TABLE pgportfolio.events IS
+'Append-only log of every successful mutation. Read event_log instead.';
+
+-- The log is evidence: refuse to change or remove what is in it, whoever asks.
+CREATE FUNCTION pgportfolio.events_refuse_change() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RAISE EXCEPTION 'pgportfolio.events is append-only'
+        USING ERRCODE = '42501', HINT = 'Events are never updated or deleted.';
+END;
+$$;
+
+CREATE TRIGGER events_append_only
+BEFORE UPDATE OR DELETE ON pgportfolio.events
+FOR EACH ROW EXECUTE FUNCTION pgportfolio.events_refuse_change();
+
+CREATE TRIGGER events_no_truncate
+BEFORE TRUNCATE ON pgportfolio.events
+FOR EACH STATEMENT EXECUTE FUNCTION pgportfolio.events_refuse_change();
+
+-- ===== sql/100_validation.sql =====
+-- Input checks shared by the mutation functions. Every failure is SQLSTATE 22023
+-- (invalid_parameter_value) and is raised before any row is locked or written.
+
+-- A money or quantity argument. p_sign is 'positive', 'non_negative' or 'nonzero'
+-- (signed quantities). Values are never rounded: more than 8 decimal places is an error.
+CREATE FUNCTION pgportfolio._check_number(p_argument text, p_value numeric, p_sign text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_value IS NULL THEN
+        RAISE EXCEPTION '% must not be null', p_argument USING ERRCODE = '22023';
+    END IF;
+    IF p_value IN ('NaN', 'Infinity', '-Infinity') THEN
+        RAISE EXCEPTION '% must be a finite number', p_argument
+            USING ERRCODE = '22023', DETAIL = format('Got %s.', p_value);
+    END IF;
+    IF abs(p_value) >= 1e15 THEN
+        RAISE EXCEPTION '% is out of range', p_argument
+            USING ERRCODE = '22023', DETAIL = format('Got %s; the absolute value must be below 10^15.', p_value);
+    END IF;
+    IF min_scale(p_value) > 8 THEN
+        RAISE EXCEPTION '% has more than 8 decimal places', p_argument
+            USING ERRCODE = '22023', DETAIL = format('Got %s.', p_value),
+            HINT = 'Values are never rounded; round before calling.';
+    END IF;
+    IF p_sign = 'positive' AND p_value <= 0 THEN
+        RAISE EXCEPTION '% must be positive', p_argument
+            USING ERRCODE = '22023', DETAIL = format('Got %s.', p_value);
+    ELSIF p_sign = 'non_negative' AND p_value < 0 THEN
+        RAISE EXCEPTION '% must not be negative', p_argument
+            USING ERRCODE = '22023', DETAIL = format('Got %s.', p_value);
+    ELSIF p_sign = 'nonzero' AND p_value = 0 THEN
+        RAISE EXCEPTION '% must not be zero', p_argument
+            USING ERRCODE = '22023', HINT = 'Positive buys, negative sells.';
+    END IF;
+END;
+$$;
+
+-- Upper-case ASCII letters, digits and . _ - / : , 1 to 32 characters. Lower case is
+-- refused rather than folded, so that one instrument never has two spellings.
+CREATE FUNCTION pgportfolio._check_symbol(p_symbol text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_symbol IS NULL THEN
+        RAISE EXCEPTION 'p_symbol must not be null' USING ERRCODE = '22023';
+    END IF;
+    IF p_symbol !~ '^[A-Z0-9._/:-]{1,32}$' THEN
+        RAISE EXCEPTION 'invalid symbol'
+            USING ERRCODE = '22023',
+            DETAIL = format('Got %s (%s characters).', quote_literal(left(p_symbol, 40)), length(p_symbol)),
+            HINT = 'A symbol is 1 to 32 characters of A-Z, 0-9 and . _ - / :';
+    END IF;
+END;
+$$;
+
+-- A request id is opaque to us: 1 to 200 characters with no control characters.
+CREATE FUNCTION pgportfolio._check_request(p_request_id text, p_expected_version bigint)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_request_id IS NOT NULL
+       AND (length(p_request_id) NOT BETWEEN 1 AND 200 OR p_request_id ~ '[[:cntrl:]]') THEN
+        RAISE EXCEPTION 'invalid request id'
+            USING ERRCODE = '22023',
+            HINT = 'A request id is 1 to 200 characters without control characters.';
+    END IF;
+    IF p_expected_version IS NOT NULL AND p_expected_version < 1 THEN
+        RAISE EXCEPTION 'p_expected_version must be at least 1'
+            USING ERRCODE = '22023', DETAIL = format('Got %s.', p_expected_version);
+    END IF;
+END;
+$$;
+
+CREATE FUNCTION pgportfolio._check_portfolio_attributes(p_name text, p_currency text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_name IS NULL OR length(p_name) NOT BETWEEN 1 AND 200 OR p_name <> btrim(p_name)
+       OR p_name ~ '[[:cntrl:]]' THEN
+        RAISE EXCEPTION 'invalid portfolio name'
+            USING ERRCODE = '22023',
+            HINT = 'A name is 1 to 200 characters, without control characters or surrounding spaces.';
+    END IF;
+    IF p_currency IS NULL OR p_currency !~ '^[A-Z]{3}$' THEN
+        RAISE EXCEPTION 'invalid currency'
+            USING ERRCODE = '22023', DETAIL = format('Got %s.', coalesce(quote_literal(left(p_currency, 40)), 'NULL')),
+            HINT = 'Use an ISO 4217 code in upper case, such as USD.';
+    END IF;
+END;
+$$;
+
+-- ===== sql/110_access.sql =====
+-- Who is acting. Inside a SECURITY DEFINER function current_user is the owner, so
+-- the caller is read from the session: the role set by SET ROLE, else the login role.
+-- Neither can be set to a role the session is not a member of, so it cannot be forged
+-- through an argument.
+CREATE FUNCTION pgportfolio._acting_role()
+RETURNS name
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE
+        WHEN pg_catalog.current_setting('role') = 'none' THEN pg_catalog.session_user()
+        ELSE pg_catalog.current_setting('role')::name
+    END;
+$$;
+
+-- Raises PF004 when the portfolio does not exist and 42501 when the role may not trade
+-- it. Reads without locking, so that a refused caller never holds a portfolio's lock.
+CREATE FUNCTION pgportfolio._authorize(p_portfolio_id bigint, p_actor name)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_owner name;
+BEGIN
+    IF p_portfolio_id IS NULL THEN
+        RAISE EXCEPTION 'p_portfolio_id must not be null' USING ERRCODE = '22023';
+    END IF;
+    SELECT owner_role INTO v_owner FROM pgportfolio.portfolios WHERE portfolio_id = p_portfolio_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'portfolio % not found', p_portfolio_id
+            USING ERRCODE = 'PF004', HINT = 'Check the portfolio id; create_portfolio returns it.';
+    END IF;
+    -- Only roles that still exist are asked about: a dropped grantee must not break the
+    -- portfolio for everyone else (pg_has_role raises for an unknown role name).
+    IF v_owner = p_actor
+       OR EXISTS (
+           SELECT FROM pg_roles AS r
+           WHERE r.rolname = v_owner AND pg_has_role(p_actor, r.oid, 'MEMBER')
+       )
+       OR EXISTS (
+           SELECT FROM pgportfolio.portfolio_access AS a
+           INNER JOIN pg_roles AS r ON a.grantee = r.rolname
+           WHERE a.portfolio_id = p_portfolio_id AND pg_has_role(p_actor, r.oid, 'MEMBER')
+       ) THEN
+        RETURN;
+    END IF;
+    RAISE EXCEPTION 'role % may not trade portfolio %', p_actor, p_portfolio_id
+        USING ERRCODE = '42501', HINT = 'The portfolio''s owner can call grant_portfolio.';
+END;
+$$;
+
+-- Bound every lock wait: pgportfolio.lock_timeout if set (per session, role or
+-- database), else 2s. Returns the caller's setting so it can be put back after locking.
+CREATE FUNCTION pgportfolio._bound_lock_wait()
+RETURNS text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_saved text := current_setting('lock_timeout');
+BEGIN
+    PERFORM set_config(
+        'lock_timeout', coalesce(nullif(current_setting('pgportfolio.lock_timeout', true), ''), '2s'), true
+    );
+    RETURN v_saved;
+END;
+$$;
+
+-- ===== sql/120_create_portfolio.sql =====
+-- Creates a portfolio owned by the calling role and logs a 'create' event (version 1)
+-- whose cash_delta is the initial cash, so that the event log alone rebuilds the cash.
+CREATE FUNCTION pgportfolio.create_portfolio(
+    p_name text,
+    p_initial_cash numeric,
+    p_currency text DEFAULT 'USD'
+)
+RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_actor name := pgportfolio._acting_role();
+    v_portfolio_id bigint;
+BEGIN
+    PERFORM pgportfolio._check_portfolio_attributes(p_name, p_currency);
+    PERFORM pgportfolio._check_number('p_initial_cash', p_initial_cash, 'non_negative');
+    p_initial_cash := trim_scale(p_initial_cash);
+
+    INSERT INTO pgportfolio.portfolios (name, currency, owner_role, initial_cash, cash_balance)
+    VALUES (p_name, p_currency, v_actor, p_initial_cash, p_initial_cash)
+    RETURNING portfolio_id INTO v_portfolio_id;
+
+    INSERT INTO pgportfolio.events (
+        portfolio_id, portfolio_version, kind, operation, amount, cash_delta, cash_balance, acting_role
+    )
+    VALUES (v_portfolio_id, 1, 'create', 'create_portfolio', p_initial_cash, p_initial_cash, p_initial_cash, v_actor);
+
+    RETURN v_portfolio_id;
+END;
+$$;
+
+COMMENT ON FUNCTION pgportfolio.create_portfolio(text, numeric, text) IS
+'Create a portfolio owned by the calling role. Returns its id.';
+
+-- ===== sql/125_replay.sql =====
+-- Idempotency: a request id already in the log returns the result it produced then,
+-- marked duplicate, and changes nothing. The same id with other arguments is PF005.
+-- Only the operation itself is compared, never p_expected_version: a retry after a
+-- lost reply carries a version that has since moved on.
+CREATE FUNCTION pgportfolio._replay(p_event pgportfolio.events, p_args jsonb)
+RETURNS pgportfolio.mutation_result
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_result pgportfolio.mutation_result;
+BEGIN
+    IF p_event.request_args IS DISTINCT FROM p_args THEN
+        RAISE EXCEPTION 'request id % was already used with different arguments', quote_literal(p_event.request_id)
+            USING ERRCODE = 'PF005',
+            DETAIL = format(
+                'portfolio %s version %s: first %s, now %s',
+                p_event.portfolio_id, p_event.portfolio_version, p_event.request_args, p_args
+            ),
+            HINT = 'Use a new request id for a new operation.';
+    END IF;
+    v_result := ROW(
+        p_event.portfolio_id,
+        p_event.portfolio_version,
+        p_event.cash_balance,
+        p_event.symbol,
+        p_event.position_quantity,
+        CASE WHEN p_event.position_quantity <> 0
+            THEN round(p_event.position_cost_basis / p_event.position_quantity, 8)
+        END,
+        p_event.realized_pnl,
+        true
+    );
+    RETURN v_result;
+END;
+$$;
+
+-- ===== sql/130_cash.sql =====
+-- Cash movements: deposits, withdrawals and standalone fees (custody, data, ...).
+-- One worker does all three so that locking, idempotency and versioning are written once.
+CREATE FUNCTION pgportfolio._execute_cash(
+    p_operation text,
+    p_portfolio_id bigint,
+    p_amount numeric,
+    p_request_id text,
+    p_expected_version bigint
+)
+RETURNS pgportfolio.mutation_result
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_actor name := pgportfolio._acting_role();
+    v_args jsonb;
+    v_saved_lock_timeout text;
+    v_portfolio pgportfolio.portfolios%ROWTYPE;
+    v_event pgportfolio.events%ROWTYPE;
+    v_kind text;
+    v_cash_delta numeric;
+    v_fee numeric := 0;
+    v_result pgportfolio.mutation_result;
+BEGIN
+    PERFORM pgportfolio._check_number('p_amount', p_amount, 'positive');
+    PERFORM pgportfolio._check_request(p_request_id, p_expected_version);
+    PERFORM pgportfolio._authorize(p_portfolio_id, v_actor);
+    p_amount := trim_scale(p_amount);  -- the shortest exact form; not rounding
+
+    v_saved_lock_timeout := pgportfolio._bound_lock_wait();
+    SELECT * INTO v_portfolio FROM pgportfolio.portfolios WHERE portfolio_id = p_portfolio_id FOR UPDATE;
+    PERFORM set_config('lock_timeout', v_saved_lock_timeout, true);
+
+    v_args := jsonb_build_object('operation', p_operation, 'amount', p_amount);
+    IF p_request_id IS NOT NULL THEN
+        SELECT * INTO v_event FROM pgportfolio.events
+        WHERE portfolio_id = p_portfolio_id AND request_id = p_request_id;
+        IF FOUND THEN
+            RETURN pgportfolio._replay(v_event, v_args);
+        END IF;
+    END IF;
+
+    IF p_expected_version IS NOT NULL AND p_expected_version <> v_portfolio.version THEN
+        RAISE EXCEPTION 'version conflict on portfolio %', p_portfolio_id
+            USING ERRCODE = 'PF001',
+            DETAIL = format('expected version %s, found version %s', p_expected_version, v_portfolio.version),
+            HINT = 'Reload the portfolio and retry with its current version.';
+    END IF;
+
+    CASE p_operation
+        WHEN 'deposit_cash' THEN
+            v_kind := 'deposit';
+            v_cash_delta := p_amount;
+        WHEN 'withdraw_cash' THEN
+            v_kind := 'withdraw';
+            v_cash_delta := -p_amount;
+        WHEN 'charge_fee' THEN
+            v_kind := 'fee';
+            v_cash_delta := -p_amount;
+            v_fee := p_amount;
+    END CASE;
+
+    IF v_portfolio.cash_balance + v_cash_delta < 0 THEN
+        RAISE EXCEPTION 'insufficient cash in portfolio %', p_portfolio_id
+            USING ERRCODE = 'PF002',
+            DETAIL = format('needed %s, available %s', -v_cash_delta, v_portfolio.cash_balance);
+    END IF;
+
+    UPDATE pgportfolio.portfolios
+    SET cash_balance = cash_balance + v_cash_delta,
+        realized_pnl = realized_pnl - v_fee,
+        version = version + 1,
+        updated_at = now()
+    WHERE portfolio_id = p_portfolio_id
+    RETURNING * INTO v_portfolio;
+
+    INSERT INTO pgportfolio.events (
+        portfolio_id, portfolio_version, kind, operation, fee, amount, cash_delta, realized_pnl,
+        cash_balance, request_id, request_args, acting_role
+    )
+    VALUES (
+        p_portfolio_id, v_portfolio.version, v_kind, p_operation, v_fee, p_amount, v_cash_delta, -v_fee,
+        v_portfolio.cash_balance, p_request_id, v_args, v_actor
+    );
+
+    -- Push update for subscribers; delivered at commit, dropped on rollback.
+    IF current_setting('pgportfolio.notify', true) IS DISTINCT FROM 'off' THEN
+        PERFORM pg_notify('pgportfolio_' || p_portfolio_id, v_portfolio.version || ':' || v_kind);
+    END IF;
+
+    v_result := ROW(
+        p_portfolio_id, v_portfolio.version, v_portfolio.cash_balance, NULL, NULL, NULL, -v_fee, false
+    );
+    RETURN v_result;
+END;
+$$;
+
+CREATE FUNCTION pgportfolio.deposit_cash(
+    p_portfolio_id bigint,
+    p_amount numeric,
+    p_request_id text DEFAULT NULL,
+    p_expected_version bigint DEFAULT NULL
+)
+RETURNS pgportfolio.mutation_result
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pgportfolio._execute_cash('deposit_cash', p_portfolio_id, p_amount, p_request_id, p_expected_version);
+$$;
+
+CREATE FUNCTION pgportfolio.withdraw_cash(
+    p_portfolio_id bigint,
+    p_amount numeric,
+    p_request_id text DEFAULT NULL,
+    p_expected_version bigint DEFAULT NULL
+)
+RETURNS pgportfolio.mutation_result
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pgportfolio._execute_cash('withdraw_cash', p_portfolio_id, p_amount, p_request_id, p_expected_version);
+$$;
+
+CREATE FUNCTION pgportfolio.charge_fee(
+    p_portfolio_id bigint,
+    p_amount numeric,
+    p_request_id text DEFAULT NULL,
+    p_expected_version bigint DEFAULT NULL
+)
+RETURNS pgportfolio.mutation_result
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pgportfolio._execute_cash('charge_fee', p_portfolio_id, p_amount, p_request_id, p_expected_version);
+$$;
+
+COMMENT ON FUNCTION pgportfolio.deposit_cash(bigint, numeric, text, bigint) IS 'Add cash to a portfolio.';
+COMMENT ON FUNCTION pgportfolio.withdraw_cash(bigint, numeric, text, bigint) IS
+'Take cash out of a portfolio; PF002 if it would go below zero.';
+COMMENT ON FUNCTION pgportfolio.charge_fee(bigint, numeric, text, bigint) IS
+'Charge a fee not tied to a fill (custody, data). Counts as realized P&L of -amount.';
+
+-- ===== sql/140_fill.sql =====
+-- Fills. One worker applies every kind of fill so that locking, idempotency, the
+-- money arithmetic and the event log are written once; the public verbs are checked
+-- special cases of it.
+--
+-- Money: a buy debits quantity * price plus fee, a sell credits quantity * price minus fee.
+-- cost_basis is signed like the position. realized P&L = cash flow + change in cost basis - fee,
+-- so for every portfolio, exactly:
+--   cash = initial + deposits - withdrawals + sum(fill cash flows) - sum(fees)
+--   sum(realized before fees) = sum(fill cash flows) + sum(open cost basis)
+-- A partial reduction removes cost basis in proportion, rounded half away from zero to 16
+-- places (the scale of quantity * price); the identities hold exactly because realized
+-- P&L is defined from the stored change, not recomputed.
+--
+-- Lock order: portfolio row, then position row. Every mutation takes them in this order.
+CREATE FUNCTION pgportfolio._execute_fill(
+    p_operation text,
+    p_portfolio_id bigint,
+    p_symbol text,
+    p_quantity numeric,
+    p_price numeric,
+    p_fee numeric,
+    p_request_id text,
+    p_expected_version bigint
+)
+RETURNS pgportfolio.mutation_result
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_actor name := pgportfolio._acting_role();
+    v_args jsonb;
+    v_saved_lock_timeout text;
+    v_portfolio pgportfolio.portfolios%ROWTYPE;
+    v_position pgportfolio.positions%ROWTYPE;
+    v_event pgportfolio.events%ROWTYPE;
+    v_has_position boolean;
+    v_held numeric;          -- signed quantity before the fill
+    v_basis numeric;         -- signed cost basis before the fill
+    v_fill numeric;          -- signed fill quantity
+    v_new_quantity numeric;
+    v_new_basis numeric;
+    v_kind text;
+    v_cash_flow numeric;
+    v_cash_delta numeric;
+    v_realized numeric;
+    v_result pgportfolio.mutation_result;
+BEGIN
+    PERFORM pgportfolio._check_symbol(p_symbol);
+    IF p_operation = 'reduce_position' THEN
+        PERFORM pgportfolio._check_number('p_quantity', p_quantity, 'positive');
+    ELSIF p_operation <> 'close_position' THEN
+        PERFORM pgportfolio._check_number('p_quantity', p_quantity, 'nonzero');
+    END IF;
+    PERFORM pgportfolio._check_number('p_price', p_price, 'positive');
+    PERFORM pgportfolio._check_number('p_fee', p_fee, 'non_negative');
+    PERFORM pgportfolio._check_request(p_request_id, p_expected_version);
+    PERFORM pgportfolio._authorize(p_portfolio_id, v_actor);
+    -- 1.50 and 1.5 are the same amount: keep the shortest exact form, so that trailing
+    -- zeros never count as decimal places downstream. This is not rounding.
+    p_quantity := trim_scale(p_quantity);
+    p_price := trim_scale(p_price);
+    p_fee := trim_scale(p_fee);
+
+    v_saved_lock_timeout := pgportfolio._bound_lock_wait();
+    SELECT * INTO v_portfolio FROM pgportfolio.portfolios WHERE portfolio_id = p_portfolio_id FOR UPDATE;
+    SELECT * INTO v_position FROM pgportfolio.positions
+    WHERE portfolio_id = p_portfolio_id AND symbol = p_symbol
+    FOR UPDATE;
+    v_has_position := FOUND;
+    PERFORM set_config('lock_timeout', v_saved_lock_timeout, true);
+
+    v_args := jsonb_build_object(
+        'operation', p_operation, 'symbol', p_symbol, 'quantity', p_quantity, 'price', p_price, 'fee', p_fee
+    );
+    IF p_request_id IS NOT NULL THEN
+        SELECT * INTO v_event FROM pgportfolio.events
+        WHERE portfolio_id = p_portfolio_id AND request_id = p_request_id;
+        IF FOUND THEN
+            RETURN pgportfolio._replay(v_event, v_args);
+        END IF;
+    END IF;
+
+    IF p_expected_version IS NOT NULL AND p_expected_version <> v_portfolio.version THEN
+        RAISE EXCEPTION 'version conflict on portfolio %', p_portfolio_id
+            USING ERRCODE = 'PF001',
+            DETAIL = format('expected version %s, found version %s', p_expected_version, v_portfolio.version),
+            HINT = 'Reload the portfolio and retry with its current version.';
+    END IF;
+
+    v_held := coalesce(v_position.quantity, 0);
+    v_basis := coalesce(v_position.cost_basis, 0);
+
+    -- Turn the verb into a signed fill, refusing what the verb does not allow.
+    CASE p_operation
+        WHEN 'apply_fill' THEN
+            v_fill := p_quantity;
+        WHEN 'open_position' THEN
+            IF v_has_position THEN
+                RAISE EXCEPTION 'a position in % is already open in portfolio %', p_symbol, p_portfolio_id
+                    USING ERRCODE = 'PF006', DETAIL = format('Open quantity is %s.', v_held),
+                    HINT = 'Use add_to_position, reduce_position or apply_fill.';
+            END IF;
+            v_fill := p_quantity;
+        WHEN 'add_to_position' THEN
+            IF NOT v_has_position THEN
+                RAISE EXCEPTION 'no % position in portfolio %', p_symbol, p_portfolio_id
+                    USING ERRCODE = 'PF003', HINT = 'Use open_position first.';
+            END IF;
+            IF sign(p_quantity) <> sign(v_held) THEN
+                RAISE EXCEPTION 'add_to_position must be on the side of the open position'
+                    USING ERRCODE = '22023',
+                    DETAIL = format('Open quantity is %s, p_quantity is %s.', v_held, p_quantity),
+                    HINT = 'Positive adds to a long, negative to a short; use reduce_position to reduce.';
+            END IF;
+            v_fill := p_quantity;
+        WHEN 'reduce_position' THEN
+            IF NOT v_has_position OR p_quantity > abs(v_held) THEN
+                RAISE EXCEPTION 'not enough % in portfolio % to reduce by %', p_symbol, p_portfolio_id, p_quantity
+                    USING ERRCODE = 'PF003', DETAIL = format('Open quantity is %s.', v_held);
+            END IF;
+            v_fill := -sign(v_held) * p_quantity;
+        WHEN 'close_position' THEN
+            IF NOT v_has_position THEN
+                RAISE EXCEPTION 'no % position in portfolio %', p_symbol, p_portfolio_id
+                    USING ERRCODE = 'PF003';
+            END IF;
+            v_fill := -v_held;
+    END CASE;
+
+    v_new_quantity := v_held + v_fill;
+    IF abs(v_new_quantity) >= 1e15 THEN
+        RAISE EXCEPTION 'position in % would be out of range', p_symbol
+            USING ERRCODE = '22023',
+            DETAIL = format('Open %s plus fill %s; the absolute value must stay below 10^15.', v_held, v_fill);
+    END IF;
+
+    IF v_held = 0 THEN
+        v_kind := 'open';
+        v_new_basis := v_fill * p_price;
+    ELSIF sign(v_fill) = sign(v_held) THEN
+        v_kind := 'add';
+        v_new_basis := v_basis + v_fill * p_price;
+    ELSIF v_new_quantity = 0 THEN
+        v_kind := 'close';
+        v_new_basis := 0;
+    ELSIF sign(v_new_quantity) = sign(v_held) THEN
+        v_kind := 'reduce';
+        -- The 1.0...0 factor gives the division 22 places, so round() decides, not numeric's
+        -- default division scale (which keeps only about 16 significant digits).
+        v_new_basis := v_basis - trim_scale(
+            round(v_basis * abs(v_fill) * 1.0000000000000000000000 / abs(v_held), 16)
+        );
+    ELSE
+        v_kind := 'flip';
+        v_new_basis := v_new_quantity * p_price;
+    END IF;
+
+    v_cash_flow := -(v_fill * p_price);
+    v_cash_delta := v_cash_flow - p_fee;
+    v_realized := v_cash_flow + (v_new_basis - v_basis) - p_fee;
+
+    IF v_portfolio.cash_balance + v_cash_delta < 0 THEN
+        RAISE EXCEPTION 'insufficient cash in portfolio %', p_portfolio_id
+            USING ERRCODE = 'PF002',
+            DETAIL = format('needed %s, available %s', -v_cash_delta, v_portfolio.cash_balance);
+    END IF;
+
+    UPDATE pgportfolio.portfolios
+    SET cash_balance = cash_balance + v_cash_delta,
+        realized_pnl = realized_pnl + v_realized,
+        version = version + 1,
+        updated_at = now()
+    WHERE portfolio_id = p_portfolio_id
+    RETURNING * INTO v_portfolio;
+
+    IF v_new_quantity = 0 THEN
+        DELETE FROM pgportfolio.positions WHERE portfolio_id = p_portfolio_id AND symbol = p_symbol;
+    ELSIF v_has_position THEN
+        UPDATE pgportfolio.positions
+        SET quantity = v_new_quantity,
+            cost_basis = v_new_basis,
+            realized_pnl = realized_pnl + v_realized,
+            version = version + 1,
+            updated_at = now()
+        WHERE portfolio_id = p_portfolio_id AND symbol = p_symbol;
+    ELSE
+        INSERT INTO pgportfolio.positions (portfolio_id, symbol, quantity, cost_basis, realized_pnl)
+        VALUES (p_portfolio_id, p_symbol, v_new_quantity, v_new_basis, v_realized);
+    END IF;
+
+    INSERT INTO pgportfolio.events (
+        portfolio_id, portfolio_version, kind, operation, symbol, quantity, price, fee, cash_delta,
+        realized_pnl, cash_balance, position_quantity, position_cost_basis, request_id, request_args, acting_role
+    )
+    VALUES (
+        p_portfolio_id, v_portfolio.version, v_kind, p_operation, p_symbol, v_fill, p_price, p_fee, v_cash_delta,
+        v_realized, v_portfolio.cash_balance, v_new_quantity, v_new_basis, p_request_id, v_args, v_actor
+    );
+
+    -- Push update for subscribers; delivered at commit, dropped on rollback.
+    IF current_setting('pgportfolio.notify', true) IS DISTINCT FROM 'off' THEN
+        PERFORM pg_notify('pgportfolio_' || p_portfolio_id, v_portfolio.version || ':' || v_kind);
+    END IF;
+
+    v_result := ROW(
+        p_portfolio_id,
+        v_portfolio.version,
+        v_portfolio.cash_balance,
+        p_symbol,
+        v_new_quantity,
+        CASE WHEN v_new_quantity <> 0 THEN round(v_new_basis / v_new_quantity, 8) END,
+        v_realized,
+        false
+    );
+    RETURN v_result;
+END;
+$$;
+
+-- ===== sql/141_fill_verbs.sql =====
+-- The public fill functions: thin, checked entry points into _execute_fill.
+-- SECURITY DEFINER so that traders never need rights on the tables.
+
+CREATE FUNCTION pgportfolio.apply_fill(
+    p_portfolio_id bigint,
+    p_symbol text,
+    p_quantity numeric,
+    p_price numeric,
+    p_fee numeric DEFAULT 0,
+    p_request_id text DEFAULT NULL,
+    p_expected_version bigint DEFAULT NULL
+)
+RETURNS pgportfolio.mutation_result
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pgportfolio._execute_fill(
+        'apply_fill', p_portfolio_id, p_symbol, p_quantity, p_price, p_fee, p_request_id, p_expected_version
+    );
+$$;
+
+COMMENT ON FUNCTION pgportfolio.apply_fill(bigint, text, numeric, numeric, numeric, text, bigint) IS
+'Apply a signed fill (+ buy, - sell) netted against the open position: open, add, reduce, close or flip.';
+
+CREATE FUNCTION pgportfolio.open_position(
+    p_portfolio_id bigint,
+    p_symbol text,
+    p_quantity numeric,
+    p_price numeric,
+    p_fee numeric DEFAULT 0,
+    p_request_id text DEFAULT NULL,
+    p_expected_version bigint DEFAULT NULL
+)
+RETURNS pgportfolio.mutation_result
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pgportfolio._execute_fill(
+        'open_position', p_portfolio_id, p_symbol, p_quantity, p_price, p_fee, p_request_id, p_expected_version
+    );
+$$;
+
+COMMENT ON FUNCTION pgportfolio.open_position(bigint, text, numeric, numeric, numeric, text, bigint) IS
+'Open a position (signed quantity). PF006 if one is already open.';
+
+CREATE FUNCTION pgportfolio.add_to_position(
+    p_portfolio_id bigint,
+    p_symbol text,
+    p_quantity numeric,
+    p_price numeric,
+    p_fee numeric DEFAULT 0,
+    p_request_id text DEFAULT NULL,
+    p_expected_version bigint DEFAULT NULL
+)
+RETURNS pgportfolio.mutation_result
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pgportfolio._execute_fill(
+        'add_to_position', p_portfolio_id, p_symbol, p_quantity, p_price, p_fee, p_request_id, p_expected_version
+    );
+$$;
+
+COMMENT ON FUNCTION pgportfolio.add_to_position(bigint, text, numeric, numeric, numeric, text, bigint) IS
+'Add to an open position on its own side (signed quantity). PF003 if none is open.';
+
+CREATE FUNCTION pgportfolio.reduce_position(
+    p_portfolio_id bigint,
+    p_symbol text,
+    p_quantity numeric,
+    p_price numeric,
+    p_fee numeric DEFAULT 0,
+    p_request_id text DEFAULT NULL,
+    p_expected_version bigint DEFAULT NULL
+)
+RETURNS pgportfolio.mutation_result
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pgportfolio._execute_fill(
+        'reduce_position', p_portfolio_id, p_symbol, p_quantity, p_price, p_fee, p_request_id, p_expected_version
+    );
+$$;
+
+COMMENT ON FUNCTION pgportfolio.reduce_position(bigint, text, numeric, numeric, numeric, text, bigint) IS
+'Reduce an open position by a positive quantity, at most what is held. PF003 otherwise.';
+
+CREATE FUNCTION pgportfolio.close_position(
+    p_portfolio_id bigint,
+    p_symbol text,
+    p_price numeric,
+    p_fee numeric DEFAULT 0,
+    p_request_id text DEFAULT NULL,
+    p_expected_version bigint DEFAULT NULL
+)
+RETURNS pgportfolio.mutation_result
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pgportfolio._execute_fill(
+        'close_position', p_portfolio_id, p_symbol, NULL, p_price, p_fee, p_request_id, p_expected_version
+    );
+$$;
+
+COMMENT ON FUNCTION pgportfolio.close_position(bigint, text, numeric, numeric, text, bigint) IS
+'Close the whole open position at p_price. PF003 if none is open.';
+
+-- ===== sql/150_market_prices.sql =====
+-- A price tick touches only market_prices: it never locks or rewrites a portfolio or
+-- a position, so ticks and fills never wait for each other.
+CREATE FUNCTION pgportfolio.update_market_price(p_symbol text, p_price numeric)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_saved_lock_timeout text;
+BEGIN
+    PERFORM pgportfolio._check_symbol(p_symbol);
+    PERFORM pgportfolio._check_number('p_price', p_price, 'positive');
+    v_saved_lock_timeout := pgportfolio._bound_lock_wait();  -- ticks on one symbol queue on its row
+    INSERT INTO pgportfolio.market_prices AS m (symbol, price)
+    VALUES (p_symbol, trim_scale(p_price))
+    ON CONFLICT (symbol) DO UPDATE
+    SET price = excluded.price, version = m.version + 1, updated_at = now();
+    PERFORM set_config('lock_timeout', v_saved_lock_timeout, true);
+END;
+$$;
+
+COMMENT ON FUNCTION pgportfolio.update_market_price(text, numeric) IS
+'Set the latest market price of a symbol. Never locks portfolios or positions.';
+
+-- ===== sql/160_grants.sql =====
+-- Only the portfolio's owner role (or a member of it) may let another role trade it.
+CREATE FUNCTION pgportfolio.grant_portfolio(p_portfolio_id bigint, p_role name)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_actor name := pgportfolio._acting_role();
+    v_owner name;
+    v_saved_lock_timeout text;
+BEGIN
+    IF p_portfolio_id IS NULL THEN
+        RAISE EXCEPTION 'p_portfolio_id must not be null' USING ERRCODE = '22023';
+    END IF;
+    IF p_role IS NULL OR NOT EXISTS (SELECT FROM pg_roles WHERE rolname = p_role) THEN
+        RAISE EXCEPTION 'role % does not exist', coalesce(quote_ident(p_role), 'NULL')
+            USING ERRCODE = '22023';
+    END IF;
+    SELECT owner_role INTO v_owner FROM pgportfolio.portfolios WHERE portfolio_id = p_portfolio_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'portfolio % not found', p_portfolio_id USING ERRCODE = 'PF004';
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_roles AS r WHERE r.rolname = v_owner AND pg_has_role(v_actor, r.oid, 'MEMBER')) THEN
+        RAISE EXCEPTION 'only the owner of portfolio % may grant it', p_portfolio_id
+            USING ERRCODE = '42501', DETAIL = format('Owner is %s, caller is %s.', v_owner, v_actor);
+    END IF;
+    v_saved_lock_timeout := pgportfolio._bound_lock_wait();  -- the FK check waits behind a trade
+    INSERT INTO pgportfolio.portfolio_access (portfolio_id, grantee, granted_by)
+    VALUES (p_portfolio_id, p_role, v_actor)
+    ON CONFLICT (portfolio_id, grantee) DO NOTHING;
+    PERFORM set_config('lock_timeout', v_saved_lock_timeout, true);
+END;
+$$;
+
+CREATE FUNCTION pgportfolio.revoke_portfolio(p_portfolio_id bigint, p_role name)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_actor name := pgportfolio._acting_role();
+    v_owner name;
+BEGIN
+    IF p_portfolio_id IS NULL OR p_role IS NULL THEN
+        RAISE EXCEPTION 'p_portfolio_id and p_role must not be null' USING ERRCODE = '22023';
+    END IF;
+    SELECT owner_role INTO v_owner FROM pgportfolio.portfolios WHERE portfolio_id = p_portfolio_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'portfolio % not found', p_portfolio_id USING ERRCODE = 'PF004';
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_roles AS r WHERE r.rolname = v_owner AND pg_has_role(v_actor, r.oid, 'MEMBER')) THEN
+        RAISE EXCEPTION 'only the owner of portfolio % may revoke it', p_portfolio_id
+            USING ERRCODE = '42501', DETAIL = format('Owner is %s, caller is %s.', v_owner, v_actor);
+    END IF;
+    DELETE FROM pgportfolio.portfolio_access WHERE portfolio_id = p_portfolio_id AND grantee = p_role;
+END;
+$$;
+
+COMMENT ON FUNCTION pgportfolio.grant_portfolio(bigint, name) IS 'Let another role trade this portfolio.';
+COMMENT ON FUNCTION pgportfolio.revoke_portfolio(bigint, name) IS 'Withdraw a grant_portfolio.';
+
+-- ===== sql/170_verify_portfolio.sql =====
+-- Rebuild a portfolio from its event log and compare with what is stored.
+-- One query, so every check sees the same snapshot; it takes no locks.
+-- Each row: what was checked, whether it holds, what the log implies, what is stored.
+CREATE FUNCTION pgportfolio.verify_portfolio(p_portfolio_id bigint)
+RETURNS TABLE (check_name text, ok boolean, expected numeric, actual numeric)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_portfolio_id IS NULL THEN
+        RAISE EXCEPTION 'p_portfolio_id must not be null' USING ERRCODE = '22023';
+    END IF;
+    IF NOT EXISTS (SELECT FROM pgportfolio.portfolios AS p WHERE p.portfolio_id = p_portfolio_id) THEN
+        RAISE EXCEPTION 'portfolio % not found', p_portfolio_id USING ERRCODE = 'PF004';
+    END IF;
+    RETURN QUERY
+    WITH pf AS (
+        SELECT p.* FROM pgportfolio.portfolios AS p WHERE p.portfolio_id = p_portfolio_id
+    ),
+    ev AS (
+        SELECT
+            e.*,
+            CASE WHEN e.quantity IS NOT NULL THEN -(e.quantity * e.price) ELSE 0 END AS cash_flow,
+            sum(e.cash_delta) OVER (ORDER BY e.portfolio_version) AS running_cash,
+            sum(e.quantity) OVER (PARTITION BY e.symbol ORDER BY e.portfolio_version) AS running_quantity,
+            coalesce(
+                lag(e.position_cost_basis) OVER (PARTITION BY e.symbol ORDER BY e.portfolio_version), 0
+            ) AS basis_before
+        FROM pgportfolio.events AS e
+        WHERE e.portfolio_id = p_portfolio_id
+    ),
+    totals AS (
+        SELECT
+            count(*)::numeric AS n_events,
+            max(ev.portfolio_version)::numeric AS max_version,
+            sum(ev.cash_delta) AS sum_cash_delta,
+            sum(CASE ev.kind WHEN 'create' THEN ev.amount WHEN 'deposit' THEN ev.amount ELSE 0 END)
+            - sum(CASE WHEN ev.kind = 'withdraw' THEN ev.amount ELSE 0 END)
+            + sum(ev.cash_flow)
+            - sum(ev.fee) AS cash_from_identity,
+            least(min(ev.cash_balance), 0) AS lowest_cash,
+            sum(ev.realized_pnl) AS sum_realized,
+            sum(ev.realized_pnl + ev.fee) AS sum_realized_before_fees,
+            sum(ev.cash_flow) AS sum_cash_flow,
+            count(*) FILTER (WHERE ev.cash_balance <> ev.running_cash)::numeric AS bad_event_cash,
+            count(*) FILTER (
+                WHERE ev.quantity IS NOT NULL AND ev.position_quantity <> ev.running_quantity
+            )::numeric AS bad_event_quantity,
+            count(*) FILTER (
+                WHERE ev.quantity IS NOT NULL
+                AND ev.realized_pnl <> ev.cash_flow + (ev.position_cost_basis - ev.basis_before) - ev.fee
+            )::numeric AS bad_event_pnl
+        FROM ev
+    ),
+    rebuilt AS (
+        SELECT DISTINCT ON (ev.symbol) ev.symbol, ev.running_quantity AS quantity, ev.position_cost_basis AS cost_basis
+        FROM ev
+        WHERE ev.quantity IS NOT NULL
+        ORDER BY ev.symbol, ev.portfolio_version DESC
+    ),
+    open_rebuilt AS (
+        SELECT r.* FROM rebuilt AS r WHERE r.quantity <> 0
+    ),
+    stored AS (
+        SELECT s.symbol, s.quantity, s.cost_basis FROM pgportfolio.positions AS s
+        WHERE s.portfolio_id = p_portfolio_id
+    ),
+    position_diff AS (
+        SELECT
+            count(*) FILTER (WHERE r.quantity IS DISTINCT FROM s.quantity)::numeric AS bad_quantity,
+            count(*) FILTER (WHERE r.cost_basis IS DISTINCT FROM s.cost_basis)::numeric AS bad_basis
+        FROM open_rebuilt AS r
+        FULL JOIN stored AS s ON s.symbol = r.symbol
+    ),
+    checks (check_name, expected, actual, ok_rule) AS (
+        SELECT 'version', t.n_events, pf.version::numeric, 'eq' FROM totals AS t, pf
+        UNION ALL
+        SELECT 'versions_contiguous', t.n_events, t.max_version, 'eq' FROM totals AS t
+        UNION ALL
+        SELECT 'cash_balance', t.sum_cash_delta, pf.cash_balance, 'eq' FROM totals AS t, pf
+        UNION ALL
+        SELECT 'cash_identity', t.cash_from_identity, pf.cash_balance, 'eq' FROM totals AS t, pf
+        UNION ALL
+        SELECT 'cash_never_negative', 0::numeric, least(t.lowest_cash, pf.cash_balance), 'ge' FROM totals AS t, pf
+        UNION ALL
+        SELECT 'event_cash_balances', 0::numeric, t.bad_event_cash, 'eq' FROM totals AS t
+        UNION ALL
+        SELECT 'realized_pnl', t.sum_realized, pf.realized_pnl, 'eq' FROM totals AS t, pf
+        UNION ALL
+        SELECT
+            'realized_identity',
+            t.sum_cash_flow + coalesce((SELECT sum(s.cost_basis) FROM stored AS s), 0),
+            t.sum_realized_before_fees,
+            'eq'
+        FROM totals AS t
+        UNION ALL
+        SELECT 'event_position_quantities', 0::numeric, t.bad_event_quantity, 'eq' FROM totals AS t
+        UNION ALL
+        SELECT 'event_realized_pnl', 0::numeric, t.bad_event_pnl, 'eq' FROM totals AS t
+        UNION ALL
+        SELECT
+            'open_positions',
+            (SELECT count(*) FROM open_rebuilt)::numeric,
+            (SELECT count(*) FROM stored)::numeric,
+            'eq'
+        UNION ALL
+        SELECT 'position_quantities', 0::numeric, d.bad_quantity, 'eq' FROM position_diff AS d
+        UNION ALL
+        SELECT 'position_cost_basis', 0::numeric, d.bad_basis, 'eq' FROM position_diff AS d
+    )
+    SELECT
+        c.check_name,
+        CASE c.ok_rule WHEN 'eq' THEN c.expected = c.actual ELSE c.actual >= c.expected END,
+        c.expected,
+        c.actual
+    FROM checks AS c;
+END;
+$$;
+
+COMMENT ON FUNCTION pgportfolio.verify_portfolio(bigint) IS
+'Rebuild a portfolio from its event log and compare with the stored state; every row should be ok.';
+
+-- ===== sql/190_advisory_lock.sql =====
+-- A cross-process critical section for clients: a session-level advisory lock whose wait
+-- is bounded. The timeout is set for this transaction only, so it never leaks into the
+-- session; the lock itself stays until pg_advisory_unlock or the session ends.
+CREATE FUNCTION pgportfolio.acquire_advisory_lock(p_key bigint, p_timeout_ms integer)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_timeout_ms IS NULL OR p_timeout_ms < 1 THEN
+        RAISE EXCEPTION 'p_timeout_ms must be at least 1' USING ERRCODE = '22023';
+    END IF;
+    PERFORM set_config('lock_timeout', p_timeout_ms || 'ms', true);
+    PERFORM pg_advisory_lock(p_key);
+END;
+$$;
+
+COMMENT ON FUNCTION pgportfolio.acquire_advisory_lock(bigint, integer) IS
+'Take a session advisory lock, waiting at most p_timeout_ms (55P03 after that).';
+
+-- ===== sql/200_views.sql =====
+-- Read models. Plain MVCC reads: a view never takes a lock that a trade waits for.
+
+-- One row per open position. The mark is the latest market price, or the average
+-- price when none is known (so unrealized P&L is 0 until the first tick).
+CREATE VIEW pgportfolio.position_pnl AS
+SELECT
+    p.portfolio_id,
+    p.symbol,
+    p.quantity,
+    round(p.cost_basis / p.quantity, 8) AS avg_price,
+    p.cost_basis,
+    coalesce(m.price, round(p.cost_basis / p.quantity, 8)) AS mark_price,
+    coalesce(p.quantity * m.price, p.cost_basis) AS market_value,
+    coalesce(p.quantity * m.price - p.cost_basis, 0) AS unrealized_pnl,
+    p.realized_pnl,
+    p.version,
+    p.updated_at
+FROM pgportfolio.positions AS p
+LEFT JOIN pgportfolio.market_prices AS m ON p.symbol = m.symbol;
+
+COMMENT ON VIEW pgportfolio.position_pnl IS
+'Open positions with marks and P&L. realized_pnl counts since the position was opened from flat.';
+
+-- One row per portfolio. realized_pnl is the sum of the mutations' realized P&L, net of fees.
+CREATE VIEW pgportfolio.portfolio_summary AS
+SELECT
+    pf.portfolio_id,
+    pf.name,
+    pf.currency,
+    pf.cash_balance,
+    coalesce(agg.market_value, 0) AS market_value,
+    coalesce(agg.unrealized_pnl, 0) AS unrealized_pnl,
+    pf.realized_pnl,
+    pf.cash_balance + coalesce(agg.market_value, 0) AS equity,
+    coalesce(agg.open_positions, 0) AS open_positions,
+    pf.version,
+    pf.updated_at
+FROM pgportfolio.portfolios AS pf
+LEFT JOIN LATERAL (
+    SELECT
+        sum(coalesce(p.quantity * m.price, p.cost_basis)) AS market_value,
+        sum(coalesce(p.quantity * m.price - p.cost_basis, 0)) AS unrealized_pnl,
+        count(*) AS open_positions
+    FROM pgportfolio.positions AS p
+    LEFT JOIN pgportfolio.market_prices AS m ON p.symbol = m.symbol
+    WHERE p.portfolio_id = pf.portfolio_id
+) AS agg ON TRUE;
+
+COMMENT ON VIEW pgportfolio.portfolio_summary IS 'One row per portfolio: cash, market value, P&L, equity.';
+
+-- Every successful mutation, in the order it happened within its portfolio.
+CREATE VIEW pgportfolio.event_log AS
+SELECT
+    e.portfolio_id,
+    e.portfolio_version,
+    e.kind,
+    e.operation,
+    e.symbol,
+    e.quantity,
+    e.price,
+    e.fee,
+    e.amount,
+    e.cash_delta,
+    e.realized_pnl,
+    e.cash_balance,
+    e.position_quantity,
+    e.request_id,
+    e.acting_role,
+    e.created_at
+FROM pgportfolio.events AS e;
+
+COMMENT ON VIEW pgportfolio.event_log IS
+'Append-only log of every mutation; portfolio_version is the version it produced.';
+
+-- Sessions of this database waiting for a lock, and who holds them up.
+CREATE VIEW pgportfolio.lock_waits AS
+SELECT
+    a.pid AS waiting_pid,
+    a.usename AS waiting_role,
+    a.application_name,
+    l.locktype,
+    l.relation::regclass AS relation,
+    l.mode,
+    now() - coalesce(l.waitstart, a.state_change) AS waiting_for,
+    pg_blocking_pids(a.pid) AS blocking_pids,
+    a.query AS waiting_query,
+    (
+        SELECT array_agg(b.query ORDER BY b.pid)
+        FROM pg_stat_activity AS b
+        WHERE b.pid IN (SELECT unnest(pg_blocking_pids(a.pid)))
+    ) AS blocking_queries
+FROM pg_stat_activity AS a
+INNER JOIN pg_locks AS l ON a.pid = l.pid AND NOT l.granted
+WHERE a.datname = current_database();
+
+COMMENT ON VIEW pgportfolio.lock_waits IS 'Who is waiting for a lock, on what, for how long, and behind whom.';
+
+-- ===== sql/210_reads.sql =====
+-- Reads for programs. Analysts use the views; the client calls these so that each of
+-- its queries is one function call and each result is one consistent snapshot.
+
+-- A portfolio and all its open positions in one statement (one snapshot). Portfolio
+-- columns repeat on every row; a portfolio with no position yields one row with
+-- symbol NULL. Market value and unrealized P&L are left to the caller: quantity * mark
+-- - cost_basis, exact.
+CREATE FUNCTION pgportfolio.get_portfolio(p_portfolio_id bigint)
+RETURNS TABLE (
+    portfolio_id bigint,
+    name text,
+    currency text,
+    cash_balance numeric,
+    realized_pnl numeric,
+    version bigint,
+    updated_at timestamptz,
+    symbol text,
+    quantity numeric,
+    cost_basis numeric,
+    mark_price numeric,
+    position_realized_pnl numeric,
+    position_version bigint
+)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_portfolio_id IS NULL THEN
+        RAISE EXCEPTION 'p_portfolio_id must not be null' USING ERRCODE = '22023';
+    END IF;
+    RETURN QUERY
+    SELECT
+        pf.portfolio_id, pf.name, pf.currency, pf.cash_balance, pf.realized_pnl, pf.version, pf.updated_at,
+        p.symbol, p.quantity, p.cost_basis, m.price, p.realized_pnl, p.version
+    FROM pgportfolio.portfolios AS pf
+    LEFT JOIN pgportfolio.positions AS p ON pf.portfolio_id = p.portfolio_id
+    LEFT JOIN pgportfolio.market_prices AS m ON p.symbol = m.symbol
+    WHERE pf.portfolio_id = p_portfolio_id
+    ORDER BY p.symbol;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'portfolio % not found', p_portfolio_id USING ERRCODE = 'PF004';
+    END IF;
+END;
+$$;
+
+COMMENT ON FUNCTION pgportfolio.get_portfolio(bigint) IS
+'A portfolio and its open positions in one snapshot (one row per position).';
+
+-- What became of a request: its original result (duplicate = true), or no row when it
+-- was never applied. A client whose connection died during COMMIT asks this instead of
+-- sending the operation again blind.
+CREATE FUNCTION pgportfolio.find_request(p_portfolio_id bigint, p_request_id text)
+RETURNS SETOF pgportfolio.mutation_result
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_event pgportfolio.events%ROWTYPE;
+    v_result pgportfolio.mutation_result;
+BEGIN
+    PERFORM pgportfolio._authorize(p_portfolio_id, pgportfolio._acting_role());
+    SELECT * INTO v_event FROM pgportfolio.events AS e
+    WHERE e.portfolio_id = p_portfolio_id AND e.request_id = p_request_id;
+    IF FOUND THEN
+        v_result := pgportfolio._replay(v_event, v_event.request_args);
+        RETURN NEXT v_result;
+    END IF;
+END;
+$$;
+
+COMMENT ON FUNCTION pgportfolio.find_request(bigint, text) IS
+'The stored result of a request id, or no row if it was never applied.';
+
+-- The events of a portfolio after a version, in order: how a subscriber catches up
+-- after a gap in push updates.
+CREATE FUNCTION pgportfolio.events_since(p_portfolio_id bigint, p_after_version bigint)
+RETURNS SETOF pgportfolio.event_log
+LANGUAGE sql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT e.*
+    FROM pgportfolio.event_log AS e
+    WHERE e.portfolio_id = p_portfolio_id AND e.portfolio_version > p_after_version
+    ORDER BY e.portfolio_version;
+$$;
+
+COMMENT ON FUNCTION pgportfolio.events_since(bigint, bigint) IS
+'Events of a portfolio after a version, in order (catch-up after missed push updates).';
+
+-- ===== sql/220_operator.sql =====
+-- Reads for operators (pgportfolio top). Cheap on purpose: no scan of the event log.
+
+-- The most recently changed portfolios with their versions; a caller sampling twice
+-- gets event rates from the version deltas.
+CREATE FUNCTION pgportfolio.recent_portfolios(p_limit integer DEFAULT 20)
+RETURNS TABLE (portfolio_id bigint, name text, version bigint, updated_at timestamptz)
+LANGUAGE sql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT p.portfolio_id, p.name, p.version, p.updated_at
+    FROM pgportfolio.portfolios AS p
+    ORDER BY p.updated_at DESC
+    LIMIT least(greatest(coalesce(p_limit, 20), 1), 1000);
+$$;
+
+-- What the sessions of this database are waiting for right now.
+CREATE FUNCTION pgportfolio.server_wait_events()
+RETURNS TABLE (state text, wait_event_type text, wait_event text, sessions bigint)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT a.state, coalesce(a.wait_event_type, 'CPU'), coalesce(a.wait_event, 'running'), count(*)
+    FROM pg_stat_activity AS a
+    WHERE a.datname = current_database() AND a.backend_type = 'client backend' AND a.pid <> pg_backend_pid()
+    GROUP BY 1, 2, 3
+    ORDER BY 4 DESC, 1, 2, 3;
+$$;
+
+-- The lock_waits view as a function, so that the client's queries are all calls.
+CREATE FUNCTION pgportfolio.current_lock_waits()
+RETURNS SETOF pgportfolio.lock_waits
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT w.* FROM pgportfolio.lock_waits AS w ORDER BY w.waiting_for DESC;
+$$;
+
+COMMENT ON FUNCTION pgportfolio.recent_portfolios(integer) IS 'The most recently changed portfolios.';
+COMMENT ON FUNCTION pgportfolio.server_wait_events() IS 'Sessions of this database by state and wait event.';
+COMMENT ON FUNCTION pgportfolio.current_lock_waits() IS 'The lock_waits view, longest wait first.';
+
+-- ===== sql/900_privileges.sql =====
+-- Privileges. PUBLIC gets nothing; traders call functions and read views; analysts
+-- read views and run verify_portfolio. Nobody but the owner writes tables.
+REVOKE ALL ON SCHEMA pgportfolio FROM PUBLIC;
+REVOKE ALL ON ALL TABLES IN SCHEMA pgportfolio FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA pgportfolio FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA pgportfolio FROM PUBLIC;
+REVOKE ALL ON TYPE pgportfolio.mutation_result FROM PUBLIC;
+
+-- Functions and types created later by the owner start closed too. (Schema-level
+-- default privileges can only add to the global ones, so this must be global.)
+ALTER DEFAULT PRIVILEGES FOR ROLE pgportfolio_owner REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
+ALTER DEFAULT PRIVILEGES FOR ROLE pgportfolio_owner REVOKE USAGE ON TYPES FROM PUBLIC;
+
+GRANT USAGE ON SCHEMA pgportfolio TO pgportfolio_trader, pgportfolio_analyst;
+GRANT USAGE ON TYPE pgportfolio.mutation_result TO pgportfolio_trader, pgportfolio_analyst;
+
+GRANT SELECT ON
+pgportfolio.portfolio_summary,
+pgportfolio.position_pnl,
+pgportfolio.event_log,
+pgportfolio.lock_waits
+TO pgportfolio_trader, pgportfolio_analyst;
+
+GRANT EXECUTE ON FUNCTION
+pgportfolio.create_portfolio(text, numeric, text),
+pgportfolio.deposit_cash(bigint, numeric, text, bigint),
+pgportfolio.withdraw_cash(bigint, numeric, text, bigint),
+pgportfolio.charge_fee(bigint, numeric, text, bigint),
+pgportfolio.apply_fill(bigint, text, numeric, numeric, numeric, text, bigint),
+pgportfolio.open_position(bigint, text, numeric, numeric, numeric, text, bigint),
+pgportfolio.add_to_position(bigint, text, numeric, numeric, numeric, text, bigint),
+pgportfolio.reduce_position(bigint, text, numeric, numeric, numeric, text, bigint),
+pgportfolio.close_position(bigint, text, numeric, numeric, text, bigint),
+pgportfolio.update_market_price(text, numeric),
+pgportfolio.grant_portfolio(bigint, name),
+pgportfolio.revoke_portfolio(bigint, name)
+TO pgportfolio_trader;
+
+GRANT EXECUTE ON FUNCTION
+pgportfolio.find_request(bigint, text),
+pgportfolio.acquire_advisory_lock(bigint, integer)
+TO pgportfolio_trader;
+
+GRANT EXECUTE ON FUNCTION
+pgportfolio.verify_portfolio(bigint),
+pgportfolio.get_portfolio(bigint),
+pgportfolio.events_since(bigint, bigint),
+pgportfolio.recent_portfolios(integer),
+pgportfolio.server_wait_events(),
+pgportfolio.current_lock_waits()
+TO pgportfolio_trader, pgportfolio_analyst;
+

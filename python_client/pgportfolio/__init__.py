@@ -1,0 +1,89 @@
+"""pgportfolio: a PostgreSQL-native portfolio and position ledger, and its thin client.
+
+The database is the source of truth; see docs/sql-api.md. This package adds what only a
+process can add: per-portfolio locks, retries, request ids, measurement.
+"""
+
+from pgportfolio._async.client import AsyncPortfolio, AsyncPortfolioClient, AsyncPositionManager
+from pgportfolio._async.locks import AsyncLockRegistry, AsyncMonitoredLock
+from pgportfolio._sync.client import Portfolio, PortfolioClient, PositionManager
+from pgportfolio._sync.locks import LockRegistry
+from pgportfolio._sync.locks import MonitoredLock as ThreadMonitoredLock
+from pgportfolio.errors import (
+    ConnectionLost,
+    ConnectionUnavailable,
+    InProcessLockTimeout,
+    InsufficientCash,
+    InsufficientPosition,
+    InvalidInput,
+    LockTimeout,
+    NotPermitted,
+    OptimisticLockError,
+    OutcomeUnknown,
+    PortfolioError,
+    PortfolioNotFound,
+    PositionAlreadyOpen,
+    RequestIdReused,
+    TransientConflict,
+    VersionConflict,
+)
+from pgportfolio.models import (
+    ChangeEvent,
+    MutationResult,
+    PortfolioSnapshot,
+    PositionRequest,
+    PositionSnapshot,
+    VerificationCheck,
+)
+from pgportfolio.monitor import Monitor, get_global_monitor
+from pgportfolio.operations import ChargeFee, Deposit, Fill, Order, Withdraw
+from pgportfolio.retry import RetryPolicy
+
+# The seed's name for the measured lock is the asyncio one.
+MonitoredLock = AsyncMonitoredLock
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AsyncLockRegistry",
+    "AsyncMonitoredLock",
+    "AsyncPortfolio",
+    "AsyncPortfolioClient",
+    "AsyncPositionManager",
+    "ChangeEvent",
+    "ChargeFee",
+    "ConnectionLost",
+    "ConnectionUnavailable",
+    "Deposit",
+    "Fill",
+    "InProcessLockTimeout",
+    "InsufficientCash",
+    "InsufficientPosition",
+    "InvalidInput",
+    "LockRegistry",
+    "LockTimeout",
+    "Monitor",
+    "MonitoredLock",
+    "MutationResult",
+    "NotPermitted",
+    "OptimisticLockError",
+    "Order",
+    "OutcomeUnknown",
+    "Portfolio",
+    "PortfolioClient",
+    "PortfolioError",
+    "PortfolioNotFound",
+    "PortfolioSnapshot",
+    "PositionAlreadyOpen",
+    "PositionManager",
+    "PositionRequest",
+    "PositionSnapshot",
+    "RequestIdReused",
+    "RetryPolicy",
+    "ThreadMonitoredLock",
+    "TransientConflict",
+    "VerificationCheck",
+    "VersionConflict",
+    "Withdraw",
+    "get_global_monitor",
+]

@@ -1,0 +1,5 @@
+import sys
+
+from pgportfolio.cli import main
+
+sys.exit(main())

@@ -1,0 +1,739 @@
+"""The asynchronous client. ``_sync/client.py`` is generated from this file.
+
+Every state change is one call of a ``pgportfolio`` SQL function (see queries.sql). The
+client adds what only a process can: per-portfolio locks, retries with backoff, request
+ids on every mutation, resolution of ambiguous commits, and measurement.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+from decimal import Decimal
+from hashlib import blake2b
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import sql
+
+from pgportfolio._async import compat
+from pgportfolio._async.compat import AsyncConnection, AsyncConnectionPool
+from pgportfolio._async.locks import AsyncLockRegistry
+from pgportfolio.errors import (
+    ConnectionLost,
+    ConnectionUnavailable,
+    OptimisticLockError,
+    OutcomeUnknown,
+    PortfolioError,
+    VersionConflict,
+    error_from_database,
+    wrap_exceptions,
+)
+from pgportfolio.models import (
+    ChangeEvent,
+    MutationResult,
+    PortfolioSnapshot,
+    PositionRequest,
+    PositionSnapshot,
+    VerificationCheck,
+)
+from pgportfolio.monitor import Monitor, get_global_monitor
+from pgportfolio.operations import ChargeFee, Deposit, Fill, Operation, Order, Withdraw
+from pgportfolio.queries import query
+from pgportfolio.retry import RetryPolicy, retry_cause
+from pgportfolio.values import as_decimal, as_id, as_text, optional_decimal
+
+T = TypeVar("T")
+
+_CONNECTION_LOST = "connection_lost"
+
+
+class AsyncPortfolioClient:
+    """A client for the ledger. Use it as a context manager, or call ``open()`` and ``close()``.
+
+    ``pool`` may be a pool the caller already has; otherwise one is made from ``conninfo``
+    (health-checked on checkout). ``lock_timeout`` bounds the wait for this process's
+    per-portfolio lock; ``process_locks=False`` sends straight to the database.
+    """
+
+    def __init__(
+        self,
+        conninfo: str = "",
+        *,
+        pool: AsyncConnectionPool | None = None,
+        min_size: int = 2,
+        max_size: int = 16,
+        pool_timeout: float = 10.0,
+        retry: RetryPolicy | None = None,
+        monitor: Monitor | None = None,
+        lock_timeout: float | None = 5.0,
+        process_locks: bool = True,
+        resolve_timeout: float = 30.0,
+        name: str = "pgportfolio",
+    ) -> None:
+        self.retry = retry or RetryPolicy()
+        self.monitor = monitor or get_global_monitor()
+        self.name = name
+        self.process_locks = process_locks
+        self.resolve_timeout = resolve_timeout
+        self.locks = AsyncLockRegistry(monitor=self.monitor, timeout=lock_timeout)
+        self._owns_pool = pool is None
+        self._pool = pool or AsyncConnectionPool(
+            conninfo,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=pool_timeout,
+            open=False,
+            check=AsyncConnectionPool.check_connection,
+            kwargs={"autocommit": True},
+            name=name,
+        )
+        # Request ids: one random prefix per client and a counter; unique without a
+        # uuid4() per call.
+        self._request_prefix = uuid.uuid4().hex
+        self._request_counter = itertools.count(1)
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    @property
+    def pool(self) -> AsyncConnectionPool:
+        return self._pool
+
+    async def open(self, wait: bool = True, timeout: float = 30.0) -> None:
+        if self._owns_pool:
+            await self._pool.open(wait=wait, timeout=timeout)
+        self.monitor.watch_pool(self.name, self._pool.get_stats)
+
+    async def close(self) -> None:
+        self.monitor.forget_pool(self.name)
+        if self._owns_pool:
+            await self._pool.close()
+
+    async def __aenter__(self) -> AsyncPortfolioClient:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def new_request_id(self) -> str:
+        return f"{self._request_prefix}-{next(self._request_counter)}"
+
+    # -- the calls -------------------------------------------------------------------
+
+    async def create_portfolio(
+        self, name: str, initial_cash: Decimal | int, currency: str = "USD"
+    ) -> int:
+        params = {
+            "name": as_text("name", name),
+            "initial_cash": as_decimal("initial_cash", initial_cash),
+            "currency": as_text("currency", currency),
+        }
+        # Not idempotent in SQL (no request id), so never retried after it was sent.
+        with self.monitor.operation("create_portfolio"), wrap_exceptions():
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(query("create_portfolio"), params)
+                row = await cur.fetchone()
+                await self._commit(conn)
+        assert row is not None
+        return int(row[0])
+
+    async def deposit_cash(
+        self,
+        portfolio_id: int,
+        amount: Decimal | int,
+        *,
+        request_id: str | None = None,
+        expected_version: int | None = None,
+    ) -> MutationResult:
+        return await self._mutate(
+            "deposit_cash",
+            portfolio_id,
+            {"amount": as_decimal("amount", amount)},
+            request_id,
+            expected_version,
+        )
+
+    async def withdraw_cash(
+        self,
+        portfolio_id: int,
+        amount: Decimal | int,
+        *,
+        request_id: str | None = None,
+        expected_version: int | None = None,
+    ) -> MutationResult:
+        return await self._mutate(
+            "withdraw_cash",
+            portfolio_id,
+            {"amount": as_decimal("amount", amount)},
+            request_id,
+            expected_version,
+        )
+
+    async def charge_fee(
+        self,
+        portfolio_id: int,
+        amount: Decimal | int,
+        *,
+        request_id: str | None = None,
+        expected_version: int | None = None,
+    ) -> MutationResult:
+        return await self._mutate(
+            "charge_fee",
+            portfolio_id,
+            {"amount": as_decimal("amount", amount)},
+            request_id,
+            expected_version,
+        )
+
+    async def apply_fill(
+        self,
+        portfolio_id: int,
+        symbol: str,
+        quantity: Decimal | int,
+        price: Decimal | int,
+        *,
+        fee: Decimal | int = 0,
+        request_id: str | None = None,
+        expected_version: int | None = None,
+    ) -> MutationResult:
+        """A signed fill (+ buy, - sell) netted against the open position."""
+        return await self._fill(
+            "apply_fill", portfolio_id, symbol, quantity, price, fee, request_id, expected_version
+        )
+
+    async def open_position(
+        self,
+        portfolio_id: int,
+        symbol: str,
+        quantity: Decimal | int,
+        price: Decimal | int,
+        *,
+        fee: Decimal | int = 0,
+        request_id: str | None = None,
+        expected_version: int | None = None,
+    ) -> MutationResult:
+        return await self._fill(
+            "open_position",
+            portfolio_id,
+            symbol,
+            quantity,
+            price,
+            fee,
+            request_id,
+            expected_version,
+        )
+
+    async def add_to_position(
+        self,
+        portfolio_id: int,
+        symbol: str,
+        quantity: Decimal | int,
+        price: Decimal | int,
+        *,
+        fee: Decimal | int = 0,
+        request_id: str | None = None,
+        expected_version: int | None = None,
+    ) -> MutationResult:
+        return await self._fill(
+            "add_to_position",
+            portfolio_id,
+            symbol,
+            quantity,
+            price,
+            fee,
+            request_id,
+            expected_version,
+        )
+
+    async def reduce_position(
+        self,
+        portfolio_id: int,
+        symbol: str,
+        quantity: Decimal | int,
+        price: Decimal | int,
+        *,
+        fee: Decimal | int = 0,
+        request_id: str | None = None,
+        expected_version: int | None = None,
+    ) -> MutationResult:
+        return await self._fill(
+            "reduce_position",
+            portfolio_id,
+            symbol,
+            quantity,
+            price,
+            fee,
+            request_id,
+            expected_version,
+        )
+
+    async def close_position(
+        self,
+        portfolio_id: int,
+        symbol: str,
+        price: Decimal | int,
+        *,
+        fee: Decimal | int = 0,
+        request_id: str | None = None,
+        expected_version: int | None = None,
+    ) -> MutationResult:
+        return await self._fill(
+            "close_position", portfolio_id, symbol, None, price, fee, request_id, expected_version
+        )
+
+    async def update_market_price(self, symbol: str, price: Decimal | int) -> None:
+        params = {"symbol": as_text("symbol", symbol), "price": as_decimal("price", price)}
+        # Setting a mark twice is harmless, so any retryable failure is simply retried.
+        await self._read("update_market_price", params, lambda rows: None)
+
+    async def grant_portfolio(self, portfolio_id: int, role: str) -> None:
+        params = {
+            "portfolio_id": as_id("portfolio_id", portfolio_id),
+            "role": as_text("role", role),
+        }
+        await self._read("grant_portfolio", params, lambda rows: None)
+
+    async def revoke_portfolio(self, portfolio_id: int, role: str) -> None:
+        params = {
+            "portfolio_id": as_id("portfolio_id", portfolio_id),
+            "role": as_text("role", role),
+        }
+        await self._read("revoke_portfolio", params, lambda rows: None)
+
+    async def verify_portfolio(self, portfolio_id: int) -> list[VerificationCheck]:
+        params = {"portfolio_id": as_id("portfolio_id", portfolio_id)}
+        return await self._read(
+            "verify_portfolio", params, lambda rows: [VerificationCheck(*r) for r in rows]
+        )
+
+    async def get_portfolio(self, portfolio_id: int) -> PortfolioSnapshot:
+        """A frozen snapshot: cash, version, realized, unrealized, equity, positions."""
+        params = {"portfolio_id": as_id("portfolio_id", portfolio_id)}
+        return await self._read("get_portfolio", params, PortfolioSnapshot.from_rows)
+
+    async def find_request(self, portfolio_id: int, request_id: str) -> MutationResult | None:
+        """The stored result of ``request_id``, or None if it was never applied."""
+        params = {"portfolio_id": as_id("portfolio_id", portfolio_id), "request_id": request_id}
+        return await self._read(
+            "find_request",
+            params,
+            lambda rows: MutationResult.from_row(rows[0], request_id) if rows else None,
+        )
+
+    async def events_since(self, portfolio_id: int, after_version: int) -> list[ChangeEvent]:
+        params = {
+            "portfolio_id": as_id("portfolio_id", portfolio_id),
+            "after_version": after_version,
+        }
+        return await self._read(
+            "events_since",
+            params,
+            lambda rows: [ChangeEvent(int(r[0]), int(r[1]), r[2]) for r in rows],
+        )
+
+    def portfolio(self, portfolio_id: int) -> AsyncPortfolio:
+        """The seed's object style: a handle whose methods act on one portfolio."""
+        return AsyncPortfolio(self, portfolio_id)
+
+    def position_manager(self) -> AsyncPositionManager:
+        return AsyncPositionManager(self)
+
+    async def apply(
+        self,
+        portfolio_id: int,
+        operation: Operation,
+        *,
+        request_id: str | None = None,
+        expected_version: int | None = None,
+    ) -> MutationResult:
+        """Apply an operation value (Deposit, Withdraw, ChargeFee, Fill)."""
+        if isinstance(operation, Deposit):
+            return await self.deposit_cash(
+                portfolio_id,
+                operation.amount,
+                request_id=request_id,
+                expected_version=expected_version,
+            )
+        if isinstance(operation, Withdraw):
+            return await self.withdraw_cash(
+                portfolio_id,
+                operation.amount,
+                request_id=request_id,
+                expected_version=expected_version,
+            )
+        if isinstance(operation, ChargeFee):
+            return await self.charge_fee(
+                portfolio_id,
+                operation.amount,
+                request_id=request_id,
+                expected_version=expected_version,
+            )
+        if isinstance(operation, Fill):
+            return await self.apply_fill(
+                portfolio_id,
+                operation.symbol,
+                operation.quantity,
+                operation.price,
+                fee=operation.fee,
+                request_id=request_id,
+                expected_version=expected_version,
+            )
+        raise TypeError(f"not an operation: {operation!r}")
+
+    async def update_optimistically(
+        self,
+        portfolio_id: int,
+        compute: Callable[[PortfolioSnapshot], Operation | None],
+        *,
+        max_retries: int | None = None,
+    ) -> MutationResult | None:
+        """Read a snapshot, compute an operation from it, write it with the snapshot's
+        version; on a version conflict reload and recompute. ``compute`` returning None
+        means nothing to do. After ``max_retries`` conflicts: OptimisticLockError."""
+        retries = self.retry.max_retries if max_retries is None else max_retries
+        last: VersionConflict | None = None
+        for attempt in range(1, retries + 2):
+            snapshot = await self.get_portfolio(portfolio_id)
+            operation = compute(snapshot)
+            if operation is None:
+                return None
+            try:
+                return await self.apply(portfolio_id, operation, expected_version=snapshot.version)
+            except VersionConflict as exc:
+                last = exc
+                if attempt <= retries:
+                    self.monitor.record_retry("version_conflict")
+                    await compat.sleep(self.retry.delay(attempt))
+        assert last is not None
+        raise OptimisticLockError(
+            f"portfolio {portfolio_id} changed under {retries + 1} attempts of a read-modify-write",
+            attempts=retries + 1,
+            portfolio_id=portfolio_id,
+            expected_version=last.expected_version,
+            found_version=last.found_version,
+        ) from last
+
+    @asynccontextmanager
+    async def advisory_lock(self, key: int | str, timeout: float = 5.0) -> AsyncIterator[None]:
+        """A cross-process critical section: a PostgreSQL session advisory lock held on
+        one pooled connection for the duration. LockTimeout after ``timeout`` seconds."""
+        lock_key = key if isinstance(key, int) else _advisory_key(key)
+        with wrap_exceptions():
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(
+                    query("advisory_lock"),
+                    {"key": lock_key, "timeout_ms": max(1, int(timeout * 1000))},
+                )
+                await cur.fetchone()
+                await self._commit(conn)
+                try:
+                    yield
+                finally:
+                    await conn.execute(query("advisory_unlock"), {"key": lock_key})
+                    await self._commit(conn)
+
+    async def subscribe(
+        self, portfolio_ids: Iterable[int], *, reconnect_delay: float = 0.5
+    ) -> AsyncIterator[ChangeEvent]:
+        """Change events for these portfolios, pushed by LISTEN/NOTIFY (no polling).
+
+        After a connection is (re)established, one ``resync`` event per portfolio carries
+        its current version with ``gap=True``: events may have been missed before it, and
+        ``events_since`` catches up. The iterator runs until the caller stops it.
+        """
+        ids = sorted({as_id("portfolio_id", p) for p in portfolio_ids})
+        conninfo = self._pool.conninfo
+        if not isinstance(conninfo, str):
+            raise TypeError("subscribe() needs a pool made from a conninfo string")
+        while True:
+            try:
+                async with await AsyncConnection.connect(conninfo, autocommit=True) as conn:
+                    for portfolio_id in ids:
+                        await conn.execute(
+                            sql.SQL("LISTEN {}").format(
+                                sql.Identifier(f"pgportfolio_{portfolio_id}")
+                            )
+                        )
+                    for portfolio_id in ids:
+                        cur = await conn.execute(
+                            query("get_portfolio"), {"portfolio_id": portfolio_id}
+                        )
+                        row = await cur.fetchone()
+                        if row is not None:
+                            yield ChangeEvent(portfolio_id, int(row[5]), "resync", gap=True)
+                    async for note in conn.notifies():
+                        version, _, kind = note.payload.partition(":")
+                        yield ChangeEvent(
+                            int(note.channel.removeprefix("pgportfolio_")), int(version), kind
+                        )
+            except psycopg.OperationalError:
+                await compat.sleep(reconnect_delay)
+
+    # -- machinery -------------------------------------------------------------------
+
+    async def _fill(
+        self,
+        operation: str,
+        portfolio_id: int,
+        symbol: str,
+        quantity: Decimal | int | None,
+        price: Decimal | int,
+        fee: Decimal | int,
+        request_id: str | None,
+        expected_version: int | None,
+    ) -> MutationResult:
+        params = {
+            "symbol": as_text("symbol", symbol),
+            "quantity": optional_decimal("quantity", quantity),
+            "price": as_decimal("price", price),
+            "fee": as_decimal("fee", fee),
+        }
+        return await self._mutate(operation, portfolio_id, params, request_id, expected_version)
+
+    async def _mutate(
+        self,
+        operation: str,
+        portfolio_id: int,
+        params: dict[str, Any],
+        request_id: str | None,
+        expected_version: int | None,
+    ) -> MutationResult:
+        """One mutation: in-process lock, send, retry what is safe to retry."""
+        params["portfolio_id"] = as_id("portfolio_id", portfolio_id)
+        params["request_id"] = request_id or self.new_request_id()
+        params["expected_version"] = expected_version
+        attempt = 0
+        with self.monitor.operation(operation):
+            while True:
+                try:
+                    if self.process_locks:
+                        async with self.locks.hold(portfolio_id):
+                            result = await self._send_mutation(operation, portfolio_id, params)
+                    else:
+                        result = await self._send_mutation(operation, portfolio_id, params)
+                    if result.duplicate:
+                        self.monitor.record_duplicate()
+                    return result
+                except PortfolioError as exc:
+                    if isinstance(exc, VersionConflict):
+                        self.monitor.record_version_conflict()
+                    cause = _CONNECTION_LOST if isinstance(exc, _NotApplied) else retry_cause(exc)
+                    if cause is None or attempt >= self.retry.max_retries:
+                        if isinstance(exc, _NotApplied):
+                            raise exc.original from exc
+                        raise
+                    attempt += 1
+                    self.monitor.record_retry(cause)
+                    await compat.sleep(self.retry.delay(attempt))
+
+    async def _send_mutation(
+        self, operation: str, portfolio_id: int, params: dict[str, Any]
+    ) -> MutationResult:
+        sent = False
+        try:
+            async with self._pool.connection() as conn:
+                sent = True
+                cur = await conn.execute(query(operation), params)
+                row = await cur.fetchone()
+                await self._commit(conn)
+        except psycopg.Error as exc:
+            error = _map_error(exc, portfolio_id)
+            if isinstance(error, ConnectionLost):
+                if not sent:
+                    raise ConnectionUnavailable(str(error), portfolio_id=portfolio_id) from exc
+                return await self._resolve(portfolio_id, params["request_id"], error)
+            raise error from exc
+        assert row is not None
+        return MutationResult.from_row(row, params["request_id"])
+
+    async def _resolve(
+        self, portfolio_id: int, request_id: str, lost: ConnectionLost
+    ) -> MutationResult:
+        """The connection died with the request in flight. Ask the database what became
+        of the request id: the stored result if it committed; otherwise _NotApplied, which
+        the retry loop may send again (still under the same request id)."""
+        deadline = time.monotonic() + self.resolve_timeout
+        attempt = 0
+        while True:
+            try:
+                async with self._pool.connection() as conn:
+                    cur = await conn.execute(
+                        query("find_request"),
+                        {"portfolio_id": portfolio_id, "request_id": request_id},
+                    )
+                    row = await cur.fetchone()
+            except (psycopg.Error, PortfolioError) as exc:
+                attempt += 1
+                if time.monotonic() >= deadline:
+                    raise OutcomeUnknown(
+                        f"request {request_id} on portfolio {portfolio_id}: connection lost in "
+                        f"flight, outcome not readable within {self.resolve_timeout}s",
+                        portfolio_id=portfolio_id,
+                    ) from exc
+                self.monitor.record_retry("resolve")
+                await compat.sleep(self.retry.delay(min(attempt, 10)))
+                continue
+            if row is None:
+                raise _NotApplied(lost)
+            return MutationResult.from_row(row, request_id, recovered=True)
+
+    async def _read(
+        self, name: str, params: dict[str, Any], convert: Callable[[list[Any]], T]
+    ) -> T:
+        """A call that may be repeated freely: retried on every retryable error and on
+        any connection failure."""
+        attempt = 0
+        portfolio_id = params.get("portfolio_id")
+        with self.monitor.operation(name):
+            while True:
+                try:
+                    async with self._pool.connection() as conn:
+                        cur = await conn.execute(query(name), params)
+                        rows = await cur.fetchall()
+                        await self._commit(conn)
+                    return convert(rows)
+                except psycopg.Error as exc:
+                    error = _map_error(exc, portfolio_id)
+                    cause = (
+                        "connection" if isinstance(error, ConnectionLost) else retry_cause(error)
+                    )
+                    if cause is None or attempt >= self.retry.max_retries:
+                        raise error from exc
+                    attempt += 1
+                    self.monitor.record_retry(cause)
+                    await compat.sleep(self.retry.delay(attempt))
+
+    @staticmethod
+    async def _commit(conn: AsyncConnection[Any]) -> None:
+        # Our own pool is autocommit; a caller's pool may not be.
+        if not conn.autocommit:
+            await conn.commit()
+
+
+class _NotApplied(ConnectionLost):
+    """Internal: the request was in flight when the connection died, and the database
+    confirms it was not applied, so sending it again is safe."""
+
+    def __init__(self, original: ConnectionLost) -> None:
+        super().__init__(str(original), portfolio_id=original.portfolio_id)
+        self.original = original
+
+
+def _map_error(exc: psycopg.Error, portfolio_id: int | None) -> PortfolioError:
+    import psycopg_pool
+
+    if isinstance(exc, psycopg_pool.PoolTimeout):
+        return ConnectionUnavailable(str(exc), portfolio_id=portfolio_id)
+    return error_from_database(exc, portfolio_id=portfolio_id)
+
+
+def _advisory_key(name: str) -> int:
+    """A stable signed 64-bit key for a lock name."""
+    return int.from_bytes(blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
+
+
+class AsyncPortfolio:
+    """One portfolio, in the seed's object style."""
+
+    def __init__(self, client: AsyncPortfolioClient, portfolio_id: int) -> None:
+        self.client = client
+        self.portfolio_id = portfolio_id
+
+    async def snapshot(self) -> PortfolioSnapshot:
+        return await self.client.get_portfolio(self.portfolio_id)
+
+    async def open_position(self, request: PositionRequest) -> MutationResult:
+        return await self.client.open_position(
+            self.portfolio_id,
+            request.symbol,
+            request.quantity,
+            request.entry_price,
+            fee=request.fee,
+            request_id=request.request_id,
+        )
+
+    async def add_to_position(
+        self, symbol: str, quantity: Decimal | int, price: Decimal | int, *, fee: Decimal | int = 0
+    ) -> MutationResult:
+        return await self.client.add_to_position(
+            self.portfolio_id, symbol, quantity, price, fee=fee
+        )
+
+    async def reduce_position(
+        self,
+        symbol: str,
+        quantity: Decimal | int,
+        exit_price: Decimal | int,
+        *,
+        fee: Decimal | int = 0,
+    ) -> Decimal:
+        """Reduce by a positive quantity; returns the realized P&L (net of the fee)."""
+        result = await self.client.reduce_position(
+            self.portfolio_id, symbol, quantity, exit_price, fee=fee
+        )
+        return result.realized_pnl
+
+    async def close_position(
+        self, symbol: str, exit_price: Decimal | int, *, fee: Decimal | int = 0
+    ) -> Decimal:
+        """Close the whole position; returns the realized P&L (net of the fee)."""
+        result = await self.client.close_position(self.portfolio_id, symbol, exit_price, fee=fee)
+        return result.realized_pnl
+
+    async def update_position_price(self, symbol: str, price: Decimal | int) -> None:
+        """Marks are per symbol: this sets the market price every portfolio sees."""
+        await self.client.update_market_price(symbol, price)
+
+    async def deposit(self, amount: Decimal | int) -> MutationResult:
+        return await self.client.deposit_cash(self.portfolio_id, amount)
+
+    async def withdraw(self, amount: Decimal | int) -> MutationResult:
+        return await self.client.withdraw_cash(self.portfolio_id, amount)
+
+
+class AsyncPositionManager:
+    """The seed's position-manager names on top of the client."""
+
+    def __init__(self, client: AsyncPortfolioClient) -> None:
+        self.client = client
+
+    async def _position(self, portfolio_id: int, symbol: str) -> PositionSnapshot | None:
+        snapshot = await self.client.get_portfolio(portfolio_id)
+        return snapshot.positions.get(symbol)
+
+    async def open_position_async(self, order: Order) -> PositionSnapshot:
+        await self.client.open_position(
+            order.portfolio_id,
+            order.symbol,
+            order.quantity,
+            order.price,
+            fee=order.fee,
+            request_id=order.request_id,
+        )
+        position = await self._position(order.portfolio_id, order.symbol)
+        assert position is not None
+        return position
+
+    async def update_position_async(
+        self, position: PositionSnapshot, new_order: Order
+    ) -> PositionSnapshot | None:
+        """Net ``new_order`` against ``position``; None when it ends flat."""
+        await self.client.apply_fill(
+            position.portfolio_id,
+            position.symbol,
+            new_order.quantity,
+            new_order.price,
+            fee=new_order.fee,
+            request_id=new_order.request_id,
+        )
+        return await self._position(position.portfolio_id, position.symbol)
+
+    async def calculate_pnl_async(
+        self, position: PositionSnapshot, current_price: Decimal | int
+    ) -> Decimal:
+        """Unrealized P&L of ``position`` at ``current_price``, exact."""
+        return position.quantity * as_decimal("current_price", current_price) - position.cost_basis

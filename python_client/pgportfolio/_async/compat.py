@@ -1,0 +1,42 @@
+"""What differs between the async client and its generated sync twin.
+
+The async source uses only these names for waiting and locking; ``_sync/compat.py``
+defines the same names with threads. Everything else is generated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
+Lock = asyncio.Lock
+sleep = asyncio.sleep
+
+__all__ = ["AsyncConnection", "AsyncConnectionPool", "Lock", "acquire", "registry_guard", "sleep"]
+
+
+async def acquire(lock: asyncio.Lock, timeout: float | None) -> bool:
+    """Acquire ``lock`` within ``timeout`` seconds (None: wait forever). False on timeout.
+    A cancelled waiter never ends up holding the lock (asyncio.Lock marks itself locked
+    only once the waiter resumes)."""
+    if not lock.locked():
+        await lock.acquire()  # no suspension when free
+        return True
+    if timeout is None:
+        await lock.acquire()
+        return True
+    try:
+        async with asyncio.timeout(timeout):
+            await lock.acquire()
+    except TimeoutError:
+        return False
+    return True
+
+
+def registry_guard() -> contextlib.AbstractContextManager[Any]:
+    """Guards the lock registry's dict. One event loop thread: nothing to guard."""
+    return contextlib.nullcontext()

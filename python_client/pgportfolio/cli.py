@@ -1,0 +1,90 @@
+"""The ``pgportfolio`` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    import psycopg
+
+    from pgportfolio.migrate import MigrationError, migrate
+
+    try:
+        applied = migrate(args.dsn, Path(args.migrations) if args.migrations else None, log=print)
+    except (MigrationError, psycopg.Error) as exc:
+        print(f"pgportfolio migrate: {exc}", file=sys.stderr)
+        return 2
+    print(f"applied {len(applied)} migration(s)" if applied else "already up to date")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from pgportfolio.demo import DemoSettings, run_demo
+
+    return run_demo(
+        DemoSettings(
+            dsn=args.dsn,
+            traders=args.traders,
+            portfolios=args.portfolios,
+            duration=args.duration,
+            seed=args.seed,
+        )
+    )
+
+
+def _cmd_top(args: argparse.Namespace) -> int:
+    from pgportfolio.top import run_top
+
+    return run_top(args.dsn, interval=args.interval, iterations=args.iterations)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pgportfolio", description="PostgreSQL-native portfolio and position ledger."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    migrate = commands.add_parser(
+        "migrate", help="bring a database to the current schema (a second run changes nothing)"
+    )
+    migrate.add_argument(
+        "--dsn",
+        default="",
+        help="libpq connection string or URI; default: the standard PG* environment variables",
+    )
+    migrate.add_argument(
+        "--migrations", help="directory of NNNN_name.sql files (default: built in)"
+    )
+    migrate.set_defaults(handler=_cmd_migrate)
+
+    demo = commands.add_parser(
+        "demo", help="trade with many concurrent traders, then verify every portfolio"
+    )
+    demo.add_argument("--dsn", help="use this database (default: start a throwaway server)")
+    demo.add_argument("--traders", type=int, default=100)
+    demo.add_argument("--portfolios", type=int, default=4)
+    demo.add_argument("--duration", type=float, default=20.0, help="seconds of trading")
+    demo.add_argument("--seed", type=int, default=1)
+    demo.set_defaults(handler=_cmd_demo)
+
+    top = commands.add_parser("top", help="live lock waits, busy portfolios and wait events")
+    top.add_argument("--dsn", default="", help="default: the standard PG* environment variables")
+    top.add_argument("--interval", type=float, default=1.0)
+    top.add_argument("--iterations", type=int, help="stop after this many refreshes")
+    top.set_defaults(handler=_cmd_top)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = args.handler
+    result: int = handler(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,227 @@
+"""``pgportfolio demo``: many traders on a few portfolios, then proof that nothing was lost.
+
+With no DSN it starts a throwaway PostgreSQL (Docker through testcontainers, else the
+local binaries), migrates it, trades for a while with live progress, prints the monitor
+report and ``verify_portfolio`` for every portfolio, and removes the server. The exit
+status is non-zero if any check fails or any unexpected error happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from pgportfolio import (
+    AsyncPortfolioClient,
+    InsufficientCash,
+    InsufficientPosition,
+    Monitor,
+    VerificationCheck,
+)
+from pgportfolio.migrate import migrate
+
+SYMBOLS = (
+    "AAPL",
+    "MSFT",
+    "GOOGL",
+    "AMZN",
+    "NVDA",
+    "META",
+    "TSLA",
+    "JPM",
+    "XOM",
+    "BRK.B",
+    "EUR/USD",
+    "BTC-USD",
+)
+CENT = Decimal("0.01")
+
+
+@dataclass
+class DemoSettings:
+    dsn: str | None = None
+    traders: int = 100
+    portfolios: int = 4
+    duration: float = 20.0
+    seed: int = 1
+    initial_cash: Decimal = Decimal("10000000")
+
+
+@dataclass
+class DemoOutcome:
+    operations: Counter[str] = field(default_factory=Counter)
+    rejected: Counter[str] = field(default_factory=Counter)
+    unexpected: Counter[str] = field(default_factory=Counter)
+    checks: dict[int, list[VerificationCheck]] = field(default_factory=dict)
+    elapsed: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.unexpected and all(c.ok for checks in self.checks.values() for c in checks)
+
+
+@contextlib.contextmanager
+def database(dsn: str | None, console: Console) -> Iterator[str]:
+    """The DSN given, or a throwaway server that is removed afterwards."""
+    if dsn is not None:
+        yield dsn
+        return
+    from pgportfolio.servers import provision_server
+
+    console.print("[bold]starting a throwaway PostgreSQL[/] (Docker, else the local binaries)...")
+    with provision_server(env={}) as server:
+        console.print(f"server: {server.kind}")
+        yield server.dsn
+    console.print("throwaway server removed")
+
+
+async def _trader(
+    client: AsyncPortfolioClient,
+    portfolio_ids: list[int],
+    prices: dict[str, Decimal],
+    rng: random.Random,
+    deadline: float,
+    outcome: DemoOutcome,
+) -> None:
+    while time.monotonic() < deadline:
+        pid = rng.choice(portfolio_ids)
+        roll = rng.random()
+        symbol = rng.choice(SYMBOLS)
+        try:
+            if roll < 0.72:
+                quantity = Decimal(rng.randint(1, 200)) * (1 if rng.random() < 0.52 else -1)
+                price = prices[symbol]
+                await client.apply_fill(
+                    pid, symbol, quantity, price, fee=Decimal(rng.randint(0, 100)) * CENT
+                )
+                outcome.operations["fill"] += 1
+            elif roll < 0.80:
+                await client.deposit_cash(pid, Decimal(rng.randint(100, 100000)))
+                outcome.operations["deposit"] += 1
+            elif roll < 0.88:
+                await client.withdraw_cash(pid, Decimal(rng.randint(100, 100000)))
+                outcome.operations["withdraw"] += 1
+            else:
+                step = Decimal(1) + Decimal(rng.randint(-100, 100)) / Decimal(10000)
+                prices[symbol] = max(CENT, (prices[symbol] * step).quantize(CENT))
+                await client.update_market_price(symbol, prices[symbol])
+                outcome.operations["tick"] += 1
+        except (InsufficientCash, InsufficientPosition) as exc:
+            outcome.rejected[type(exc).__name__] += 1
+        except Exception as exc:  # reported and counted; the run fails at the end
+            outcome.unexpected[f"{type(exc).__name__}: {exc}"] += 1
+
+
+def _progress(
+    outcome: DemoOutcome, monitor: Monitor, started: float, settings: DemoSettings
+) -> Table:
+    elapsed = time.monotonic() - started
+    done = sum(outcome.operations.values())
+    snap = monitor.snapshot()
+    table = Table(
+        title=f"pgportfolio demo: {settings.traders} traders, {settings.portfolios} portfolios"
+    )
+    for column in (
+        "elapsed s",
+        "operations",
+        "ops/s",
+        "rejected",
+        "unexpected",
+        "retries",
+        "lock contention",
+    ):
+        table.add_column(column, justify="right")
+    table.add_row(
+        f"{elapsed:.1f}/{settings.duration:.0f}",
+        str(done),
+        f"{done / elapsed:.0f}" if elapsed > 0 else "-",
+        str(sum(outcome.rejected.values())),
+        str(sum(outcome.unexpected.values())),
+        str(sum(snap["retries"].values())),
+        f"{snap['lock_contention_rate']:.1%}",
+    )
+    return table
+
+
+async def simulate(
+    dsn: str, settings: DemoSettings, console: Console, monitor: Monitor
+) -> DemoOutcome:
+    outcome = DemoOutcome()
+    rng = random.Random(settings.seed)
+    async with AsyncPortfolioClient(dsn, min_size=4, max_size=16, monitor=monitor) as client:
+        portfolio_ids = [
+            await client.create_portfolio(f"demo desk {n + 1}", settings.initial_cash)
+            for n in range(settings.portfolios)
+        ]
+        prices = {s: Decimal(rng.randint(2000, 50000)) * CENT for s in SYMBOLS}
+        for symbol, price in prices.items():
+            await client.update_market_price(symbol, price)
+        started = time.monotonic()
+        deadline = started + settings.duration
+        traders = [
+            asyncio.create_task(
+                _trader(
+                    client, portfolio_ids, prices, random.Random(rng.random()), deadline, outcome
+                )
+            )
+            for _ in range(settings.traders)
+        ]
+        with Live(
+            _progress(outcome, monitor, started, settings), console=console, refresh_per_second=4
+        ) as live:
+            while not all(t.done() for t in traders):
+                await asyncio.sleep(0.25)
+                live.update(_progress(outcome, monitor, started, settings))
+        await asyncio.gather(*traders)
+        outcome.elapsed = time.monotonic() - started
+        for pid in portfolio_ids:
+            outcome.checks[pid] = await client.verify_portfolio(pid)
+    return outcome
+
+
+def _print_verification(outcome: DemoOutcome, console: Console) -> None:
+    table = Table(title="verify_portfolio")
+    for column in ("portfolio", "checks", "failed", "cash", "version"):
+        table.add_column(column, justify="right")
+    for pid, checks in outcome.checks.items():
+        failed = [c.check_name for c in checks if not c.ok]
+        cash = next((c.actual for c in checks if c.check_name == "cash_balance"), None)
+        version = next((c.actual for c in checks if c.check_name == "version"), None)
+        table.add_row(
+            str(pid), str(len(checks)), ", ".join(failed) or "none", str(cash), str(version)
+        )
+    console.print(table)
+
+
+def run_demo(settings: DemoSettings, console: Console | None = None) -> int:
+    console = console or Console()
+    monitor = Monitor()
+    with database(settings.dsn, console) as dsn:
+        applied = migrate(dsn)
+        console.print(f"migrated: {', '.join(applied) or 'already up to date'}")
+        outcome = asyncio.run(simulate(dsn, settings, console, monitor))
+    monitor.print_report(console)
+    _print_verification(outcome, console)
+    total = sum(outcome.operations.values())
+    rate = total / max(outcome.elapsed, 1e-9)
+    console.print(
+        f"{total} operations in {outcome.elapsed:.1f}s ({rate:.0f}/s); "
+        f"rejected by the ledger: {dict(outcome.rejected) or 'none'}"
+    )
+    for error, n in outcome.unexpected.most_common(10):
+        console.print(f"[red]unexpected ({n}x): {error}[/]")
+    if outcome.ok:
+        console.print("[bold green]every verification passed[/]")
+        return 0
+    console.print("[bold red]verification failed[/]")
+    return 1

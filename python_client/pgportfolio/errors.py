@@ -1,0 +1,200 @@
+"""The client's exceptions, and the one place where database errors become them.
+
+Every error raised by the ledger carries its SQLSTATE; ``wrap_exceptions`` maps it to a
+class here (``raise ... from exc``), so callers catch ``InsufficientCash`` instead of
+parsing messages. Connection-level failures become ``ConnectionLost`` or
+``ConnectionUnavailable``; the retry layer decides what to do with them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+import psycopg_pool
+
+
+class PortfolioError(Exception):
+    """Base class. ``sqlstate`` is the database's code when the error came from it."""
+
+    sqlstate: str | None = None
+
+    def __init__(
+        self, message: str, *, portfolio_id: int | None = None, sqlstate: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.portfolio_id = portfolio_id
+        if sqlstate is not None:
+            self.sqlstate = sqlstate
+
+
+class InvalidInput(PortfolioError, ValueError):
+    """22023: a bad argument (also raised client-side, e.g. for a float)."""
+
+    sqlstate = "22023"
+
+
+class VersionConflict(PortfolioError):
+    """PF001: the portfolio's version was not the expected one. Nothing changed."""
+
+    sqlstate = "PF001"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        portfolio_id: int | None = None,
+        expected_version: int | None = None,
+        found_version: int | None = None,
+        sqlstate: str | None = None,
+    ) -> None:
+        super().__init__(message, portfolio_id=portfolio_id, sqlstate=sqlstate)
+        self.expected_version = expected_version
+        self.found_version = found_version
+
+
+class OptimisticLockError(VersionConflict):
+    """A read-modify-write kept meeting version conflicts until its retries ran out."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        attempts: int,
+        portfolio_id: int | None = None,
+        expected_version: int | None = None,
+        found_version: int | None = None,
+    ) -> None:
+        super().__init__(
+            message,
+            portfolio_id=portfolio_id,
+            expected_version=expected_version,
+            found_version=found_version,
+        )
+        self.attempts = attempts
+
+
+class InsufficientCash(PortfolioError):
+    """PF002."""
+
+    sqlstate = "PF002"
+
+
+class InsufficientPosition(PortfolioError):
+    """PF003: no such position, or not enough quantity."""
+
+    sqlstate = "PF003"
+
+
+class PortfolioNotFound(PortfolioError, LookupError):
+    """PF004."""
+
+    sqlstate = "PF004"
+
+
+class RequestIdReused(PortfolioError):
+    """PF005: the request id was already used for a different operation."""
+
+    sqlstate = "PF005"
+
+
+class PositionAlreadyOpen(PortfolioError):
+    """PF006."""
+
+    sqlstate = "PF006"
+
+
+class NotPermitted(PortfolioError, PermissionError):
+    """42501: the role may not do this."""
+
+    sqlstate = "42501"
+
+
+class LockTimeout(PortfolioError, TimeoutError):
+    """A lock was not granted in time: in PostgreSQL (55P03) or in this process."""
+
+    sqlstate: str | None = "55P03"
+
+
+class InProcessLockTimeout(LockTimeout):
+    """This process's own per-portfolio lock was not acquired in time. Not retried: the
+    wait already took as long as the caller allowed."""
+
+    sqlstate = None
+
+
+class TransientConflict(PortfolioError):
+    """40001 (serialization failure) or 40P01 (deadlock): safe to retry the whole call."""
+
+
+class ConnectionUnavailable(PortfolioError):
+    """No connection could be had (pool timeout, server down). The request was not sent."""
+
+
+class ConnectionLost(PortfolioError):
+    """The connection failed while a request was in flight: its outcome is unknown until
+    resolved by request id."""
+
+
+class OutcomeUnknown(ConnectionLost):
+    """The outcome of a mutation could not be resolved (the server stayed unreachable)."""
+
+
+class DatabaseError(PortfolioError):
+    """Any other database error."""
+
+
+_BY_SQLSTATE: dict[str, type[PortfolioError]] = {
+    "22023": InvalidInput,
+    "PF001": VersionConflict,
+    "PF002": InsufficientCash,
+    "PF003": InsufficientPosition,
+    "PF004": PortfolioNotFound,
+    "PF005": RequestIdReused,
+    "PF006": PositionAlreadyOpen,
+    "42501": NotPermitted,
+    "55P03": LockTimeout,
+    "40001": TransientConflict,
+    "40P01": TransientConflict,
+}
+
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
+
+_VERSIONS = re.compile(r"expected version (\d+), found version (\d+)")
+
+
+def error_from_database(exc: psycopg.Error, *, portfolio_id: int | None = None) -> PortfolioError:
+    """The client exception for a psycopg error raised by the server."""
+    sqlstate = exc.sqlstate
+    message = exc.diag.message_primary or str(exc)
+    if sqlstate is None:
+        return ConnectionLost(message, portfolio_id=portfolio_id)
+    cls = _BY_SQLSTATE.get(sqlstate)
+    if cls is None and sqlstate.startswith("22"):
+        cls = InvalidInput  # other data exceptions: numeric overflow, bad text, ...
+    if cls is VersionConflict:
+        match = _VERSIONS.search(exc.diag.message_detail or "")
+        return VersionConflict(
+            message,
+            portfolio_id=portfolio_id,
+            expected_version=int(match.group(1)) if match else None,
+            found_version=int(match.group(2)) if match else None,
+        )
+    if cls is None:
+        if sqlstate.startswith("08") or sqlstate.startswith("57P"):
+            return ConnectionLost(message, portfolio_id=portfolio_id, sqlstate=sqlstate)
+        return DatabaseError(message, portfolio_id=portfolio_id, sqlstate=sqlstate)
+    return cls(message, portfolio_id=portfolio_id, sqlstate=sqlstate)
+
+
+@contextmanager
+def wrap_exceptions(*, portfolio_id: int | None = None) -> Iterator[None]:
+    """Turn psycopg and pool errors into this module's classes."""
+    try:
+        yield
+    except psycopg_pool.PoolTimeout as exc:
+        raise ConnectionUnavailable(str(exc), portfolio_id=portfolio_id) from exc
+    except psycopg.Error as exc:
+        raise error_from_database(exc, portfolio_id=portfolio_id) from exc

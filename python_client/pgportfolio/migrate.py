@@ -1,0 +1,306 @@
+"""Apply the numbered migrations in ``migrations/`` to a database, once each.
+
+Every migration is a file ``NNNN_lower_snake_name.sql``; the numbers run 1..N without
+gaps. Applied migrations are recorded, with the sha256 of their bytes, in
+``pgportfolio_meta.schema_migrations``. A migration that has been applied is never
+edited: the runner refuses to go on when an applied file's checksum has changed, and
+the fix is a new numbered migration.
+
+Each pending migration runs in its own transaction together with its bookkeeping row,
+so it is applied entirely or not at all. A session-level advisory lock serialises
+migrators on the same database: a second one waits, then finds nothing left to do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from psycopg.rows import TupleRow
+
+from pgportfolio.schema import migrations_dir
+
+__all__ = [
+    "LOCK_KEY",
+    "MIGRATION_NAME",
+    "BadMigrationNames",
+    "ChecksumMismatch",
+    "Migration",
+    "MigrationError",
+    "UnknownAppliedMigration",
+    "applied_migrations",
+    "load_migrations",
+    "migrate",
+]
+
+MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9]+(?:_[a-z0-9]+)*)\.sql$")
+
+META_SCHEMA = "pgportfolio_meta"
+MIGRATIONS_TABLE = f"{META_SCHEMA}.schema_migrations"
+
+
+def _lock_key(name: str) -> int:
+    """A stable signed 64-bit advisory lock key derived from a name."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+LOCK_KEY = _lock_key("pgportfolio.migrate")
+
+
+@dataclass(frozen=True)
+class Migration:
+    number: int
+    name: str
+    """The file name without ``.sql``, e.g. ``0001_initial``."""
+    path: Path
+    checksum: str
+    """sha256 (hex) of the file's bytes."""
+
+
+class MigrationError(Exception):
+    """Base class of every error the migration runner raises on purpose."""
+
+
+class BadMigrationNames(MigrationError):
+    """The migrations directory holds a misnamed file, a duplicate number or a gap."""
+
+
+class ChecksumMismatch(MigrationError):
+    """An applied migration's file has changed since it was applied."""
+
+    def __init__(self, mismatches: list[tuple[str, str, str]]) -> None:
+        self.mismatches = mismatches
+        lines = [
+            f"{name}.sql was changed after it was applied: "
+            f"recorded checksum {recorded}, current checksum {current}"
+            for name, recorded, current in mismatches
+        ]
+        lines.append(
+            "Applied migrations must never be edited: restore the file as it was applied "
+            "and add a new numbered migration for the change."
+        )
+        super().__init__("\n".join(lines))
+
+
+class UnknownAppliedMigration(MigrationError):
+    """The database records a migration that is not in the migrations directory."""
+
+    def __init__(self, unknown: list[str], directory: Path) -> None:
+        self.unknown = unknown
+        super().__init__(
+            f"the database records migration(s) {', '.join(unknown)} that are not in "
+            f"{directory}; is this checkout older than the database, or was a file renamed?"
+        )
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def load_migrations(directory: Path | None = None) -> list[Migration]:
+    """The migrations in ``directory`` (default: :func:`migrations_dir`), in order.
+
+    Raises :class:`BadMigrationNames` when a file does not match :data:`MIGRATION_NAME`,
+    two files share a number, or the numbers are not exactly 1..N.
+    """
+    directory = migrations_dir() if directory is None else directory
+    if not directory.is_dir():
+        raise MigrationError(f"migrations directory {directory} does not exist")
+
+    problems: list[str] = []
+    by_number: dict[int, list[Path]] = {}
+    for path in sorted(directory.iterdir()):
+        if path.is_dir():
+            continue
+        match = MIGRATION_NAME.fullmatch(path.name)
+        if match is None:
+            problems.append(
+                f"{path.name}: not a migration name (expected NNNN_lower_snake_case.sql, "
+                "e.g. 0002_add_index.sql)"
+            )
+            continue
+        by_number.setdefault(int(match.group(1)), []).append(path)
+
+    for number, paths in sorted(by_number.items()):
+        if len(paths) > 1:
+            names = ", ".join(p.name for p in paths)
+            problems.append(f"number {number:04d} is used by more than one file: {names}")
+    if by_number:
+        expected = set(range(1, max(by_number) + 1))
+        missing = sorted(expected - by_number.keys())
+        if missing:
+            problems.append(
+                "numbers must run 1..N without gaps; missing: "
+                + ", ".join(f"{n:04d}" for n in missing)
+            )
+        if 0 in by_number:
+            problems.append("numbering starts at 0001, not 0000")
+    if problems:
+        raise BadMigrationNames(f"bad migrations in {directory}:\n  " + "\n  ".join(problems))
+
+    return [
+        Migration(
+            number=number,
+            name=paths[0].name.removesuffix(".sql"),
+            path=paths[0],
+            checksum=_sha256(paths[0].read_bytes()),
+        )
+        for number, paths in sorted(by_number.items())
+    ]
+
+
+def _bookkeeping_exists(conn: psycopg.Connection[TupleRow]) -> bool:
+    row = conn.execute(
+        "SELECT pg_catalog.to_regclass(%s) IS NOT NULL", (MIGRATIONS_TABLE,)
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def _read_applied(conn: psycopg.Connection[TupleRow]) -> list[tuple[int, str, str]]:
+    rows = conn.execute(
+        "SELECT number, name, checksum FROM pgportfolio_meta.schema_migrations ORDER BY number"
+    ).fetchall()
+    return [(int(n), str(name), str(checksum)) for n, name, checksum in rows]
+
+
+def applied_migrations(conninfo: str) -> list[tuple[str, str]]:
+    """``(name, checksum)`` of every applied migration, in order; ``[]`` if never migrated."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        if not _bookkeeping_exists(conn):
+            return []
+        return [(name, checksum) for _, name, checksum in _read_applied(conn)]
+
+
+def _ensure_bookkeeping(conn: psycopg.Connection[TupleRow]) -> None:
+    """Create the bookkeeping schema and table unless they exist (under the lock)."""
+    if _bookkeeping_exists(conn):
+        return
+    with conn.transaction():
+        conn.execute("CREATE SCHEMA IF NOT EXISTS pgportfolio_meta")
+        conn.execute("REVOKE ALL ON SCHEMA pgportfolio_meta FROM PUBLIC")
+        conn.execute(
+            """
+            CREATE TABLE IF NOT EXISTS pgportfolio_meta.schema_migrations (
+                number int PRIMARY KEY,
+                name text NOT NULL,
+                checksum text NOT NULL,
+                applied_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+            )
+            """
+        )
+        conn.execute("REVOKE ALL ON pgportfolio_meta.schema_migrations FROM PUBLIC")
+        conn.execute(
+            "COMMENT ON TABLE pgportfolio_meta.schema_migrations IS "
+            "'Migrations applied by pgportfolio migrate. Never edit by hand.'"
+        )
+
+
+def _check_applied(
+    applied: list[tuple[int, str, str]], migrations: list[Migration], directory: Path
+) -> None:
+    """Refuse unless every applied migration is in the directory, unchanged, and the
+    applied ones are exactly the first k of the directory."""
+    by_number = {m.number: m for m in migrations}
+    unknown = [
+        name
+        for number, name, _ in applied
+        if number not in by_number or by_number[number].name != name
+    ]
+    if unknown:
+        raise UnknownAppliedMigration(unknown, directory)
+    mismatches = [
+        (name, recorded, by_number[number].checksum)
+        for number, name, recorded in applied
+        if by_number[number].checksum != recorded
+    ]
+    if mismatches:
+        raise ChecksumMismatch(mismatches)
+    numbers = [number for number, _, _ in applied]
+    if numbers != list(range(1, len(numbers) + 1)):
+        raise MigrationError(
+            "the applied migrations are not a contiguous prefix 0001..NNNN: "
+            + ", ".join(f"{n:04d}" for n in numbers)
+        )
+
+
+def _apply_one(conn: psycopg.Connection[TupleRow], migration: Migration, lock_timeout: str) -> None:
+    script = migration.path.read_bytes()
+    if _sha256(script) != migration.checksum:
+        raise MigrationError(f"{migration.path} changed while migrating; nothing of it was applied")
+    with conn.transaction():
+        conn.execute("SELECT pg_catalog.set_config('lock_timeout', %s, true)", (lock_timeout,))
+        # The row goes in first: the script may SET LOCAL ROLE to a role that may not
+        # write the bookkeeping table. Same transaction, so both commit or neither does.
+        conn.execute(
+            "INSERT INTO pgportfolio_meta.schema_migrations (number, name, checksum) "
+            "VALUES (%s, %s, %s)",
+            (migration.number, migration.name, migration.checksum),
+        )
+        # bytes and no parameters: sent as one multi-statement script, and a '%' in the
+        # SQL is not taken for a placeholder.
+        conn.execute(script)
+    # Undo any session-level SET a script may have left behind for the next one.
+    conn.execute("RESET ROLE")
+    conn.execute("RESET ALL")
+
+
+def migrate(
+    conninfo: str,
+    directory: Path | None = None,
+    *,
+    lock_timeout: str = "5s",
+    log: Callable[[str], None] | None = None,
+) -> list[str]:
+    """Apply every pending migration, in order. Returns the names applied by this call.
+
+    ``lock_timeout`` bounds each lock wait inside a migration (``SET LOCAL``), so that a
+    migration blocked by live traffic fails fast instead of queueing everyone behind it.
+    """
+
+    def say(message: str) -> None:
+        if log is not None:
+            log(message)
+
+    directory = migrations_dir() if directory is None else directory
+    migrations = load_migrations(directory)
+    applied_now: list[str] = []
+
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        # Refuse a bad lock_timeout before waiting or changing anything.
+        with conn.transaction():
+            conn.execute("SELECT pg_catalog.set_config('lock_timeout', %s, true)", (lock_timeout,))
+
+        row = conn.execute("SELECT pg_catalog.pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()
+        if not (row and row[0]):
+            say("another migration is running on this database; waiting for it to finish")
+            conn.execute("SELECT pg_catalog.pg_advisory_lock(%s)", (LOCK_KEY,))
+        try:
+            _ensure_bookkeeping(conn)
+            applied = _read_applied(conn)
+            _check_applied(applied, migrations, directory)
+            pending = migrations[len(applied) :]
+            if not pending:
+                say(f"up to date: {len(applied)} migration(s) applied, none pending")
+                return applied_now
+            for migration in pending:
+                say(f"applying {migration.name}")
+                started = time.monotonic()
+                try:
+                    _apply_one(conn, migration, lock_timeout)
+                except psycopg.Error as error:
+                    error.add_note(f"while applying migration {migration.name}; it was rolled back")
+                    raise
+                applied_now.append(migration.name)
+                say(f"applied {migration.name} in {time.monotonic() - started:.2f}s")
+            return applied_now
+        finally:
+            # Closing the connection releases the lock anyway; do not let a failed
+            # unlock hide the error that brought us here.
+            with contextlib.suppress(psycopg.Error):
+                conn.execute("SELECT pg_catalog.pg_advisory_unlock(%s)", (LOCK_KEY,))

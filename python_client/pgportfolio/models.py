@@ -1,0 +1,139 @@
+"""What the client returns: frozen, ``Decimal`` throughout."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class MutationResult:
+    """One row of ``pgportfolio.mutation_result``. ``duplicate`` is true when the request
+    id had already been applied and this is the original result."""
+
+    portfolio_id: int
+    portfolio_version: int
+    cash_balance: Decimal
+    symbol: str | None
+    position_quantity: Decimal | None
+    position_avg_price: Decimal | None
+    realized_pnl: Decimal
+    duplicate: bool
+    request_id: str | None = None
+    # True when the connection died in flight and the outcome was read back by request id.
+    recovered: bool = False
+
+    @classmethod
+    def from_row(
+        cls, row: tuple[Any, ...], request_id: str | None, *, recovered: bool = False
+    ) -> MutationResult:
+        portfolio_id, version, cash, symbol, quantity, avg_price, realized, duplicate = row
+        return cls(
+            portfolio_id,
+            version,
+            cash,
+            symbol,
+            quantity,
+            avg_price,
+            realized,
+            duplicate,
+            request_id=request_id,
+            recovered=recovered,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PositionSnapshot:
+    portfolio_id: int
+    symbol: str
+    quantity: Decimal
+    cost_basis: Decimal
+    mark_price: Decimal | None
+    realized_pnl: Decimal
+    version: int
+
+    @property
+    def avg_price(self) -> Decimal:
+        return self.cost_basis / self.quantity
+
+    @property
+    def market_value(self) -> Decimal:
+        """At the mark; at cost when no mark is known (as the position_pnl view)."""
+        return self.cost_basis if self.mark_price is None else self.quantity * self.mark_price
+
+    @property
+    def unrealized_pnl(self) -> Decimal:
+        return self.market_value - self.cost_basis
+
+
+@dataclass(frozen=True, slots=True)
+class PortfolioSnapshot:
+    """A portfolio and its open positions as of one database snapshot."""
+
+    portfolio_id: int
+    name: str
+    currency: str
+    cash_balance: Decimal
+    realized_pnl: Decimal
+    version: int
+    updated_at: datetime
+    positions: dict[str, PositionSnapshot] = field(default_factory=dict)
+
+    @property
+    def market_value(self) -> Decimal:
+        return sum((p.market_value for p in self.positions.values()), Decimal(0))
+
+    @property
+    def unrealized_pnl(self) -> Decimal:
+        return sum((p.unrealized_pnl for p in self.positions.values()), Decimal(0))
+
+    @property
+    def equity(self) -> Decimal:
+        return self.cash_balance + self.market_value
+
+    @classmethod
+    def from_rows(cls, rows: list[tuple[Any, ...]]) -> PortfolioSnapshot:
+        first = rows[0]
+        positions = {
+            r[7]: PositionSnapshot(r[0], r[7], r[8], r[9], r[10], r[11], r[12])
+            for r in rows
+            if r[7] is not None
+        }
+        portfolio_id, name, currency, cash, realized, version, updated_at = first[:7]
+        return cls(
+            portfolio_id, name, currency, cash, realized, version, updated_at, positions=positions
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PositionRequest:
+    """The seed's request object: open ``quantity`` (signed: negative opens a short) of
+    ``symbol`` at ``entry_price``."""
+
+    symbol: str
+    quantity: Decimal
+    entry_price: Decimal
+    fee: Decimal = Decimal(0)
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationCheck:
+    check_name: str
+    ok: bool
+    expected: Decimal | None
+    actual: Decimal | None
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeEvent:
+    """A push update: ``portfolio_id`` reached ``version`` through a ``kind`` mutation.
+    ``gap`` is true on the first event after a reconnect: events may have been missed, so
+    catch up from the event log (``events_since``)."""
+
+    portfolio_id: int
+    version: int
+    kind: str
+    gap: bool = False

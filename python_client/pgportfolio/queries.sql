@@ -1,0 +1,86 @@
+-- Every query the client sends. Each block starts with "-- name: <name>" and a one-line
+-- description; each query is one call of a pgportfolio function. Parsed once by queries.py.
+
+-- name: create_portfolio
+-- Create a portfolio owned by the connected role; returns its id.
+SELECT pgportfolio.create_portfolio(p_name => %(name)s, p_initial_cash => %(initial_cash)s, p_currency => %(currency)s);
+
+-- name: deposit_cash
+-- Add cash.
+SELECT * FROM pgportfolio.deposit_cash(p_portfolio_id => %(portfolio_id)s, p_amount => %(amount)s, p_request_id => %(request_id)s, p_expected_version => %(expected_version)s);
+
+-- name: withdraw_cash
+-- Take cash out.
+SELECT * FROM pgportfolio.withdraw_cash(p_portfolio_id => %(portfolio_id)s, p_amount => %(amount)s, p_request_id => %(request_id)s, p_expected_version => %(expected_version)s);
+
+-- name: charge_fee
+-- Charge a fee that is not part of a fill.
+SELECT * FROM pgportfolio.charge_fee(p_portfolio_id => %(portfolio_id)s, p_amount => %(amount)s, p_request_id => %(request_id)s, p_expected_version => %(expected_version)s);
+
+-- name: apply_fill
+-- A signed fill netted against the open position.
+SELECT * FROM pgportfolio.apply_fill(p_portfolio_id => %(portfolio_id)s, p_symbol => %(symbol)s, p_quantity => %(quantity)s, p_price => %(price)s, p_fee => %(fee)s, p_request_id => %(request_id)s, p_expected_version => %(expected_version)s);
+
+-- name: open_position
+-- Open a position; PF006 if one is open.
+SELECT * FROM pgportfolio.open_position(p_portfolio_id => %(portfolio_id)s, p_symbol => %(symbol)s, p_quantity => %(quantity)s, p_price => %(price)s, p_fee => %(fee)s, p_request_id => %(request_id)s, p_expected_version => %(expected_version)s);
+
+-- name: add_to_position
+-- Add to an open position on its side.
+SELECT * FROM pgportfolio.add_to_position(p_portfolio_id => %(portfolio_id)s, p_symbol => %(symbol)s, p_quantity => %(quantity)s, p_price => %(price)s, p_fee => %(fee)s, p_request_id => %(request_id)s, p_expected_version => %(expected_version)s);
+
+-- name: reduce_position
+-- Reduce an open position by a positive quantity.
+SELECT * FROM pgportfolio.reduce_position(p_portfolio_id => %(portfolio_id)s, p_symbol => %(symbol)s, p_quantity => %(quantity)s, p_price => %(price)s, p_fee => %(fee)s, p_request_id => %(request_id)s, p_expected_version => %(expected_version)s);
+
+-- name: close_position
+-- Close the whole position.
+SELECT * FROM pgportfolio.close_position(p_portfolio_id => %(portfolio_id)s, p_symbol => %(symbol)s, p_price => %(price)s, p_fee => %(fee)s, p_request_id => %(request_id)s, p_expected_version => %(expected_version)s);
+
+-- name: update_market_price
+-- Set the latest mark of a symbol.
+SELECT pgportfolio.update_market_price(p_symbol => %(symbol)s, p_price => %(price)s);
+
+-- name: grant_portfolio
+-- Let another role trade a portfolio.
+SELECT pgportfolio.grant_portfolio(p_portfolio_id => %(portfolio_id)s, p_role => %(role)s);
+
+-- name: revoke_portfolio
+-- Withdraw a grant.
+SELECT pgportfolio.revoke_portfolio(p_portfolio_id => %(portfolio_id)s, p_role => %(role)s);
+
+-- name: verify_portfolio
+-- Rebuild a portfolio from its event log and compare.
+SELECT check_name, ok, expected, actual FROM pgportfolio.verify_portfolio(p_portfolio_id => %(portfolio_id)s);
+
+-- name: get_portfolio
+-- A portfolio and its open positions, one snapshot.
+SELECT * FROM pgportfolio.get_portfolio(p_portfolio_id => %(portfolio_id)s);
+
+-- name: find_request
+-- The stored result of a request id; no row if it was never applied.
+SELECT * FROM pgportfolio.find_request(p_portfolio_id => %(portfolio_id)s, p_request_id => %(request_id)s);
+
+-- name: events_since
+-- Events after a version, for catching up after missed push updates.
+SELECT portfolio_id, portfolio_version, kind FROM pgportfolio.events_since(p_portfolio_id => %(portfolio_id)s, p_after_version => %(after_version)s);
+
+-- name: advisory_lock
+-- Take a session-level advisory lock, waiting at most the timeout (cross-process sections).
+SELECT pgportfolio.acquire_advisory_lock(p_key => %(key)s, p_timeout_ms => %(timeout_ms)s);
+
+-- name: advisory_unlock
+-- Release a session-level advisory lock.
+SELECT pg_advisory_unlock(%(key)s);
+
+-- name: recent_portfolios
+-- The most recently changed portfolios and their versions (pgportfolio top).
+SELECT portfolio_id, name, version, updated_at FROM pgportfolio.recent_portfolios(p_limit => %(limit)s);
+
+-- name: server_wait_events
+-- Sessions of this database by state and wait event (pgportfolio top).
+SELECT state, wait_event_type, wait_event, sessions FROM pgportfolio.server_wait_events();
+
+-- name: current_lock_waits
+-- Who waits for a lock, behind whom (pgportfolio top).
+SELECT waiting_pid, waiting_role, relation::text, mode, extract(epoch FROM waiting_for), blocking_pids, waiting_query FROM pgportfolio.current_lock_waits();

@@ -1,0 +1,31 @@
+-- Open positions only: a position that goes flat is deleted (its history is in events).
+-- quantity is signed (short < 0). cost_basis is signed like quantity and exact:
+-- the sum of quantity * price of the fills that built it, less what reductions removed.
+-- realized_pnl accumulates on this row from when the position was opened from flat.
+CREATE TABLE pgportfolio.positions (
+    portfolio_id bigint NOT NULL REFERENCES pgportfolio.portfolios (portfolio_id),
+    symbol text NOT NULL,
+    quantity numeric NOT NULL,
+    cost_basis numeric NOT NULL,
+    realized_pnl numeric NOT NULL DEFAULT 0,
+    version bigint NOT NULL DEFAULT 1,
+    opened_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (portfolio_id, symbol),
+    CONSTRAINT positions_symbol_valid CHECK (symbol ~ '^[A-Z0-9._/:-]{1,32}$'),
+    CONSTRAINT positions_quantity_valid CHECK (
+        quantity NOT IN ('NaN', 'Infinity', '-Infinity')
+        AND quantity <> 0
+        AND pg_catalog.abs(quantity) < 1e15
+        AND pg_catalog.scale(quantity) <= 8
+    ),
+    CONSTRAINT positions_cost_basis_valid CHECK (
+        cost_basis NOT IN ('NaN', 'Infinity', '-Infinity')
+        AND pg_catalog.sign(cost_basis) * pg_catalog.sign(quantity) >= 0
+    ),
+    CONSTRAINT positions_realized_pnl_finite CHECK (realized_pnl NOT IN ('NaN', 'Infinity', '-Infinity')),
+    CONSTRAINT positions_version_positive CHECK (version >= 1)
+);
+
+COMMENT ON TABLE pgportfolio.positions IS
+'Open positions. Written only by pgportfolio functions; read position_pnl instead.';

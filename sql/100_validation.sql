@@ -1,0 +1,99 @@
+-- Input checks shared by the mutation functions. Every failure is SQLSTATE 22023
+-- (invalid_parameter_value) and is raised before any row is locked or written.
+
+-- A money or quantity argument. p_sign is 'positive', 'non_negative' or 'nonzero'
+-- (signed quantities). Values are never rounded: more than 8 decimal places is an error.
+CREATE FUNCTION pgportfolio._check_number(p_argument text, p_value numeric, p_sign text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_value IS NULL THEN
+        RAISE EXCEPTION '% must not be null', p_argument USING ERRCODE = '22023';
+    END IF;
+    IF p_value IN ('NaN', 'Infinity', '-Infinity') THEN
+        RAISE EXCEPTION '% must be a finite number', p_argument
+            USING ERRCODE = '22023', DETAIL = format('Got %s.', p_value);
+    END IF;
+    IF abs(p_value) >= 1e15 THEN
+        RAISE EXCEPTION '% is out of range', p_argument
+            USING ERRCODE = '22023', DETAIL = format('Got %s; the absolute value must be below 10^15.', p_value);
+    END IF;
+    IF min_scale(p_value) > 8 THEN
+        RAISE EXCEPTION '% has more than 8 decimal places', p_argument
+            USING ERRCODE = '22023', DETAIL = format('Got %s.', p_value),
+            HINT = 'Values are never rounded; round before calling.';
+    END IF;
+    IF p_sign = 'positive' AND p_value <= 0 THEN
+        RAISE EXCEPTION '% must be positive', p_argument
+            USING ERRCODE = '22023', DETAIL = format('Got %s.', p_value);
+    ELSIF p_sign = 'non_negative' AND p_value < 0 THEN
+        RAISE EXCEPTION '% must not be negative', p_argument
+            USING ERRCODE = '22023', DETAIL = format('Got %s.', p_value);
+    ELSIF p_sign = 'nonzero' AND p_value = 0 THEN
+        RAISE EXCEPTION '% must not be zero', p_argument
+            USING ERRCODE = '22023', HINT = 'Positive buys, negative sells.';
+    END IF;
+END;
+$$;
+
+-- Upper-case ASCII letters, digits and . _ - / : , 1 to 32 characters. Lower case is
+-- refused rather than folded, so that one instrument never has two spellings.
+CREATE FUNCTION pgportfolio._check_symbol(p_symbol text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_symbol IS NULL THEN
+        RAISE EXCEPTION 'p_symbol must not be null' USING ERRCODE = '22023';
+    END IF;
+    IF p_symbol !~ '^[A-Z0-9._/:-]{1,32}$' THEN
+        RAISE EXCEPTION 'invalid symbol'
+            USING ERRCODE = '22023',
+            DETAIL = format('Got %s (%s characters).', quote_literal(left(p_symbol, 40)), length(p_symbol)),
+            HINT = 'A symbol is 1 to 32 characters of A-Z, 0-9 and . _ - / :';
+    END IF;
+END;
+$$;
+
+-- A request id is opaque to us: 1 to 200 characters with no control characters.
+CREATE FUNCTION pgportfolio._check_request(p_request_id text, p_expected_version bigint)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_request_id IS NOT NULL
+       AND (length(p_request_id) NOT BETWEEN 1 AND 200 OR p_request_id ~ '[[:cntrl:]]') THEN
+        RAISE EXCEPTION 'invalid request id'
+            USING ERRCODE = '22023',
+            HINT = 'A request id is 1 to 200 characters without control characters.';
+    END IF;
+    IF p_expected_version IS NOT NULL AND p_expected_version < 1 THEN
+        RAISE EXCEPTION 'p_expected_version must be at least 1'
+            USING ERRCODE = '22023', DETAIL = format('Got %s.', p_expected_version);
+    END IF;
+END;
+$$;
+
+CREATE FUNCTION pgportfolio._check_portfolio_attributes(p_name text, p_currency text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_name IS NULL OR length(p_name) NOT BETWEEN 1 AND 200 OR p_name <> btrim(p_name)
+       OR p_name ~ '[[:cntrl:]]' THEN
+        RAISE EXCEPTION 'invalid portfolio name'
+            USING ERRCODE = '22023',
+            HINT = 'A name is 1 to 200 characters, without control characters or surrounding spaces.';
+    END IF;
+    IF p_currency IS NULL OR p_currency !~ '^[A-Z]{3}$' THEN
+        RAISE EXCEPTION 'invalid currency'
+            USING ERRCODE = '22023', DETAIL = format('Got %s.', coalesce(quote_literal(left(p_currency, 40)), 'NULL')),
+            HINT = 'Use an ISO 4217 code in upper case, such as USD.';
+    END IF;
+END;
+$$;

@@ -1,0 +1,111 @@
+-- The public fill functions: thin, checked entry points into _execute_fill.
+-- SECURITY DEFINER so that traders never need rights on the tables.
+
+CREATE FUNCTION pgportfolio.apply_fill(
+    p_portfolio_id bigint,
+    p_symbol text,
+    p_quantity numeric,
+    p_price numeric,
+    p_fee numeric DEFAULT 0,
+    p_request_id text DEFAULT NULL,
+    p_expected_version bigint DEFAULT NULL
+)
+RETURNS pgportfolio.mutation_result
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pgportfolio._execute_fill(
+        'apply_fill', p_portfolio_id, p_symbol, p_quantity, p_price, p_fee, p_request_id, p_expected_version
+    );
+$$;
+
+COMMENT ON FUNCTION pgportfolio.apply_fill(bigint, text, numeric, numeric, numeric, text, bigint) IS
+'Apply a signed fill (+ buy, - sell) netted against the open position: open, add, reduce, close or flip.';
+
+CREATE FUNCTION pgportfolio.open_position(
+    p_portfolio_id bigint,
+    p_symbol text,
+    p_quantity numeric,
+    p_price numeric,
+    p_fee numeric DEFAULT 0,
+    p_request_id text DEFAULT NULL,
+    p_expected_version bigint DEFAULT NULL
+)
+RETURNS pgportfolio.mutation_result
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pgportfolio._execute_fill(
+        'open_position', p_portfolio_id, p_symbol, p_quantity, p_price, p_fee, p_request_id, p_expected_version
+    );
+$$;
+
+COMMENT ON FUNCTION pgportfolio.open_position(bigint, text, numeric, numeric, numeric, text, bigint) IS
+'Open a position (signed quantity). PF006 if one is already open.';
+
+CREATE FUNCTION pgportfolio.add_to_position(
+    p_portfolio_id bigint,
+    p_symbol text,
+    p_quantity numeric,
+    p_price numeric,
+    p_fee numeric DEFAULT 0,
+    p_request_id text DEFAULT NULL,
+    p_expected_version bigint DEFAULT NULL
+)
+RETURNS pgportfolio.mutation_result
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pgportfolio._execute_fill(
+        'add_to_position', p_portfolio_id, p_symbol, p_quantity, p_price, p_fee, p_request_id, p_expected_version
+    );
+$$;
+
+COMMENT ON FUNCTION pgportfolio.add_to_position(bigint, text, numeric, numeric, numeric, text, bigint) IS
+'Add to an open position on its own side (signed quantity). PF003 if none is open.';
+
+CREATE FUNCTION pgportfolio.reduce_position(
+    p_portfolio_id bigint,
+    p_symbol text,
+    p_quantity numeric,
+    p_price numeric,
+    p_fee numeric DEFAULT 0,
+    p_request_id text DEFAULT NULL,
+    p_expected_version bigint DEFAULT NULL
+)
+RETURNS pgportfolio.mutation_result
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pgportfolio._execute_fill(
+        'reduce_position', p_portfolio_id, p_symbol, p_quantity, p_price, p_fee, p_request_id, p_expected_version
+    );
+$$;
+
+COMMENT ON FUNCTION pgportfolio.reduce_position(bigint, text, numeric, numeric, numeric, text, bigint) IS
+'Reduce an open position by a positive quantity, at most what is held. PF003 otherwise.';
+
+CREATE FUNCTION pgportfolio.close_position(
+    p_portfolio_id bigint,
+    p_symbol text,
+    p_price numeric,
+    p_fee numeric DEFAULT 0,
+    p_request_id text DEFAULT NULL,
+    p_expected_version bigint DEFAULT NULL
+)
+RETURNS pgportfolio.mutation_result
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pgportfolio._execute_fill(
+        'close_position', p_portfolio_id, p_symbol, NULL, p_price, p_fee, p_request_id, p_expected_version
+    );
+$$;
+
+COMMENT ON FUNCTION pgportfolio.close_position(bigint, text, numeric, numeric, text, bigint) IS
+'Close the whole open position at p_price. PF003 if none is open.';

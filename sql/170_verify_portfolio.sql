@@ -1,0 +1,122 @@
+-- Rebuild a portfolio from its event log and compare with what is stored.
+-- One query, so every check sees the same snapshot; it takes no locks.
+-- Each row: what was checked, whether it holds, what the log implies, what is stored.
+CREATE FUNCTION pgportfolio.verify_portfolio(p_portfolio_id bigint)
+RETURNS TABLE (check_name text, ok boolean, expected numeric, actual numeric)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_portfolio_id IS NULL THEN
+        RAISE EXCEPTION 'p_portfolio_id must not be null' USING ERRCODE = '22023';
+    END IF;
+    IF NOT EXISTS (SELECT FROM pgportfolio.portfolios AS p WHERE p.portfolio_id = p_portfolio_id) THEN
+        RAISE EXCEPTION 'portfolio % not found', p_portfolio_id USING ERRCODE = 'PF004';
+    END IF;
+    RETURN QUERY
+    WITH pf AS (
+        SELECT p.* FROM pgportfolio.portfolios AS p WHERE p.portfolio_id = p_portfolio_id
+    ),
+    ev AS (
+        SELECT
+            e.*,
+            CASE WHEN e.quantity IS NOT NULL THEN -(e.quantity * e.price) ELSE 0 END AS cash_flow,
+            sum(e.cash_delta) OVER (ORDER BY e.portfolio_version) AS running_cash,
+            sum(e.quantity) OVER (PARTITION BY e.symbol ORDER BY e.portfolio_version) AS running_quantity,
+            coalesce(
+                lag(e.position_cost_basis) OVER (PARTITION BY e.symbol ORDER BY e.portfolio_version), 0
+            ) AS basis_before
+        FROM pgportfolio.events AS e
+        WHERE e.portfolio_id = p_portfolio_id
+    ),
+    totals AS (
+        SELECT
+            count(*)::numeric AS n_events,
+            max(ev.portfolio_version)::numeric AS max_version,
+            sum(ev.cash_delta) AS sum_cash_delta,
+            sum(CASE ev.kind WHEN 'create' THEN ev.amount WHEN 'deposit' THEN ev.amount ELSE 0 END)
+            - sum(CASE WHEN ev.kind = 'withdraw' THEN ev.amount ELSE 0 END)
+            + sum(ev.cash_flow)
+            - sum(ev.fee) AS cash_from_identity,
+            least(min(ev.cash_balance), 0) AS lowest_cash,
+            sum(ev.realized_pnl) AS sum_realized,
+            sum(ev.realized_pnl + ev.fee) AS sum_realized_before_fees,
+            sum(ev.cash_flow) AS sum_cash_flow,
+            count(*) FILTER (WHERE ev.cash_balance <> ev.running_cash)::numeric AS bad_event_cash,
+            count(*) FILTER (
+                WHERE ev.quantity IS NOT NULL AND ev.position_quantity <> ev.running_quantity
+            )::numeric AS bad_event_quantity,
+            count(*) FILTER (
+                WHERE ev.quantity IS NOT NULL
+                AND ev.realized_pnl <> ev.cash_flow + (ev.position_cost_basis - ev.basis_before) - ev.fee
+            )::numeric AS bad_event_pnl
+        FROM ev
+    ),
+    rebuilt AS (
+        SELECT DISTINCT ON (ev.symbol) ev.symbol, ev.running_quantity AS quantity, ev.position_cost_basis AS cost_basis
+        FROM ev
+        WHERE ev.quantity IS NOT NULL
+        ORDER BY ev.symbol, ev.portfolio_version DESC
+    ),
+    open_rebuilt AS (
+        SELECT r.* FROM rebuilt AS r WHERE r.quantity <> 0
+    ),
+    stored AS (
+        SELECT s.symbol, s.quantity, s.cost_basis FROM pgportfolio.positions AS s
+        WHERE s.portfolio_id = p_portfolio_id
+    ),
+    position_diff AS (
+        SELECT
+            count(*) FILTER (WHERE r.quantity IS DISTINCT FROM s.quantity)::numeric AS bad_quantity,
+            count(*) FILTER (WHERE r.cost_basis IS DISTINCT FROM s.cost_basis)::numeric AS bad_basis
+        FROM open_rebuilt AS r
+        FULL JOIN stored AS s ON s.symbol = r.symbol
+    ),
+    checks (check_name, expected, actual, ok_rule) AS (
+        SELECT 'version', t.n_events, pf.version::numeric, 'eq' FROM totals AS t, pf
+        UNION ALL
+        SELECT 'versions_contiguous', t.n_events, t.max_version, 'eq' FROM totals AS t
+        UNION ALL
+        SELECT 'cash_balance', t.sum_cash_delta, pf.cash_balance, 'eq' FROM totals AS t, pf
+        UNION ALL
+        SELECT 'cash_identity', t.cash_from_identity, pf.cash_balance, 'eq' FROM totals AS t, pf
+        UNION ALL
+        SELECT 'cash_never_negative', 0::numeric, least(t.lowest_cash, pf.cash_balance), 'ge' FROM totals AS t, pf
+        UNION ALL
+        SELECT 'event_cash_balances', 0::numeric, t.bad_event_cash, 'eq' FROM totals AS t
+        UNION ALL
+        SELECT 'realized_pnl', t.sum_realized, pf.realized_pnl, 'eq' FROM totals AS t, pf
+        UNION ALL
+        SELECT
+            'realized_identity',
+            t.sum_cash_flow + coalesce((SELECT sum(s.cost_basis) FROM stored AS s), 0),
+            t.sum_realized_before_fees,
+            'eq'
+        FROM totals AS t
+        UNION ALL
+        SELECT 'event_position_quantities', 0::numeric, t.bad_event_quantity, 'eq' FROM totals AS t
+        UNION ALL
+        SELECT 'event_realized_pnl', 0::numeric, t.bad_event_pnl, 'eq' FROM totals AS t
+        UNION ALL
+        SELECT
+            'open_positions',
+            (SELECT count(*) FROM open_rebuilt)::numeric,
+            (SELECT count(*) FROM stored)::numeric,
+            'eq'
+        UNION ALL
+        SELECT 'position_quantities', 0::numeric, d.bad_quantity, 'eq' FROM position_diff AS d
+        UNION ALL
+        SELECT 'position_cost_basis', 0::numeric, d.bad_basis, 'eq' FROM position_diff AS d
+    )
+    SELECT
+        c.check_name,
+        CASE c.ok_rule WHEN 'eq' THEN c.expected = c.actual ELSE c.actual >= c.expected END,
+        c.expected,
+        c.actual
+    FROM checks AS c;
+END;
+$$;
+
+COMMENT ON FUNCTION pgportfolio.verify_portfolio(bigint) IS
+'Rebuild a portfolio from its event log and compare with the stored state; every row should be ok.';

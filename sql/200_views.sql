@@ -1,0 +1,96 @@
+-- Read models. Plain MVCC reads: a view never takes a lock that a trade waits for.
+
+-- One row per open position. The mark is the latest market price, or the average
+-- price when none is known (so unrealized P&L is 0 until the first tick).
+CREATE VIEW pgportfolio.position_pnl AS
+SELECT
+    p.portfolio_id,
+    p.symbol,
+    p.quantity,
+    round(p.cost_basis / p.quantity, 8) AS avg_price,
+    p.cost_basis,
+    coalesce(m.price, round(p.cost_basis / p.quantity, 8)) AS mark_price,
+    coalesce(p.quantity * m.price, p.cost_basis) AS market_value,
+    coalesce(p.quantity * m.price - p.cost_basis, 0) AS unrealized_pnl,
+    p.realized_pnl,
+    p.version,
+    p.updated_at
+FROM pgportfolio.positions AS p
+LEFT JOIN pgportfolio.market_prices AS m ON p.symbol = m.symbol;
+
+COMMENT ON VIEW pgportfolio.position_pnl IS
+'Open positions with marks and P&L. realized_pnl counts since the position was opened from flat.';
+
+-- One row per portfolio. realized_pnl is the sum of the mutations' realized P&L, net of fees.
+CREATE VIEW pgportfolio.portfolio_summary AS
+SELECT
+    pf.portfolio_id,
+    pf.name,
+    pf.currency,
+    pf.cash_balance,
+    coalesce(agg.market_value, 0) AS market_value,
+    coalesce(agg.unrealized_pnl, 0) AS unrealized_pnl,
+    pf.realized_pnl,
+    pf.cash_balance + coalesce(agg.market_value, 0) AS equity,
+    coalesce(agg.open_positions, 0) AS open_positions,
+    pf.version,
+    pf.updated_at
+FROM pgportfolio.portfolios AS pf
+LEFT JOIN LATERAL (
+    SELECT
+        sum(coalesce(p.quantity * m.price, p.cost_basis)) AS market_value,
+        sum(coalesce(p.quantity * m.price - p.cost_basis, 0)) AS unrealized_pnl,
+        count(*) AS open_positions
+    FROM pgportfolio.positions AS p
+    LEFT JOIN pgportfolio.market_prices AS m ON p.symbol = m.symbol
+    WHERE p.portfolio_id = pf.portfolio_id
+) AS agg ON TRUE;
+
+COMMENT ON VIEW pgportfolio.portfolio_summary IS 'One row per portfolio: cash, market value, P&L, equity.';
+
+-- Every successful mutation, in the order it happened within its portfolio.
+CREATE VIEW pgportfolio.event_log AS
+SELECT
+    e.portfolio_id,
+    e.portfolio_version,
+    e.kind,
+    e.operation,
+    e.symbol,
+    e.quantity,
+    e.price,
+    e.fee,
+    e.amount,
+    e.cash_delta,
+    e.realized_pnl,
+    e.cash_balance,
+    e.position_quantity,
+    e.request_id,
+    e.acting_role,
+    e.created_at
+FROM pgportfolio.events AS e;
+
+COMMENT ON VIEW pgportfolio.event_log IS
+'Append-only log of every mutation; portfolio_version is the version it produced.';
+
+-- Sessions of this database waiting for a lock, and who holds them up.
+CREATE VIEW pgportfolio.lock_waits AS
+SELECT
+    a.pid AS waiting_pid,
+    a.usename AS waiting_role,
+    a.application_name,
+    l.locktype,
+    l.relation::regclass AS relation,
+    l.mode,
+    now() - coalesce(l.waitstart, a.state_change) AS waiting_for,
+    pg_blocking_pids(a.pid) AS blocking_pids,
+    a.query AS waiting_query,
+    (
+        SELECT array_agg(b.query ORDER BY b.pid)
+        FROM pg_stat_activity AS b
+        WHERE b.pid IN (SELECT unnest(pg_blocking_pids(a.pid)))
+    ) AS blocking_queries
+FROM pg_stat_activity AS a
+INNER JOIN pg_locks AS l ON a.pid = l.pid AND NOT l.granted
+WHERE a.datname = current_database();
+
+COMMENT ON VIEW pgportfolio.lock_waits IS 'Who is waiting for a lock, on what, for how long, and behind whom.';

@@ -1,0 +1,91 @@
+-- Reads for programs. Analysts use the views; the client calls these so that each of
+-- its queries is one function call and each result is one consistent snapshot.
+
+-- A portfolio and all its open positions in one statement (one snapshot). Portfolio
+-- columns repeat on every row; a portfolio with no position yields one row with
+-- symbol NULL. Market value and unrealized P&L are left to the caller: quantity * mark
+-- - cost_basis, exact.
+CREATE FUNCTION pgportfolio.get_portfolio(p_portfolio_id bigint)
+RETURNS TABLE (
+    portfolio_id bigint,
+    name text,
+    currency text,
+    cash_balance numeric,
+    realized_pnl numeric,
+    version bigint,
+    updated_at timestamptz,
+    symbol text,
+    quantity numeric,
+    cost_basis numeric,
+    mark_price numeric,
+    position_realized_pnl numeric,
+    position_version bigint
+)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_portfolio_id IS NULL THEN
+        RAISE EXCEPTION 'p_portfolio_id must not be null' USING ERRCODE = '22023';
+    END IF;
+    RETURN QUERY
+    SELECT
+        pf.portfolio_id, pf.name, pf.currency, pf.cash_balance, pf.realized_pnl, pf.version, pf.updated_at,
+        p.symbol, p.quantity, p.cost_basis, m.price, p.realized_pnl, p.version
+    FROM pgportfolio.portfolios AS pf
+    LEFT JOIN pgportfolio.positions AS p ON pf.portfolio_id = p.portfolio_id
+    LEFT JOIN pgportfolio.market_prices AS m ON p.symbol = m.symbol
+    WHERE pf.portfolio_id = p_portfolio_id
+    ORDER BY p.symbol;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'portfolio % not found', p_portfolio_id USING ERRCODE = 'PF004';
+    END IF;
+END;
+$$;
+
+COMMENT ON FUNCTION pgportfolio.get_portfolio(bigint) IS
+'A portfolio and its open positions in one snapshot (one row per position).';
+
+-- What became of a request: its original result (duplicate = true), or no row when it
+-- was never applied. A client whose connection died during COMMIT asks this instead of
+-- sending the operation again blind.
+CREATE FUNCTION pgportfolio.find_request(p_portfolio_id bigint, p_request_id text)
+RETURNS SETOF pgportfolio.mutation_result
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_event pgportfolio.events%ROWTYPE;
+    v_result pgportfolio.mutation_result;
+BEGIN
+    PERFORM pgportfolio._authorize(p_portfolio_id, pgportfolio._acting_role());
+    SELECT * INTO v_event FROM pgportfolio.events AS e
+    WHERE e.portfolio_id = p_portfolio_id AND e.request_id = p_request_id;
+    IF FOUND THEN
+        v_result := pgportfolio._replay(v_event, v_event.request_args);
+        RETURN NEXT v_result;
+    END IF;
+END;
+$$;
+
+COMMENT ON FUNCTION pgportfolio.find_request(bigint, text) IS
+'The stored result of a request id, or no row if it was never applied.';
+
+-- The events of a portfolio after a version, in order: how a subscriber catches up
+-- after a gap in push updates.
+CREATE FUNCTION pgportfolio.events_since(p_portfolio_id bigint, p_after_version bigint)
+RETURNS SETOF pgportfolio.event_log
+LANGUAGE sql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT e.*
+    FROM pgportfolio.event_log AS e
+    WHERE e.portfolio_id = p_portfolio_id AND e.portfolio_version > p_after_version
+    ORDER BY e.portfolio_version;
+$$;
+
+COMMENT ON FUNCTION pgportfolio.events_since(bigint, bigint) IS
+'Events of a portfolio after a version, in order (catch-up after missed push updates).';

@@ -1,0 +1,51 @@
+-- Privileges. PUBLIC gets nothing; traders call functions and read views; analysts
+-- read views and run verify_portfolio. Nobody but the owner writes tables.
+REVOKE ALL ON SCHEMA pgportfolio FROM PUBLIC;
+REVOKE ALL ON ALL TABLES IN SCHEMA pgportfolio FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA pgportfolio FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA pgportfolio FROM PUBLIC;
+REVOKE ALL ON TYPE pgportfolio.mutation_result FROM PUBLIC;
+
+-- Functions and types created later by the owner start closed too. (Schema-level
+-- default privileges can only add to the global ones, so this must be global.)
+ALTER DEFAULT PRIVILEGES FOR ROLE pgportfolio_owner REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
+ALTER DEFAULT PRIVILEGES FOR ROLE pgportfolio_owner REVOKE USAGE ON TYPES FROM PUBLIC;
+
+GRANT USAGE ON SCHEMA pgportfolio TO pgportfolio_trader, pgportfolio_analyst;
+GRANT USAGE ON TYPE pgportfolio.mutation_result TO pgportfolio_trader, pgportfolio_analyst;
+
+GRANT SELECT ON
+pgportfolio.portfolio_summary,
+pgportfolio.position_pnl,
+pgportfolio.event_log,
+pgportfolio.lock_waits
+TO pgportfolio_trader, pgportfolio_analyst;
+
+GRANT EXECUTE ON FUNCTION
+pgportfolio.create_portfolio(text, numeric, text),
+pgportfolio.deposit_cash(bigint, numeric, text, bigint),
+pgportfolio.withdraw_cash(bigint, numeric, text, bigint),
+pgportfolio.charge_fee(bigint, numeric, text, bigint),
+pgportfolio.apply_fill(bigint, text, numeric, numeric, numeric, text, bigint),
+pgportfolio.open_position(bigint, text, numeric, numeric, numeric, text, bigint),
+pgportfolio.add_to_position(bigint, text, numeric, numeric, numeric, text, bigint),
+pgportfolio.reduce_position(bigint, text, numeric, numeric, numeric, text, bigint),
+pgportfolio.close_position(bigint, text, numeric, numeric, text, bigint),
+pgportfolio.update_market_price(text, numeric),
+pgportfolio.grant_portfolio(bigint, name),
+pgportfolio.revoke_portfolio(bigint, name)
+TO pgportfolio_trader;
+
+GRANT EXECUTE ON FUNCTION
+pgportfolio.find_request(bigint, text),
+pgportfolio.acquire_advisory_lock(bigint, integer)
+TO pgportfolio_trader;
+
+GRANT EXECUTE ON FUNCTION
+pgportfolio.verify_portfolio(bigint),
+pgportfolio.get_portfolio(bigint),
+pgportfolio.events_since(bigint, bigint),
+pgportfolio.recent_portfolios(integer),
+pgportfolio.server_wait_events(),
+pgportfolio.current_lock_waits()
+TO pgportfolio_trader, pgportfolio_analyst;

@@ -1,0 +1,88 @@
+"""Test harness: find a PostgreSQL server, give each test the database it needs.
+
+Order (see ``pgportfolio.servers``): ``PGPORTFOLIO_TEST_DSN``; else Docker through
+testcontainers; else a throwaway cluster from the local PostgreSQL binaries. Every
+database made here is dropped at the end of the session.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+pytest_plugins = ["tests.pgtap_plugin"]
+
+DatabaseFactory = Callable[..., str]
+
+
+@pytest.fixture(scope="session")
+def admin_conninfo() -> Iterator[str]:
+    """Superuser conninfo to the server's maintenance database."""
+    from pgportfolio.servers import provision_server
+
+    with provision_server() as server:
+        yield server.dsn
+
+
+def _drop_database(admin: str, name: str) -> None:
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+@pytest.fixture(scope="session")
+def database_factory(admin_conninfo: str) -> Iterator[DatabaseFactory]:
+    """``make(template=None) -> conninfo``: a new, uniquely named database."""
+    created: list[str] = []
+
+    def make(template: str | None = None) -> str:
+        name = f"pgportfolio_test_{secrets.token_hex(6)}"
+        query = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if template is not None:
+            query = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(template)
+            )
+        with psycopg.connect(admin_conninfo, autocommit=True) as conn:
+            conn.execute(query)
+        created.append(name)
+        return make_conninfo(admin_conninfo, dbname=name)
+
+    yield make
+    for name in reversed(created):
+        _drop_database(admin_conninfo, name)
+
+
+def dbname_of(conninfo: str) -> str:
+    return psycopg.conninfo.conninfo_to_dict(conninfo)["dbname"]  # type: ignore[return-value]
+
+
+@pytest.fixture(scope="session")
+def template_database(database_factory: DatabaseFactory) -> str:
+    """A database migrated to the current schema, with pgTAP and plpgsql_check; never
+    used directly, only cloned. Returns its name."""
+    from pgportfolio.migrate import migrate
+
+    conninfo = database_factory()
+    migrate(conninfo)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pgtap")
+        conn.execute("CREATE EXTENSION IF NOT EXISTS plpgsql_check")
+    return dbname_of(conninfo)
+
+
+@pytest.fixture
+def db(database_factory: DatabaseFactory, template_database: str) -> str:
+    """A fresh database with the schema, for one test. Returns its superuser conninfo."""
+    return database_factory(template=template_database)
+
+
+@pytest.fixture(scope="session")
+def shared_db(database_factory: DatabaseFactory, template_database: str) -> str:
+    """One database with the schema shared by tests that create their own portfolios."""
+    return database_factory(template=template_database)

@@ -1,0 +1,560 @@
+-- Tables, keys and constraints (sql/030_portfolios.sql, 032_positions.sql,
+-- 033_market_prices.sql, 034_events.sql). The constraints are the last line of defence
+-- behind the functions, so they are exercised here with direct writes as the superuser.
+BEGIN;
+SELECT plan(141);
+
+-- ---------------------------------------------------------------- columns
+SELECT columns_are('pgportfolio', 'portfolios', ARRAY[
+    'portfolio_id', 'name', 'currency', 'owner_role', 'initial_cash', 'cash_balance', 'realized_pnl',
+    'version', 'created_at', 'updated_at'], 'portfolios has the expected columns');
+SELECT columns_are('pgportfolio', 'portfolio_access', ARRAY[
+    'portfolio_id', 'grantee', 'granted_by', 'granted_at'], 'portfolio_access has the expected columns');
+SELECT columns_are('pgportfolio', 'positions', ARRAY[
+    'portfolio_id', 'symbol', 'quantity', 'cost_basis', 'realized_pnl', 'version', 'opened_at', 'updated_at'],
+    'positions has the expected columns');
+SELECT columns_are('pgportfolio', 'market_prices', ARRAY['symbol', 'price', 'version', 'updated_at'],
+    'market_prices has the expected columns');
+SELECT columns_are('pgportfolio', 'events', ARRAY[
+    'portfolio_id', 'portfolio_version', 'kind', 'operation', 'symbol', 'quantity', 'price', 'fee', 'amount',
+    'cash_delta', 'realized_pnl', 'cash_balance', 'position_quantity', 'position_cost_basis', 'request_id',
+    'request_args', 'acting_role', 'created_at'], 'events has the expected columns');
+
+SELECT col_type_is('pgportfolio', 'portfolios', 'portfolio_id', 'bigint', 'portfolios.portfolio_id is bigint');
+SELECT col_type_is('pgportfolio', 'portfolios', 'name', 'text', 'portfolios.name is text');
+SELECT col_type_is('pgportfolio', 'portfolios', 'currency', 'text', 'portfolios.currency is text');
+SELECT col_type_is('pgportfolio', 'portfolios', 'owner_role', 'name', 'portfolios.owner_role is name');
+SELECT col_type_is('pgportfolio', 'portfolios', 'initial_cash', 'numeric', 'portfolios.initial_cash is numeric');
+SELECT col_type_is('pgportfolio', 'portfolios', 'cash_balance', 'numeric', 'portfolios.cash_balance is numeric');
+SELECT col_type_is('pgportfolio', 'portfolios', 'realized_pnl', 'numeric', 'portfolios.realized_pnl is numeric');
+SELECT col_type_is('pgportfolio', 'portfolios', 'version', 'bigint', 'portfolios.version is bigint');
+SELECT col_type_is('pgportfolio', 'portfolios', 'created_at', 'timestamp with time zone', 'portfolios.created_at is timestamp with time zone');
+SELECT col_type_is('pgportfolio', 'portfolios', 'updated_at', 'timestamp with time zone', 'portfolios.updated_at is timestamp with time zone');
+SELECT col_type_is('pgportfolio', 'portfolio_access', 'portfolio_id', 'bigint', 'portfolio_access.portfolio_id is bigint');
+SELECT col_type_is('pgportfolio', 'portfolio_access', 'grantee', 'name', 'portfolio_access.grantee is name');
+SELECT col_type_is('pgportfolio', 'portfolio_access', 'granted_by', 'name', 'portfolio_access.granted_by is name');
+SELECT col_type_is('pgportfolio', 'portfolio_access', 'granted_at', 'timestamp with time zone', 'portfolio_access.granted_at is timestamp with time zone');
+SELECT col_type_is('pgportfolio', 'positions', 'portfolio_id', 'bigint', 'positions.portfolio_id is bigint');
+SELECT col_type_is('pgportfolio', 'positions', 'symbol', 'text', 'positions.symbol is text');
+SELECT col_type_is('pgportfolio', 'positions', 'quantity', 'numeric', 'positions.quantity is numeric');
+SELECT col_type_is('pgportfolio', 'positions', 'cost_basis', 'numeric', 'positions.cost_basis is numeric');
+SELECT col_type_is('pgportfolio', 'positions', 'realized_pnl', 'numeric', 'positions.realized_pnl is numeric');
+SELECT col_type_is('pgportfolio', 'positions', 'version', 'bigint', 'positions.version is bigint');
+SELECT col_type_is('pgportfolio', 'positions', 'opened_at', 'timestamp with time zone', 'positions.opened_at is timestamp with time zone');
+SELECT col_type_is('pgportfolio', 'positions', 'updated_at', 'timestamp with time zone', 'positions.updated_at is timestamp with time zone');
+SELECT col_type_is('pgportfolio', 'market_prices', 'symbol', 'text', 'market_prices.symbol is text');
+SELECT col_type_is('pgportfolio', 'market_prices', 'price', 'numeric', 'market_prices.price is numeric');
+SELECT col_type_is('pgportfolio', 'market_prices', 'version', 'bigint', 'market_prices.version is bigint');
+SELECT col_type_is('pgportfolio', 'market_prices', 'updated_at', 'timestamp with time zone', 'market_prices.updated_at is timestamp with time zone');
+SELECT col_type_is('pgportfolio', 'events', 'portfolio_id', 'bigint', 'events.portfolio_id is bigint');
+SELECT col_type_is('pgportfolio', 'events', 'portfolio_version', 'bigint', 'events.portfolio_version is bigint');
+SELECT col_type_is('pgportfolio', 'events', 'kind', 'text', 'events.kind is text');
+SELECT col_type_is('pgportfolio', 'events', 'operation', 'text', 'events.operation is text');
+SELECT col_type_is('pgportfolio', 'events', 'symbol', 'text', 'events.symbol is text');
+SELECT col_type_is('pgportfolio', 'events', 'quantity', 'numeric', 'events.quantity is numeric');
+SELECT col_type_is('pgportfolio', 'events', 'price', 'numeric', 'events.price is numeric');
+SELECT col_type_is('pgportfolio', 'events', 'fee', 'numeric', 'events.fee is numeric');
+SELECT col_type_is('pgportfolio', 'events', 'amount', 'numeric', 'events.amount is numeric');
+SELECT col_type_is('pgportfolio', 'events', 'cash_delta', 'numeric', 'events.cash_delta is numeric');
+SELECT col_type_is('pgportfolio', 'events', 'realized_pnl', 'numeric', 'events.realized_pnl is numeric');
+SELECT col_type_is('pgportfolio', 'events', 'cash_balance', 'numeric', 'events.cash_balance is numeric');
+SELECT col_type_is('pgportfolio', 'events', 'position_quantity', 'numeric', 'events.position_quantity is numeric');
+SELECT col_type_is('pgportfolio', 'events', 'position_cost_basis', 'numeric', 'events.position_cost_basis is numeric');
+SELECT col_type_is('pgportfolio', 'events', 'request_id', 'text', 'events.request_id is text');
+SELECT col_type_is('pgportfolio', 'events', 'request_args', 'jsonb', 'events.request_args is jsonb');
+SELECT col_type_is('pgportfolio', 'events', 'acting_role', 'name', 'events.acting_role is name');
+SELECT col_type_is('pgportfolio', 'events', 'created_at', 'timestamp with time zone', 'events.created_at is timestamp with time zone');
+
+-- Which columns may be NULL: none, except the fill and request columns of events.
+SELECT is(
+    (SELECT array_agg(c.relname || '.' || a.attname ORDER BY c.relname, a.attnum)
+     FROM pg_attribute AS a JOIN pg_class AS c ON c.oid = a.attrelid
+     WHERE c.relnamespace = 'pgportfolio'::regnamespace AND c.relkind = 'r'
+       AND a.attnum > 0 AND NOT a.attisdropped AND NOT a.attnotnull),
+    ARRAY['events.symbol', 'events.quantity', 'events.price', 'events.amount', 'events.position_quantity',
+          'events.position_cost_basis', 'events.request_id', 'events.request_args'],
+    'every table column is NOT NULL except the optional fill and request columns of events'
+);
+
+-- ---------------------------------------------------------------- defaults and identity
+SELECT is(
+    (SELECT attidentity::text FROM pg_attribute
+     WHERE attrelid = 'pgportfolio.portfolios'::regclass AND attname = 'portfolio_id'),
+    'a',
+    'portfolios.portfolio_id is GENERATED ALWAYS AS IDENTITY'
+);
+SELECT col_default_is('pgportfolio', 'portfolios', 'version', '1', 'portfolios.version defaults to 1');
+SELECT col_default_is('pgportfolio', 'portfolios', 'realized_pnl', '0', 'portfolios.realized_pnl defaults to 0');
+SELECT col_default_is('pgportfolio', 'positions', 'version', '1', 'positions.version defaults to 1');
+SELECT col_default_is('pgportfolio', 'positions', 'realized_pnl', '0', 'positions.realized_pnl defaults to 0');
+SELECT col_default_is('pgportfolio', 'market_prices', 'version', '1', 'market_prices.version defaults to 1');
+SELECT col_default_is('pgportfolio', 'events', 'fee', '0', 'events.fee defaults to 0');
+SELECT col_default_is('pgportfolio', 'events', 'realized_pnl', '0', 'events.realized_pnl defaults to 0');
+
+-- ---------------------------------------------------------------- keys
+SELECT col_is_pk('pgportfolio', 'portfolios', ARRAY['portfolio_id'], 'portfolios is keyed by portfolio_id');
+SELECT col_is_pk('pgportfolio', 'portfolio_access', ARRAY['portfolio_id', 'grantee'],
+    'portfolio_access is keyed by (portfolio_id, grantee)');
+SELECT col_is_pk('pgportfolio', 'positions', ARRAY['portfolio_id', 'symbol'],
+    'positions is keyed by (portfolio_id, symbol): one open position per symbol');
+SELECT col_is_pk('pgportfolio', 'market_prices', ARRAY['symbol'], 'market_prices is keyed by symbol');
+SELECT col_is_pk('pgportfolio', 'events', ARRAY['portfolio_id', 'portfolio_version'],
+    'events is keyed by (portfolio_id, portfolio_version)');
+SELECT col_is_unique('pgportfolio', 'events', ARRAY['portfolio_id', 'request_id'],
+    'a request id is unique within a portfolio');
+SELECT fk_ok('pgportfolio', 'portfolio_access', ARRAY['portfolio_id'], 'pgportfolio', 'portfolios', ARRAY['portfolio_id'],
+    'portfolio_access.portfolio_id references portfolios');
+SELECT fk_ok('pgportfolio', 'positions', ARRAY['portfolio_id'], 'pgportfolio', 'portfolios', ARRAY['portfolio_id'],
+    'positions.portfolio_id references portfolios');
+SELECT fk_ok('pgportfolio', 'events', ARRAY['portfolio_id'], 'pgportfolio', 'portfolios', ARRAY['portfolio_id'],
+    'events.portfolio_id references portfolios');
+SELECT hasnt_fk('pgportfolio', 'market_prices', 'market_prices references nothing (marks are global per symbol)');
+
+SELECT set_eq(
+    $$SELECT conrelid::regclass::text, conname::text FROM pg_constraint
+      WHERE connamespace = 'pgportfolio'::regnamespace AND contype = 'c'$$,
+    $$VALUES
+        ('pgportfolio.portfolios', 'portfolios_name_valid'),
+        ('pgportfolio.portfolios', 'portfolios_currency_valid'),
+        ('pgportfolio.portfolios', 'portfolios_initial_cash_valid'),
+        ('pgportfolio.portfolios', 'portfolios_cash_balance_valid'),
+        ('pgportfolio.portfolios', 'portfolios_realized_pnl_finite'),
+        ('pgportfolio.portfolios', 'portfolios_version_positive'),
+        ('pgportfolio.positions', 'positions_symbol_valid'),
+        ('pgportfolio.positions', 'positions_quantity_valid'),
+        ('pgportfolio.positions', 'positions_cost_basis_valid'),
+        ('pgportfolio.positions', 'positions_realized_pnl_finite'),
+        ('pgportfolio.positions', 'positions_version_positive'),
+        ('pgportfolio.market_prices', 'market_prices_symbol_valid'),
+        ('pgportfolio.market_prices', 'market_prices_price_valid'),
+        ('pgportfolio.market_prices', 'market_prices_version_positive'),
+        ('pgportfolio.events', 'events_kind_valid'),
+        ('pgportfolio.events', 'events_fill_shape'),
+        ('pgportfolio.events', 'events_numbers_finite'),
+        ('pgportfolio.events', 'events_cash_balance_valid'),
+        ('pgportfolio.events', 'events_fee_not_negative'),
+        ('pgportfolio.events', 'events_price_positive'),
+        ('pgportfolio.events', 'events_quantity_nonzero')$$,
+    'the check constraints are exactly the documented ones'
+);
+SELECT is(
+    (SELECT array_agg(conname::text ORDER BY conname) FROM pg_constraint
+     WHERE connamespace = 'pgportfolio'::regnamespace AND (NOT convalidated OR condeferrable)),
+    NULL,
+    'every constraint is validated and not deferrable'
+);
+
+-- ---------------------------------------------------------------- append-only events: triggers
+SELECT has_trigger('pgportfolio', 'events', 'events_append_only', 'events has the append-only row trigger');
+SELECT trigger_is('pgportfolio', 'events', 'events_append_only', 'pgportfolio', 'events_refuse_change',
+    'events_append_only calls events_refuse_change');
+SELECT has_trigger('pgportfolio', 'events', 'events_no_truncate', 'events has the no-truncate trigger');
+SELECT trigger_is('pgportfolio', 'events', 'events_no_truncate', 'pgportfolio', 'events_refuse_change',
+    'events_no_truncate calls events_refuse_change');
+SELECT is(
+    (SELECT array_agg(tgname::text || ':' || tgenabled::text ORDER BY tgname) FROM pg_trigger
+     WHERE tgrelid = 'pgportfolio.events'::regclass AND NOT tgisinternal),
+    ARRAY['events_append_only:O', 'events_no_truncate:O'],
+    'both events triggers are enabled'
+);
+
+-- ---------------------------------------------------------------- portfolios: direct writes
+SELECT lives_ok(
+    $$INSERT INTO pgportfolio.portfolios (name, currency, owner_role, initial_cash, cash_balance)
+      VALUES ('probe 030', 'USD', 'postgres', 0, 0)$$,
+    'portfolios: a valid row with zero cash can be inserted directly by the superuser'
+);
+DO $$
+BEGIN
+    PERFORM set_config('test.pid',
+        (SELECT max(portfolio_id) FROM pgportfolio.portfolios WHERE name = 'probe 030')::text, true);
+END
+$$;
+SELECT is(
+    (SELECT (realized_pnl, version) FROM pgportfolio.portfolios WHERE portfolio_id = current_setting('test.pid')::bigint),
+    ROW(0::numeric, 1::bigint),
+    'portfolios: defaults give realized 0 and version 1'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.portfolios (portfolio_id, name, currency, owner_role, initial_cash, cash_balance)
+      VALUES (1000000, 'x', 'USD', 'postgres', 0, 0)$$,
+    '428C9', NULL, 'portfolios: portfolio_id cannot be chosen by the caller (GENERATED ALWAYS)'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.portfolios (name, currency, owner_role, initial_cash, cash_balance)
+      VALUES ('', 'USD', 'postgres', 0, 0)$$,
+    '23514', 'new row for relation "portfolios" violates check constraint "portfolios_name_valid"',
+    'portfolios: an empty name violates portfolios_name_valid'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.portfolios (name, currency, owner_role, initial_cash, cash_balance)
+      VALUES (' padded', 'USD', 'postgres', 0, 0)$$,
+    '23514', 'new row for relation "portfolios" violates check constraint "portfolios_name_valid"',
+    'portfolios: a name with a leading space violates portfolios_name_valid'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.portfolios (name, currency, owner_role, initial_cash, cash_balance)
+      VALUES (E'bad\x07bell', 'USD', 'postgres', 0, 0)$$,
+    '23514', 'new row for relation "portfolios" violates check constraint "portfolios_name_valid"',
+    'portfolios: a name with a control character violates portfolios_name_valid'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.portfolios (name, currency, owner_role, initial_cash, cash_balance)
+      VALUES (repeat('n', 201), 'USD', 'postgres', 0, 0)$$,
+    '23514', 'new row for relation "portfolios" violates check constraint "portfolios_name_valid"',
+    'portfolios: a 201-character name violates portfolios_name_valid'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.portfolios (name, currency, owner_role, initial_cash, cash_balance)
+      VALUES ('x', 'usd', 'postgres', 0, 0)$$,
+    '23514', 'new row for relation "portfolios" violates check constraint "portfolios_currency_valid"',
+    'portfolios: a lower-case currency violates portfolios_currency_valid'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.portfolios (name, currency, owner_role, initial_cash, cash_balance)
+      VALUES ('x', 'USD', 'postgres', 'NaN', 0)$$,
+    '23514', 'new row for relation "portfolios" violates check constraint "portfolios_initial_cash_valid"',
+    'portfolios: NaN initial cash violates portfolios_initial_cash_valid'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.portfolios (name, currency, owner_role, initial_cash, cash_balance)
+      VALUES ('x', 'USD', 'postgres', 'Infinity', 0)$$,
+    '23514', 'new row for relation "portfolios" violates check constraint "portfolios_initial_cash_valid"',
+    'portfolios: Infinity initial cash violates portfolios_initial_cash_valid'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.portfolios (name, currency, owner_role, initial_cash, cash_balance)
+      VALUES ('x', 'USD', 'postgres', -0.01, 0)$$,
+    '23514', 'new row for relation "portfolios" violates check constraint "portfolios_initial_cash_valid"',
+    'portfolios: negative initial cash violates portfolios_initial_cash_valid'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.portfolios (name, currency, owner_role, initial_cash, cash_balance)
+      VALUES ('x', 'USD', 'postgres', 1e15, 0)$$,
+    '23514', 'new row for relation "portfolios" violates check constraint "portfolios_initial_cash_valid"',
+    'portfolios: initial cash of 1e15 violates portfolios_initial_cash_valid'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.portfolios (name, currency, owner_role, initial_cash, cash_balance)
+      VALUES ('x', 'USD', 'postgres', 0, -0.00000001)$$,
+    '23514', 'new row for relation "portfolios" violates check constraint "portfolios_cash_balance_valid"',
+    'portfolios: a negative cash balance violates portfolios_cash_balance_valid'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.portfolios (name, currency, owner_role, initial_cash, cash_balance)
+      VALUES ('x', 'USD', 'postgres', 0, '-Infinity')$$,
+    '23514', 'new row for relation "portfolios" violates check constraint "portfolios_cash_balance_valid"',
+    'portfolios: -Infinity cash violates portfolios_cash_balance_valid'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.portfolios (name, currency, owner_role, initial_cash, cash_balance, realized_pnl)
+      VALUES ('x', 'USD', 'postgres', 0, 0, 'NaN')$$,
+    '23514', 'new row for relation "portfolios" violates check constraint "portfolios_realized_pnl_finite"',
+    'portfolios: NaN realized P&L violates portfolios_realized_pnl_finite'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.portfolios (name, currency, owner_role, initial_cash, cash_balance, version)
+      VALUES ('x', 'USD', 'postgres', 0, 0, 0)$$,
+    '23514', 'new row for relation "portfolios" violates check constraint "portfolios_version_positive"',
+    'portfolios: version 0 violates portfolios_version_positive'
+);
+SELECT throws_ok(
+    $$UPDATE pgportfolio.portfolios SET cash_balance = -1 WHERE portfolio_id = current_setting('test.pid')::bigint$$,
+    '23514', 'new row for relation "portfolios" violates check constraint "portfolios_cash_balance_valid"',
+    'portfolios: an UPDATE to negative cash is refused too'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.portfolios (name, currency, owner_role, initial_cash)
+      VALUES ('x', 'USD', 'postgres', 0)$$,
+    '23502', NULL, 'portfolios: cash_balance has no default and is NOT NULL'
+);
+
+-- ---------------------------------------------------------------- positions: direct writes
+SELECT lives_ok(
+    $$INSERT INTO pgportfolio.positions (portfolio_id, symbol, quantity, cost_basis)
+      VALUES (current_setting('test.pid')::bigint, 'OK.1', -0.12345678, -1.5)$$,
+    'positions: a valid short row with 8-place quantity can be inserted directly'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.positions (portfolio_id, symbol, quantity, cost_basis)
+      VALUES (current_setting('test.pid')::bigint, 'OK.1', 1, 1)$$,
+    '23505', NULL, 'positions: a second row for the same portfolio and symbol is a unique violation'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.positions (portfolio_id, symbol, quantity, cost_basis)
+      VALUES (-1, 'OK', 1, 1)$$,
+    '23503', NULL, 'positions: an unknown portfolio is a foreign key violation'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.positions (portfolio_id, symbol, quantity, cost_basis)
+      VALUES (current_setting('test.pid')::bigint, 'aapl', 1, 1)$$,
+    '23514', 'new row for relation "positions" violates check constraint "positions_symbol_valid"',
+    'positions: a lower-case symbol violates positions_symbol_valid'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.positions (portfolio_id, symbol, quantity, cost_basis)
+      VALUES (current_setting('test.pid')::bigint, repeat('A', 33), 1, 1)$$,
+    '23514', 'new row for relation "positions" violates check constraint "positions_symbol_valid"',
+    'positions: a 33-character symbol violates positions_symbol_valid'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.positions (portfolio_id, symbol, quantity, cost_basis)
+      VALUES (current_setting('test.pid')::bigint, 'ZERO', 0, 0)$$,
+    '23514', 'new row for relation "positions" violates check constraint "positions_quantity_valid"',
+    'positions: a zero quantity violates positions_quantity_valid (flat positions are deleted)'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.positions (portfolio_id, symbol, quantity, cost_basis)
+      VALUES (current_setting('test.pid')::bigint, 'NAN', 'NaN', 1)$$,
+    '23514', 'new row for relation "positions" violates check constraint "positions_quantity_valid"',
+    'positions: a NaN quantity violates positions_quantity_valid'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.positions (portfolio_id, symbol, quantity, cost_basis)
+      VALUES (current_setting('test.pid')::bigint, 'BIG', -1e15, -1e15)$$,
+    '23514', 'new row for relation "positions" violates check constraint "positions_quantity_valid"',
+    'positions: a quantity of -1e15 violates positions_quantity_valid'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.positions (portfolio_id, symbol, quantity, cost_basis)
+      VALUES (current_setting('test.pid')::bigint, 'FINE', 1.123456789, 1)$$,
+    '23514', 'new row for relation "positions" violates check constraint "positions_quantity_valid"',
+    'positions: a quantity with 9 decimal places violates positions_quantity_valid'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.positions (portfolio_id, symbol, quantity, cost_basis)
+      VALUES (current_setting('test.pid')::bigint, 'SIGN', 1, -1)$$,
+    '23514', 'new row for relation "positions" violates check constraint "positions_cost_basis_valid"',
+    'positions: a long with a negative cost basis violates positions_cost_basis_valid'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.positions (portfolio_id, symbol, quantity, cost_basis)
+      VALUES (current_setting('test.pid')::bigint, 'SIGN', -1, 1)$$,
+    '23514', 'new row for relation "positions" violates check constraint "positions_cost_basis_valid"',
+    'positions: a short with a positive cost basis violates positions_cost_basis_valid'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.positions (portfolio_id, symbol, quantity, cost_basis)
+      VALUES (current_setting('test.pid')::bigint, 'INF', 1, 'Infinity')$$,
+    '23514', 'new row for relation "positions" violates check constraint "positions_cost_basis_valid"',
+    'positions: an infinite cost basis violates positions_cost_basis_valid'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.positions (portfolio_id, symbol, quantity, cost_basis, realized_pnl)
+      VALUES (current_setting('test.pid')::bigint, 'PNL', 1, 1, 'NaN')$$,
+    '23514', 'new row for relation "positions" violates check constraint "positions_realized_pnl_finite"',
+    'positions: NaN realized P&L violates positions_realized_pnl_finite'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.positions (portfolio_id, symbol, quantity, cost_basis, version)
+      VALUES (current_setting('test.pid')::bigint, 'VER', 1, 1, 0)$$,
+    '23514', 'new row for relation "positions" violates check constraint "positions_version_positive"',
+    'positions: version 0 violates positions_version_positive'
+);
+SELECT lives_ok(
+    $$INSERT INTO pgportfolio.positions (portfolio_id, symbol, quantity, cost_basis)
+      VALUES (current_setting('test.pid')::bigint, 'FREE', 5, 0)$$,
+    'positions: a zero cost basis is allowed with any sign of quantity'
+);
+
+-- ---------------------------------------------------------------- market_prices: direct writes
+SELECT lives_ok(
+    $$INSERT INTO pgportfolio.market_prices (symbol, price) VALUES ('PROBE030', 0.00000001)$$,
+    'market_prices: a valid mark can be inserted directly'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.market_prices (symbol, price) VALUES ('PROBE030', 2)$$,
+    '23505', NULL, 'market_prices: one mark per symbol'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.market_prices (symbol, price) VALUES ('bad sym', 1)$$,
+    '23514', 'new row for relation "market_prices" violates check constraint "market_prices_symbol_valid"',
+    'market_prices: an invalid symbol violates market_prices_symbol_valid'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.market_prices (symbol, price) VALUES ('P0', 0)$$,
+    '23514', 'new row for relation "market_prices" violates check constraint "market_prices_price_valid"',
+    'market_prices: a zero price violates market_prices_price_valid'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.market_prices (symbol, price) VALUES ('PNEG', -1)$$,
+    '23514', 'new row for relation "market_prices" violates check constraint "market_prices_price_valid"',
+    'market_prices: a negative price violates market_prices_price_valid'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.market_prices (symbol, price) VALUES ('PNAN', 'NaN')$$,
+    '23514', 'new row for relation "market_prices" violates check constraint "market_prices_price_valid"',
+    'market_prices: a NaN price violates market_prices_price_valid'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.market_prices (symbol, price) VALUES ('PBIG', 1e15)$$,
+    '23514', 'new row for relation "market_prices" violates check constraint "market_prices_price_valid"',
+    'market_prices: a price of 1e15 violates market_prices_price_valid'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.market_prices (symbol, price, version) VALUES ('PVER', 1, 0)$$,
+    '23514', 'new row for relation "market_prices" violates check constraint "market_prices_version_positive"',
+    'market_prices: version 0 violates market_prices_version_positive'
+);
+
+-- ---------------------------------------------------------------- events: direct writes
+SELECT lives_ok(
+    $$INSERT INTO pgportfolio.events (portfolio_id, portfolio_version, kind, operation, amount, cash_delta,
+                                      cash_balance, request_id, acting_role)
+      VALUES (current_setting('test.pid')::bigint, 1, 'create', 'create_portfolio', 0, 0, 0, 'probe-req', 'postgres')$$,
+    'events: a valid create event can be inserted directly'
+);
+SELECT lives_ok(
+    $$INSERT INTO pgportfolio.events (portfolio_id, portfolio_version, kind, operation, symbol, quantity, price,
+                                      cash_delta, cash_balance, position_quantity, position_cost_basis, acting_role)
+      VALUES (current_setting('test.pid')::bigint, 2, 'open', 'apply_fill', 'OK.1', 1, 1, -1, 0, 1, 1, 'postgres')$$,
+    'events: a valid fill event can be inserted directly'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.events (portfolio_id, portfolio_version, kind, operation, cash_delta, cash_balance, acting_role)
+      VALUES (current_setting('test.pid')::bigint, 1, 'deposit', 'deposit_cash', 1, 1, 'postgres')$$,
+    '23505', NULL, 'events: a portfolio version can be logged only once'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.events (portfolio_id, portfolio_version, kind, operation, cash_delta, cash_balance,
+                                      request_id, acting_role)
+      VALUES (current_setting('test.pid')::bigint, 3, 'deposit', 'deposit_cash', 1, 1, 'probe-req', 'postgres')$$,
+    '23505', NULL, 'events: a request id can be used only once per portfolio'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.events (portfolio_id, portfolio_version, kind, operation, cash_delta, cash_balance, acting_role)
+      VALUES (-1, 1, 'create', 'create_portfolio', 0, 0, 'postgres')$$,
+    '23503', NULL, 'events: an unknown portfolio is a foreign key violation'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.events (portfolio_id, portfolio_version, kind, operation, cash_delta, cash_balance, acting_role)
+      VALUES (current_setting('test.pid')::bigint, 3, 'bogus', 'x', 0, 0, 'postgres')$$,
+    '23514', 'new row for relation "events" violates check constraint "events_kind_valid"',
+    'events: an unknown kind violates events_kind_valid'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.events (portfolio_id, portfolio_version, kind, operation, cash_delta, cash_balance, acting_role)
+      VALUES (current_setting('test.pid')::bigint, 3, 'open', 'apply_fill', 0, 0, 'postgres')$$,
+    '23514', 'new row for relation "events" violates check constraint "events_fill_shape"',
+    'events: a fill kind without symbol, quantity, price and position violates events_fill_shape'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.events (portfolio_id, portfolio_version, kind, operation, symbol, quantity, price,
+                                      cash_delta, cash_balance, position_quantity, acting_role)
+      VALUES (current_setting('test.pid')::bigint, 3, 'deposit', 'deposit_cash', 'X', 1, 1, 0, 0, 1, 'postgres')$$,
+    '23514', 'new row for relation "events" violates check constraint "events_fill_shape"',
+    'events: a cash kind with fill columns violates events_fill_shape'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.events (portfolio_id, portfolio_version, kind, operation, fee, cash_delta, cash_balance, acting_role)
+      VALUES (current_setting('test.pid')::bigint, 3, 'fee', 'charge_fee', -1, 1, 1, 'postgres')$$,
+    '23514', 'new row for relation "events" violates check constraint "events_fee_not_negative"',
+    'events: a negative fee violates events_fee_not_negative'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.events (portfolio_id, portfolio_version, kind, operation, symbol, quantity, price,
+                                      cash_delta, cash_balance, position_quantity, acting_role)
+      VALUES (current_setting('test.pid')::bigint, 3, 'open', 'apply_fill', 'X', 1, 0, 0, 0, 1, 'postgres')$$,
+    '23514', 'new row for relation "events" violates check constraint "events_price_positive"',
+    'events: a zero price violates events_price_positive'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.events (portfolio_id, portfolio_version, kind, operation, symbol, quantity, price,
+                                      cash_delta, cash_balance, position_quantity, acting_role)
+      VALUES (current_setting('test.pid')::bigint, 3, 'open', 'apply_fill', 'X', 0, 1, 0, 0, 1, 'postgres')$$,
+    '23514', 'new row for relation "events" violates check constraint "events_quantity_nonzero"',
+    'events: a zero fill quantity violates events_quantity_nonzero'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.events (portfolio_id, portfolio_version, kind, operation, cash_delta, cash_balance, acting_role)
+      VALUES (current_setting('test.pid')::bigint, 3, 'withdraw', 'withdraw_cash', -1, -1, 'postgres')$$,
+    '23514', 'new row for relation "events" violates check constraint "events_cash_balance_valid"',
+    'events: a negative cash balance violates events_cash_balance_valid'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.events (portfolio_id, portfolio_version, kind, operation, cash_delta, cash_balance, acting_role)
+      VALUES (current_setting('test.pid')::bigint, 3, 'deposit', 'deposit_cash', 'NaN', 0, 'postgres')$$,
+    '23514', 'new row for relation "events" violates check constraint "events_numbers_finite"',
+    'events: a NaN cash delta violates events_numbers_finite'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.events (portfolio_id, portfolio_version, kind, operation, symbol, quantity, price,
+                                      cash_delta, cash_balance, position_quantity, position_cost_basis, acting_role)
+      VALUES (current_setting('test.pid')::bigint, 3, 'add', 'apply_fill', 'X', 1, 1, 0, 0, 1, '-Infinity', 'postgres')$$,
+    '23514', 'new row for relation "events" violates check constraint "events_numbers_finite"',
+    'events: an infinite position cost basis violates events_numbers_finite'
+);
+
+-- ---------------------------------------------------------------- events are append-only, even for the superuser
+SELECT throws_ok(
+    $$UPDATE pgportfolio.events SET cash_delta = 1 WHERE portfolio_id = current_setting('test.pid')::bigint$$,
+    '42501', 'pgportfolio.events is append-only',
+    'events: UPDATE is refused with 42501 even for the superuser'
+);
+SELECT throws_ok(
+    $$DELETE FROM pgportfolio.events WHERE portfolio_id = current_setting('test.pid')::bigint$$,
+    '42501', 'pgportfolio.events is append-only',
+    'events: DELETE is refused with 42501 even for the superuser'
+);
+-- TRUNCATE needs an ACCESS EXCLUSIVE lock before its trigger can refuse; take it without
+-- waiting so that this file never queues behind (or blocks) another session using events.
+CREATE FUNCTION pg_temp.events_lockable() RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    LOCK TABLE pgportfolio.events IN ACCESS EXCLUSIVE MODE NOWAIT;
+    RETURN true;
+EXCEPTION WHEN lock_not_available THEN
+    RETURN false;
+END;
+$$;
+SELECT CASE WHEN pg_temp.events_lockable()
+    THEN throws_ok(
+        $$TRUNCATE pgportfolio.events CASCADE$$,
+        '42501', 'pgportfolio.events is append-only',
+        'events: TRUNCATE is refused with 42501 even for the superuser')
+    ELSE skip('events is in use by another session; TRUNCATE not attempted', 1)
+END;
+SELECT is(
+    (SELECT count(*) FROM pgportfolio.events WHERE portfolio_id = current_setting('test.pid')::bigint),
+    2::bigint,
+    'events: both probe events are still there after the refused changes'
+);
+SELECT lives_ok(
+    $$UPDATE pgportfolio.events SET cash_delta = 1 WHERE false$$,
+    'events: an UPDATE that touches no row is harmless (the trigger is per row)'
+);
+SELECT throws_ok(
+    $$DELETE FROM pgportfolio.portfolios WHERE portfolio_id = current_setting('test.pid')::bigint$$,
+    '23503', NULL, 'a portfolio with events cannot be deleted (events reference it)'
+);
+
+-- ---------------------------------------------------------------- portfolio_access
+SELECT lives_ok(
+    $$INSERT INTO pgportfolio.portfolio_access (portfolio_id, grantee, granted_by)
+      VALUES (current_setting('test.pid')::bigint, 'pgportfolio_trader', 'postgres')$$,
+    'portfolio_access: a valid grant row can be inserted directly'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.portfolio_access (portfolio_id, grantee, granted_by)
+      VALUES (current_setting('test.pid')::bigint, 'pgportfolio_trader', 'postgres')$$,
+    '23505', NULL, 'portfolio_access: a role is granted a portfolio at most once'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.portfolio_access (portfolio_id, grantee, granted_by)
+      VALUES (-1, 'pgportfolio_trader', 'postgres')$$,
+    '23503', NULL, 'portfolio_access: an unknown portfolio is a foreign key violation'
+);
+
+-- ---------------------------------------------------------------- what the functions write satisfies the same rules
+SELECT is(
+    (SELECT count(*) FROM pgportfolio.positions WHERE portfolio_id = current_setting('test.pid')::bigint),
+    2::bigint,
+    'only the two valid probe positions were stored'
+);
+SELECT is(
+    (SELECT count(*) FROM pgportfolio.market_prices WHERE symbol IN ('P0', 'PNEG', 'PNAN', 'PBIG', 'PVER')),
+    0::bigint,
+    'none of the refused marks was stored'
+);
+
+SELECT * FROM finish();
+ROLLBACK;

@@ -1,0 +1,263 @@
+-- Read models (sql/200_views.sql): columns and types of the four views, and the values
+-- portfolio_summary, position_pnl and event_log show after trades and marks.
+BEGIN;
+SELECT plan(89);
+
+CREATE FUNCTION pg_temp.pid(p_name text) RETURNS bigint LANGUAGE sql STABLE
+AS $$ SELECT current_setting('test.pid_' || p_name)::bigint $$;
+
+-- ---------------------------------------------------------------- columns
+SELECT columns_are('pgportfolio', 'portfolio_summary', ARRAY[
+    'portfolio_id', 'name', 'currency', 'cash_balance', 'market_value', 'unrealized_pnl', 'realized_pnl',
+    'equity', 'open_positions', 'version', 'updated_at'], 'portfolio_summary has the expected columns');
+SELECT columns_are('pgportfolio', 'position_pnl', ARRAY[
+    'portfolio_id', 'symbol', 'quantity', 'avg_price', 'cost_basis', 'mark_price', 'market_value',
+    'unrealized_pnl', 'realized_pnl', 'version', 'updated_at'], 'position_pnl has the expected columns');
+SELECT columns_are('pgportfolio', 'event_log', ARRAY[
+    'portfolio_id', 'portfolio_version', 'kind', 'operation', 'symbol', 'quantity', 'price', 'fee', 'amount',
+    'cash_delta', 'realized_pnl', 'cash_balance', 'position_quantity', 'request_id', 'acting_role', 'created_at'],
+    'event_log has the expected columns (no request_args, no cost basis)');
+SELECT columns_are('pgportfolio', 'lock_waits', ARRAY[
+    'waiting_pid', 'waiting_role', 'application_name', 'locktype', 'relation', 'mode', 'waiting_for',
+    'blocking_pids', 'waiting_query', 'blocking_queries'], 'lock_waits has the expected columns');
+SELECT is(
+    (SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_attribute AS a
+     WHERE a.attrelid = 'pgportfolio.portfolio_summary'::regclass AND a.attnum > 0),
+    ARRAY['portfolio_id', 'name', 'currency', 'cash_balance', 'market_value', 'unrealized_pnl', 'realized_pnl',
+          'equity', 'open_positions', 'version', 'updated_at'],
+    'portfolio_summary columns are in the documented order'
+);
+SELECT is(
+    (SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_attribute AS a
+     WHERE a.attrelid = 'pgportfolio.position_pnl'::regclass AND a.attnum > 0),
+    ARRAY['portfolio_id', 'symbol', 'quantity', 'avg_price', 'cost_basis', 'mark_price', 'market_value',
+          'unrealized_pnl', 'realized_pnl', 'version', 'updated_at'],
+    'position_pnl columns are in the documented order'
+);
+
+SELECT col_type_is('pgportfolio', 'portfolio_summary', 'portfolio_id', 'bigint', 'portfolio_summary.portfolio_id is bigint');
+SELECT col_type_is('pgportfolio', 'portfolio_summary', 'name', 'text', 'portfolio_summary.name is text');
+SELECT col_type_is('pgportfolio', 'portfolio_summary', 'currency', 'text', 'portfolio_summary.currency is text');
+SELECT col_type_is('pgportfolio', 'portfolio_summary', 'cash_balance', 'numeric', 'portfolio_summary.cash_balance is numeric');
+SELECT col_type_is('pgportfolio', 'portfolio_summary', 'market_value', 'numeric', 'portfolio_summary.market_value is numeric');
+SELECT col_type_is('pgportfolio', 'portfolio_summary', 'unrealized_pnl', 'numeric', 'portfolio_summary.unrealized_pnl is numeric');
+SELECT col_type_is('pgportfolio', 'portfolio_summary', 'realized_pnl', 'numeric', 'portfolio_summary.realized_pnl is numeric');
+SELECT col_type_is('pgportfolio', 'portfolio_summary', 'equity', 'numeric', 'portfolio_summary.equity is numeric');
+SELECT col_type_is('pgportfolio', 'portfolio_summary', 'open_positions', 'bigint', 'portfolio_summary.open_positions is bigint');
+SELECT col_type_is('pgportfolio', 'portfolio_summary', 'version', 'bigint', 'portfolio_summary.version is bigint');
+SELECT col_type_is('pgportfolio', 'portfolio_summary', 'updated_at', 'timestamp with time zone', 'portfolio_summary.updated_at is timestamp with time zone');
+SELECT col_type_is('pgportfolio', 'position_pnl', 'portfolio_id', 'bigint', 'position_pnl.portfolio_id is bigint');
+SELECT col_type_is('pgportfolio', 'position_pnl', 'symbol', 'text', 'position_pnl.symbol is text');
+SELECT col_type_is('pgportfolio', 'position_pnl', 'quantity', 'numeric', 'position_pnl.quantity is numeric');
+SELECT col_type_is('pgportfolio', 'position_pnl', 'avg_price', 'numeric', 'position_pnl.avg_price is numeric');
+SELECT col_type_is('pgportfolio', 'position_pnl', 'cost_basis', 'numeric', 'position_pnl.cost_basis is numeric');
+SELECT col_type_is('pgportfolio', 'position_pnl', 'mark_price', 'numeric', 'position_pnl.mark_price is numeric');
+SELECT col_type_is('pgportfolio', 'position_pnl', 'market_value', 'numeric', 'position_pnl.market_value is numeric');
+SELECT col_type_is('pgportfolio', 'position_pnl', 'unrealized_pnl', 'numeric', 'position_pnl.unrealized_pnl is numeric');
+SELECT col_type_is('pgportfolio', 'position_pnl', 'realized_pnl', 'numeric', 'position_pnl.realized_pnl is numeric');
+SELECT col_type_is('pgportfolio', 'position_pnl', 'version', 'bigint', 'position_pnl.version is bigint');
+SELECT col_type_is('pgportfolio', 'position_pnl', 'updated_at', 'timestamp with time zone', 'position_pnl.updated_at is timestamp with time zone');
+SELECT col_type_is('pgportfolio', 'event_log', 'portfolio_id', 'bigint', 'event_log.portfolio_id is bigint');
+SELECT col_type_is('pgportfolio', 'event_log', 'portfolio_version', 'bigint', 'event_log.portfolio_version is bigint');
+SELECT col_type_is('pgportfolio', 'event_log', 'kind', 'text', 'event_log.kind is text');
+SELECT col_type_is('pgportfolio', 'event_log', 'operation', 'text', 'event_log.operation is text');
+SELECT col_type_is('pgportfolio', 'event_log', 'symbol', 'text', 'event_log.symbol is text');
+SELECT col_type_is('pgportfolio', 'event_log', 'quantity', 'numeric', 'event_log.quantity is numeric');
+SELECT col_type_is('pgportfolio', 'event_log', 'price', 'numeric', 'event_log.price is numeric');
+SELECT col_type_is('pgportfolio', 'event_log', 'fee', 'numeric', 'event_log.fee is numeric');
+SELECT col_type_is('pgportfolio', 'event_log', 'amount', 'numeric', 'event_log.amount is numeric');
+SELECT col_type_is('pgportfolio', 'event_log', 'cash_delta', 'numeric', 'event_log.cash_delta is numeric');
+SELECT col_type_is('pgportfolio', 'event_log', 'realized_pnl', 'numeric', 'event_log.realized_pnl is numeric');
+SELECT col_type_is('pgportfolio', 'event_log', 'cash_balance', 'numeric', 'event_log.cash_balance is numeric');
+SELECT col_type_is('pgportfolio', 'event_log', 'position_quantity', 'numeric', 'event_log.position_quantity is numeric');
+SELECT col_type_is('pgportfolio', 'event_log', 'request_id', 'text', 'event_log.request_id is text');
+SELECT col_type_is('pgportfolio', 'event_log', 'acting_role', 'name', 'event_log.acting_role is name');
+SELECT col_type_is('pgportfolio', 'event_log', 'created_at', 'timestamp with time zone', 'event_log.created_at is timestamp with time zone');
+SELECT col_type_is('pgportfolio', 'lock_waits', 'waiting_pid', 'integer', 'lock_waits.waiting_pid is integer');
+SELECT col_type_is('pgportfolio', 'lock_waits', 'waiting_role', 'name', 'lock_waits.waiting_role is name');
+SELECT col_type_is('pgportfolio', 'lock_waits', 'application_name', 'text', 'lock_waits.application_name is text');
+SELECT col_type_is('pgportfolio', 'lock_waits', 'locktype', 'text', 'lock_waits.locktype is text');
+SELECT col_type_is('pgportfolio', 'lock_waits', 'relation', 'regclass', 'lock_waits.relation is regclass');
+SELECT col_type_is('pgportfolio', 'lock_waits', 'mode', 'text', 'lock_waits.mode is text');
+SELECT col_type_is('pgportfolio', 'lock_waits', 'waiting_for', 'interval', 'lock_waits.waiting_for is interval');
+SELECT col_type_is('pgportfolio', 'lock_waits', 'blocking_pids', 'integer[]', 'lock_waits.blocking_pids is integer[]');
+SELECT col_type_is('pgportfolio', 'lock_waits', 'waiting_query', 'text', 'lock_waits.waiting_query is text');
+SELECT col_type_is('pgportfolio', 'lock_waits', 'blocking_queries', 'text[]', 'lock_waits.blocking_queries is text[]');
+
+-- ---------------------------------------------------------------- values
+DO $$
+BEGIN
+    PERFORM set_config('test.pid_a', pgportfolio.create_portfolio('views book', 10000, 'EUR')::text, true);
+    PERFORM set_config('test.pid_b', pgportfolio.create_portfolio('other views book', 500)::text, true);
+    PERFORM set_config('test.pid_empty', pgportfolio.create_portfolio('empty views book', 42.5)::text, true);
+END
+$$;
+
+SELECT is(
+    (SELECT (name, currency, cash_balance, market_value, unrealized_pnl, realized_pnl, equity, open_positions, version)
+     FROM pgportfolio.portfolio_summary WHERE portfolio_id = pg_temp.pid('empty')),
+    ROW('empty views book'::text, 'USD'::text, 42.5::numeric, 0::numeric, 0::numeric, 0::numeric, 42.5::numeric,
+        0::bigint, 1::bigint),
+    'a portfolio without positions: market value 0 (not NULL), unrealized 0, equity = cash, 0 open positions'
+);
+SELECT is_empty($$SELECT 1 FROM pgportfolio.position_pnl WHERE portfolio_id = pg_temp.pid('empty')$$,
+    'position_pnl has no rows for a portfolio without positions');
+
+-- long, no mark yet: the mark falls back to the average price
+SELECT lives_ok($$SELECT pgportfolio.apply_fill(pg_temp.pid('a'), 'VWA', 10, 100, 1)$$, 'buy 10 VWA @ 100 fee 1');
+SELECT is(
+    (SELECT (quantity, avg_price, cost_basis, mark_price, market_value, unrealized_pnl, realized_pnl, version)
+     FROM pgportfolio.position_pnl WHERE portfolio_id = pg_temp.pid('a') AND symbol = 'VWA'),
+    ROW(10::numeric, 100::numeric, 1000::numeric, 100::numeric, 1000::numeric, 0::numeric, -1::numeric, 1::bigint),
+    'without a market price the mark is the average price, market value the cost basis, unrealized 0'
+);
+SELECT is(
+    (SELECT (cash_balance, market_value, unrealized_pnl, realized_pnl, equity, open_positions, version)
+     FROM pgportfolio.portfolio_summary WHERE portfolio_id = pg_temp.pid('a')),
+    ROW(8999::numeric, 1000::numeric, 0::numeric, -1::numeric, 9999::numeric, 1::bigint, 2::bigint),
+    'summary before any mark: equity = cash + cost basis = 9999'
+);
+
+-- mark it
+SELECT lives_ok($$SELECT pgportfolio.update_market_price('VWA', 110)$$, 'mark VWA at 110');
+SELECT is(
+    (SELECT (mark_price, market_value, unrealized_pnl, avg_price) FROM pgportfolio.position_pnl
+     WHERE portfolio_id = pg_temp.pid('a') AND symbol = 'VWA'),
+    ROW(110::numeric, 1100::numeric, 100::numeric, 100::numeric),
+    'with a mark of 110: market value 1100, unrealized 100, avg unchanged'
+);
+SELECT is(
+    (SELECT (market_value, unrealized_pnl, equity, version) FROM pgportfolio.portfolio_summary
+     WHERE portfolio_id = pg_temp.pid('a')),
+    ROW(1100::numeric, 100::numeric, 10099::numeric, 2::bigint),
+    'summary follows the mark at once; the portfolio version does not move'
+);
+
+-- a short
+SELECT lives_ok($$SELECT pgportfolio.apply_fill(pg_temp.pid('a'), 'VWB', -5, 40)$$, 'short 5 VWB @ 40');
+SELECT is(
+    (SELECT (quantity, avg_price, cost_basis, mark_price, market_value, unrealized_pnl) FROM pgportfolio.position_pnl
+     WHERE portfolio_id = pg_temp.pid('a') AND symbol = 'VWB'),
+    ROW(-5::numeric, 40::numeric, -200::numeric, 40::numeric, -200::numeric, 0::numeric),
+    'an unmarked short: positive avg price, negative cost basis and market value, unrealized 0'
+);
+SELECT lives_ok($$SELECT pgportfolio.update_market_price('VWB', 50)$$, 'mark VWB at 50');
+SELECT is(
+    (SELECT (mark_price, market_value, unrealized_pnl) FROM pgportfolio.position_pnl
+     WHERE portfolio_id = pg_temp.pid('a') AND symbol = 'VWB'),
+    ROW(50::numeric, -250::numeric, -50::numeric),
+    'a short marked up loses: market value -250, unrealized -50'
+);
+SELECT is(
+    (SELECT (cash_balance, market_value, unrealized_pnl, equity, open_positions) FROM pgportfolio.portfolio_summary
+     WHERE portfolio_id = pg_temp.pid('a')),
+    ROW(9199::numeric, 850::numeric, 50::numeric, 10049::numeric, 2::bigint),
+    'summary sums both positions: market value 1100 - 250, unrealized 100 - 50, equity = cash + market value'
+);
+
+-- a repeating average: market value falls back to the exact cost basis, not avg * quantity
+SELECT lives_ok($$SELECT pgportfolio.apply_fill(pg_temp.pid('a'), 'VWC', 1, 10)$$, 'buy 1 VWC @ 10');
+SELECT lives_ok($$SELECT pgportfolio.apply_fill(pg_temp.pid('a'), 'VWC', 2, 11)$$, 'buy 2 VWC @ 11');
+SELECT is(
+    (SELECT (avg_price, cost_basis, mark_price, market_value, unrealized_pnl, version) FROM pgportfolio.position_pnl
+     WHERE portfolio_id = pg_temp.pid('a') AND symbol = 'VWC'),
+    ROW(10.66666667::numeric, 32::numeric, 10.66666667::numeric, 32::numeric, 0::numeric, 2::bigint),
+    'avg and fallback mark are rounded to 8 places, but market value is the exact basis 32 and unrealized exactly 0'
+);
+
+-- another portfolio holding the same symbol does not leak into this summary
+SELECT lives_ok($$SELECT pgportfolio.apply_fill(pg_temp.pid('b'), 'VWB', 2, 45)$$, 'the other portfolio buys 2 VWB @ 45');
+SELECT is(
+    (SELECT (market_value, unrealized_pnl, equity, open_positions) FROM pgportfolio.portfolio_summary
+     WHERE portfolio_id = pg_temp.pid('b')),
+    ROW(100::numeric, 10::numeric, 510::numeric, 1::bigint),
+    'the other portfolio: 2 VWB marked at 50, unrealized 10, equity 410 + 100'
+);
+SELECT is(
+    (SELECT (market_value, open_positions) FROM pgportfolio.portfolio_summary WHERE portfolio_id = pg_temp.pid('a')),
+    ROW(882::numeric, 3::bigint),
+    'this portfolio''s summary counts only its own positions (1100 - 250 + 32)'
+);
+
+-- close the long
+SELECT lives_ok($$SELECT pgportfolio.close_position(pg_temp.pid('a'), 'VWA', 120, 0, 'close-vwa')$$,
+    'close VWA @ 120');
+SELECT is_empty($$SELECT 1 FROM pgportfolio.position_pnl WHERE portfolio_id = pg_temp.pid('a') AND symbol = 'VWA'$$,
+    'a closed position disappears from position_pnl');
+SELECT is(
+    (SELECT (cash_balance, market_value, unrealized_pnl, realized_pnl, equity, open_positions, version)
+     FROM pgportfolio.portfolio_summary WHERE portfolio_id = pg_temp.pid('a')),
+    ROW(10367::numeric, -218::numeric, -50::numeric, 199::numeric, 10149::numeric, 2::bigint, 6::bigint),
+    'after the close: realized -1 + 200, market value -250 + 32, equity 10367 - 218'
+);
+SELECT is(
+    (SELECT (name, currency) FROM pgportfolio.portfolio_summary WHERE portfolio_id = pg_temp.pid('a')),
+    ROW('views book'::text, 'EUR'::text),
+    'summary shows name and currency'
+);
+SELECT is(
+    (SELECT cash_balance + market_value = equity FROM pgportfolio.portfolio_summary WHERE portfolio_id = pg_temp.pid('a')),
+    true,
+    'equity = cash + market value'
+);
+SELECT is(
+    (SELECT sum(market_value) FROM pgportfolio.position_pnl WHERE portfolio_id = pg_temp.pid('a')),
+    (SELECT market_value FROM pgportfolio.portfolio_summary WHERE portfolio_id = pg_temp.pid('a')),
+    'summary market value is the sum of position_pnl market values'
+);
+SELECT is(
+    (SELECT sum(unrealized_pnl) FROM pgportfolio.position_pnl WHERE portfolio_id = pg_temp.pid('a')),
+    (SELECT unrealized_pnl FROM pgportfolio.portfolio_summary WHERE portfolio_id = pg_temp.pid('a')),
+    'summary unrealized P&L is the sum of position_pnl unrealized P&L'
+);
+
+-- the last mark stays with the symbol
+SELECT lives_ok($$SELECT pgportfolio.apply_fill(pg_temp.pid('a'), 'VWA', 1, 130)$$, 'reopen VWA 1 @ 130');
+SELECT is(
+    (SELECT (mark_price, unrealized_pnl, realized_pnl, version) FROM pgportfolio.position_pnl
+     WHERE portfolio_id = pg_temp.pid('a') AND symbol = 'VWA'),
+    ROW(110::numeric, -20::numeric, 0::numeric, 1::bigint),
+    'a reopened position is marked at the symbol''s last price (110), with fresh realized P&L and version'
+);
+
+-- ---------------------------------------------------------------- event_log
+SELECT is(
+    (SELECT count(*) FROM pgportfolio.event_log WHERE portfolio_id = pg_temp.pid('a')),
+    (SELECT version FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid('a')),
+    'event_log has one row per version'
+);
+SELECT is(
+    (SELECT array_agg(kind || ':' || operation ORDER BY portfolio_version) FROM pgportfolio.event_log
+     WHERE portfolio_id = pg_temp.pid('a')),
+    ARRAY['create:create_portfolio', 'open:apply_fill', 'open:apply_fill', 'open:apply_fill', 'add:apply_fill',
+          'close:close_position', 'open:apply_fill'],
+    'event_log lists kind and operation of every mutation in version order'
+);
+SELECT is(
+    (SELECT (kind, symbol, quantity, price, fee, amount, cash_delta, realized_pnl, cash_balance, position_quantity,
+             request_id, acting_role)
+     FROM pgportfolio.event_log WHERE portfolio_id = pg_temp.pid('a') AND portfolio_version = 6),
+    ROW('close'::text, 'VWA'::text, -10::numeric, 120::numeric, 0::numeric, NULL::numeric, 1200::numeric,
+        200::numeric, 10367::numeric, 0::numeric, 'close-vwa'::text, session_user::name),
+    'the close event as event_log shows it'
+);
+SELECT is(
+    (SELECT (kind, amount, cash_delta, cash_balance, symbol) FROM pgportfolio.event_log
+     WHERE portfolio_id = pg_temp.pid('a') AND portfolio_version = 1),
+    ROW('create'::text, 10000::numeric, 10000::numeric, 10000::numeric, NULL::text),
+    'the create event as event_log shows it'
+);
+SELECT is(
+    (SELECT count(*) FROM pgportfolio.event_log WHERE portfolio_id IN (pg_temp.pid('a'), pg_temp.pid('b'), pg_temp.pid('empty'))),
+    (SELECT count(*) FROM pgportfolio.events WHERE portfolio_id IN (pg_temp.pid('a'), pg_temp.pid('b'), pg_temp.pid('empty'))),
+    'event_log shows every event, unfiltered'
+);
+
+-- ---------------------------------------------------------------- lock_waits
+SELECT is_empty($$SELECT 1 FROM pgportfolio.lock_waits WHERE waiting_pid = pg_backend_pid()$$,
+    'lock_waits never lists the querying session itself (it is not waiting)');
+SELECT lives_ok($$SELECT waiting_pid, waiting_for, blocking_pids, blocking_queries FROM pgportfolio.lock_waits$$,
+    'lock_waits can be queried');
+
+SELECT * FROM finish();
+ROLLBACK;

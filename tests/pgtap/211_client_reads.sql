@@ -1,0 +1,81 @@
+BEGIN;
+SELECT plan(14);
+
+SELECT set_config('test.pid', pgportfolio.create_portfolio('reads', 1000)::text, true);
+SELECT pgportfolio.apply_fill(current_setting('test.pid')::bigint, 'BBB', 2, 10, 0, 'rq-1');
+SELECT pgportfolio.apply_fill(current_setting('test.pid')::bigint, 'AAA', -3, 5);
+SELECT pgportfolio.update_market_price('AAA', 4);
+
+-- get_portfolio: one row per open position, in symbol order, portfolio columns on each.
+SELECT results_eq(
+    $$SELECT symbol, quantity, cost_basis, mark_price, version
+      FROM pgportfolio.get_portfolio(current_setting('test.pid')::bigint)$$,
+    $$VALUES ('AAA'::text, -3::numeric, -15::numeric, 4::numeric, 3::bigint),
+             ('BBB', 2, 20, NULL, 3)$$,
+    'get_portfolio returns every open position with its mark and the portfolio version'
+);
+SELECT set_config('test.empty', pgportfolio.create_portfolio('empty', 1)::text, true);
+SELECT is(
+    (SELECT count(*) FROM pgportfolio.get_portfolio(current_setting('test.empty')::bigint)),
+    1::bigint,
+    'a portfolio without positions yields one row'
+);
+SELECT is(
+    (SELECT symbol FROM pgportfolio.get_portfolio(current_setting('test.empty')::bigint)),
+    NULL,
+    'that row has no symbol'
+);
+SELECT throws_ok(
+    'SELECT * FROM pgportfolio.get_portfolio(-1)', 'PF004', 'portfolio -1 not found',
+    'get_portfolio of an unknown portfolio is PF004'
+);
+
+-- find_request: the original result, or nothing.
+SELECT results_eq(
+    $$SELECT portfolio_version, symbol, position_quantity, duplicate
+      FROM pgportfolio.find_request(current_setting('test.pid')::bigint, 'rq-1')$$,
+    $$VALUES (2::bigint, 'BBB'::text, 2::numeric, true)$$,
+    'find_request returns the stored result, marked duplicate'
+);
+SELECT is_empty(
+    $$SELECT * FROM pgportfolio.find_request(current_setting('test.pid')::bigint, 'never')$$,
+    'find_request of an unknown request id returns no row'
+);
+SELECT throws_ok(
+    $$SELECT * FROM pgportfolio.find_request(-1, 'rq-1')$$, 'PF004', NULL,
+    'find_request on an unknown portfolio is PF004'
+);
+SELECT is(
+    (SELECT version FROM pgportfolio.portfolio_summary WHERE portfolio_id = current_setting('test.pid')::bigint),
+    3::bigint,
+    'reads change no version'
+);
+
+-- events_since: ordered, strictly after the version.
+SELECT results_eq(
+    $$SELECT portfolio_version, kind FROM pgportfolio.events_since(current_setting('test.pid')::bigint, 1)$$,
+    $$VALUES (2::bigint, 'open'::text), (3, 'open')$$,
+    'events_since returns later events in version order'
+);
+SELECT is_empty(
+    $$SELECT * FROM pgportfolio.events_since(current_setting('test.pid')::bigint, 3)$$,
+    'nothing after the current version'
+);
+
+-- Privileges: traders and analysts read, PUBLIC does not; find_request is for traders.
+SELECT function_privs_are(
+    'pgportfolio', 'get_portfolio', ARRAY['bigint'], 'pgportfolio_analyst', ARRAY['EXECUTE'],
+    'analysts may call get_portfolio'
+);
+SELECT function_privs_are(
+    'pgportfolio', 'find_request', ARRAY['bigint', 'text'], 'pgportfolio_analyst', ARRAY[]::text[],
+    'analysts may not call find_request'
+);
+SELECT function_privs_are(
+    'pgportfolio', 'events_since', ARRAY['bigint', 'bigint'], 'public', ARRAY[]::text[],
+    'PUBLIC may not call events_since'
+);
+SELECT is_definer('pgportfolio', 'get_portfolio', ARRAY['bigint'], 'get_portfolio is SECURITY DEFINER');
+
+SELECT * FROM finish();
+ROLLBACK;
