@@ -5,6 +5,7 @@ REVOKE ALL ON ALL TABLES IN SCHEMA pgportfolio FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA pgportfolio FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA pgportfolio FROM PUBLIC;
 REVOKE ALL ON TYPE pgportfolio.mutation_result FROM PUBLIC;
+REVOKE ALL ON TYPE pgportfolio.fill_result FROM PUBLIC;
 
 -- Functions and types created later by the owner start closed too. (Schema-level
 -- default privileges can only add to the global ones, so this must be global.)
@@ -13,6 +14,7 @@ ALTER DEFAULT PRIVILEGES FOR ROLE pgportfolio_owner REVOKE USAGE ON TYPES FROM P
 
 GRANT USAGE ON SCHEMA pgportfolio TO pgportfolio_trader, pgportfolio_analyst;
 GRANT USAGE ON TYPE pgportfolio.mutation_result TO pgportfolio_trader, pgportfolio_analyst;
+GRANT USAGE ON TYPE pgportfolio.fill_result TO pgportfolio_trader;
 
 GRANT SELECT ON
 pgportfolio.portfolio_summary,
@@ -27,11 +29,13 @@ pgportfolio.deposit_cash(bigint, numeric, text, bigint),
 pgportfolio.withdraw_cash(bigint, numeric, text, bigint),
 pgportfolio.charge_fee(bigint, numeric, text, bigint),
 pgportfolio.apply_fill(bigint, text, numeric, numeric, numeric, text, bigint),
+pgportfolio.apply_fills(jsonb),
 pgportfolio.open_position(bigint, text, numeric, numeric, numeric, text, bigint),
 pgportfolio.add_to_position(bigint, text, numeric, numeric, numeric, text, bigint),
 pgportfolio.reduce_position(bigint, text, numeric, numeric, numeric, text, bigint),
 pgportfolio.close_position(bigint, text, numeric, numeric, text, bigint),
 pgportfolio.update_market_price(text, numeric),
+pgportfolio.update_market_prices(jsonb),
 pgportfolio.grant_portfolio(bigint, name),
 pgportfolio.revoke_portfolio(bigint, name)
 TO pgportfolio_trader;

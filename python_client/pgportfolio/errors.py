@@ -130,7 +130,19 @@ class TransientConflict(PortfolioError):
 
 
 class ConnectionUnavailable(PortfolioError):
-    """No connection could be had (pool timeout, server down). The request was not sent."""
+    """No connection could be had (pool timeout, server down). The request was not sent.
+    ``pool_timeout`` is true when the pool gave up after waiting its full timeout."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        portfolio_id: int | None = None,
+        sqlstate: str | None = None,
+        pool_timeout: bool = False,
+    ) -> None:
+        super().__init__(message, portfolio_id=portfolio_id, sqlstate=sqlstate)
+        self.pool_timeout = pool_timeout
 
 
 class ConnectionLost(PortfolioError):
@@ -165,17 +177,21 @@ RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
 _VERSIONS = re.compile(r"expected version (\d+), found version (\d+)")
 
 
-def error_from_database(exc: psycopg.Error, *, portfolio_id: int | None = None) -> PortfolioError:
-    """The client exception for a psycopg error raised by the server."""
-    sqlstate = exc.sqlstate
-    message = exc.diag.message_primary or str(exc)
+def error_from_sqlstate(
+    sqlstate: str | None,
+    message: str,
+    *,
+    detail: str | None = None,
+    portfolio_id: int | None = None,
+) -> PortfolioError:
+    """The client exception for a SQLSTATE (from a raised error or a batch result row)."""
     if sqlstate is None:
         return ConnectionLost(message, portfolio_id=portfolio_id)
     cls = _BY_SQLSTATE.get(sqlstate)
     if cls is None and sqlstate.startswith("22"):
         cls = InvalidInput  # other data exceptions: numeric overflow, bad text, ...
     if cls is VersionConflict:
-        match = _VERSIONS.search(exc.diag.message_detail or "")
+        match = _VERSIONS.search(detail or "") or _VERSIONS.search(message)
         return VersionConflict(
             message,
             portfolio_id=portfolio_id,
@@ -189,12 +205,22 @@ def error_from_database(exc: psycopg.Error, *, portfolio_id: int | None = None) 
     return cls(message, portfolio_id=portfolio_id, sqlstate=sqlstate)
 
 
+def error_from_database(exc: psycopg.Error, *, portfolio_id: int | None = None) -> PortfolioError:
+    """The client exception for a psycopg error raised by the server."""
+    return error_from_sqlstate(
+        exc.sqlstate,
+        exc.diag.message_primary or str(exc),
+        detail=exc.diag.message_detail,
+        portfolio_id=portfolio_id,
+    )
+
+
 @contextmanager
 def wrap_exceptions(*, portfolio_id: int | None = None) -> Iterator[None]:
     """Turn psycopg and pool errors into this module's classes."""
     try:
         yield
     except psycopg_pool.PoolTimeout as exc:
-        raise ConnectionUnavailable(str(exc), portfolio_id=portfolio_id) from exc
+        raise ConnectionUnavailable(str(exc), portfolio_id=portfolio_id, pool_timeout=True) from exc
     except psycopg.Error as exc:
         raise error_from_database(exc, portfolio_id=portfolio_id) from exc

@@ -126,6 +126,9 @@ class Monitor:
         self._retries: Counter[str] = Counter()
         self._version_conflicts = 0
         self._duplicates = 0
+        self._batches = 0
+        self._batched = 0
+        self._largest_batch = 0
         self._in_flight = 0
         self._peak_in_flight = 0
         self._pools: dict[str, Callable[[], Mapping[str, int]]] = {}
@@ -190,6 +193,14 @@ class Monitor:
             with self._guard:
                 self._duplicates += 1
 
+    def record_batch(self, size: int) -> None:
+        """One coalesced call of ``size`` fills."""
+        if self.enabled:
+            with self._guard:
+                self._batches += 1
+                self._batched += size
+                self._largest_batch = max(self._largest_batch, size)
+
     def watch_pool(self, name: str, get_stats: Callable[[], Mapping[str, int]]) -> None:
         """Report a psycopg pool's ``get_stats()`` in the snapshot and in Prometheus."""
         self._pools[name] = get_stats
@@ -203,6 +214,7 @@ class Monitor:
             self._locks.clear()
             self._retries.clear()
             self._version_conflicts = self._duplicates = 0
+            self._batches = self._batched = self._largest_batch = 0
             self._in_flight = self._peak_in_flight = 0
             self.started_at = time.time()
 
@@ -240,6 +252,12 @@ class Monitor:
                 "retries": dict(self._retries),
                 "version_conflicts": self._version_conflicts,
                 "duplicates": self._duplicates,
+                "batches": {
+                    "calls": self._batches,
+                    "fills": self._batched,
+                    "mean_size": self._batched / self._batches if self._batches else 0.0,
+                    "largest": self._largest_batch,
+                },
                 "in_flight": self._in_flight,
                 "peak_in_flight": self._peak_in_flight,
                 "uptime_seconds": time.time() - self.started_at,

@@ -105,6 +105,16 @@ class MonitorCollector(Collector):
             "Requests answered from the idempotency log.",
             value=snap["duplicates"],
         )
+        yield CounterMetricFamily(
+            "pgportfolio_coalesced_calls",
+            "apply_fills calls sent by coalescing.",
+            value=snap["batches"]["calls"],
+        )
+        yield CounterMetricFamily(
+            "pgportfolio_coalesced_fills",
+            "Fills sent inside coalesced calls.",
+            value=snap["batches"]["fills"],
+        )
         yield GaugeMetricFamily(
             "pgportfolio_operations_in_flight", "Operations running now.", value=snap["in_flight"]
         )

@@ -84,3 +84,11 @@ SELECT state, wait_event_type, wait_event, sessions FROM pgportfolio.server_wait
 -- name: current_lock_waits
 -- Who waits for a lock, behind whom (pgportfolio top).
 SELECT waiting_pid, waiting_role, relation::text, mode, extract(epoch FROM waiting_for), blocking_pids, waiting_query FROM pgportfolio.current_lock_waits();
+
+-- name: apply_fills
+-- Many signed fills in one call (coalescing); one result row per element, in order.
+SELECT item, portfolio_id, portfolio_version, cash_balance, symbol, position_quantity, position_avg_price, realized_pnl, duplicate, sqlstate, message FROM pgportfolio.apply_fills(p_fills => %(fills)s::jsonb);
+
+-- name: update_market_prices
+-- Many marks at once, all or nothing; returns the number of symbols written.
+SELECT pgportfolio.update_market_prices(p_prices => %(prices)s::jsonb);

@@ -79,5 +79,11 @@ def print_monitor_report(snapshot: dict[str, Any], console: Console | None = Non
         f"retries {retries} | lock timeouts {snapshot['lock_timeouts']} | "
         f"peak concurrency {snapshot['peak_in_flight']}"
     )
+    batches = snapshot["batches"]
+    if batches["calls"]:
+        console.print(
+            f"coalesced: {batches['fills']} fills in {batches['calls']} calls "
+            f"(mean {batches['mean_size']:.1f}, largest {batches['largest']})"
+        )
     for name, stats in snapshot["pools"].items():
         console.print(f"pool {name}: " + ", ".join(f"{k}={v}" for k, v in sorted(stats.items())))

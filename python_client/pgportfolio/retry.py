@@ -50,6 +50,8 @@ def retry_cause(exc: PortfolioError) -> str | None:
         return "deadlock" if exc.sqlstate == "40P01" else "serialization"
     if isinstance(exc, LockTimeout) and exc.sqlstate == "55P03":
         return "lock_timeout"
-    if isinstance(exc, ConnectionUnavailable):
+    if isinstance(exc, ConnectionUnavailable) and not exc.pool_timeout:
         return "connection"
+    # A pool timeout is not retried: the caller already waited pool_timeout, and the pool
+    # itself replaces broken connections (health check on checkout) within that wait.
     return None

@@ -219,3 +219,21 @@ async def test_subscribe_pushes_changes(aclient: AsyncPortfolioClient) -> None:
     got = [await asyncio.wait_for(anext(stream), 5) for _ in range(2)]
     assert [(e.version, e.kind, e.gap) for e in got] == [(2, "deposit", False), (3, "open", False)]
     await stream.aclose()
+
+
+async def test_bulk_price_ticks(aclient: AsyncPortfolioClient) -> None:
+    pid = await aclient.create_portfolio("ticks", D("1000"))
+    await aclient.apply_fill(pid, "TK1", D("2"), D("10"))
+    written = await aclient.update_market_prices({"TK1": D("12"), "TK2": D("5.5")})
+    assert written == 2
+    assert await aclient.update_market_prices([("TK1", D("13")), ("TK1", D("14"))]) == 1
+    snap = await aclient.get_portfolio(pid)
+    assert snap.positions["TK1"].mark_price == D("14")  # the last price given wins
+    assert snap.version == 2  # ticks never touch the portfolio
+    with pytest.raises(InvalidInput):
+        await aclient.update_market_prices({"TK1": D("15"), "bad": D("1")})
+    assert (await aclient.get_portfolio(pid)).positions["TK1"].mark_price == D(
+        "14"
+    )  # all or nothing
+    with pytest.raises(InvalidInput):
+        await aclient.update_market_prices({"TK1": 1.5})  # type: ignore[dict-item]

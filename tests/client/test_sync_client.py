@@ -26,9 +26,13 @@ def test_synchronous_calls(client: PortfolioClient) -> None:
     assert all(c.ok for c in client.verify_portfolio(pid))
 
 
-def test_hundred_threads_on_one_portfolio(client: PortfolioClient, shared_db: str) -> None:
+@pytest.mark.parametrize("coalesce", [True, False], ids=["coalescing", "one-call-per-fill"])
+def test_hundred_threads_on_one_portfolio(
+    client: PortfolioClient, shared_db: str, coalesce: bool
+) -> None:
     """100 threads share one client and trade one portfolio: every fill counts once, the
-    in-process lock serializes them, and the ledger verifies."""
+    in-process lock (or the coalescing queue) serializes them, and the ledger verifies."""
+    client.coalesce = coalesce
     pid = client.create_portfolio("threads", D("10000000"))
     start = threading.Barrier(100)
 
@@ -46,7 +50,7 @@ def test_hundred_threads_on_one_portfolio(client: PortfolioClient, shared_db: st
         1 + (n + i) % 3 for n in range(100) for i in range(5)
     )
     assert all(c.ok for c in client.verify_portfolio(pid))
-    locks = client.monitor.snapshot()["locks"]["portfolio"]
+    locks = client.monitor.snapshot()["locks"]["coalescer" if coalesce else "portfolio"]
     assert locks["acquisitions"] == 500
     assert locks["contended"] > 0  # 100 threads really did meet on the lock
     assert len(client.locks) == 0  # idle locks are dropped

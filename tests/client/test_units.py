@@ -77,7 +77,8 @@ def test_only_safe_errors_are_retryable() -> None:
     assert retry_cause(mapped("40001")) == "serialization"  # type: ignore[arg-type]
     assert retry_cause(mapped("40P01")) == "deadlock"  # type: ignore[arg-type]
     assert retry_cause(mapped("55P03")) == "lock_timeout"  # type: ignore[arg-type]
-    assert retry_cause(ConnectionUnavailable("pool")) == "connection"
+    assert retry_cause(ConnectionUnavailable("lost before sending")) == "connection"
+    assert retry_cause(ConnectionUnavailable("pool waited", pool_timeout=True)) is None
     for business in ("PF001", "PF002", "PF003", "PF004", "PF005", "PF006", "22023", "42501"):
         assert retry_cause(mapped(business)) is None, business  # type: ignore[arg-type]
     assert retry_cause(InProcessLockTimeout("local")) is None

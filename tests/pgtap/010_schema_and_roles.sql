@@ -51,10 +51,10 @@ SELECT sequences_are('pgportfolio', ARRAY['portfolios_portfolio_id_seq'],
 SELECT functions_are('pgportfolio', ARRAY[
     '_acting_role', '_authorize', '_bound_lock_wait', '_check_number', '_check_portfolio_attributes',
     '_check_request', '_check_symbol', '_execute_cash', '_execute_fill', '_replay',
-    'acquire_advisory_lock', 'add_to_position', 'apply_fill', 'charge_fee', 'close_position', 'create_portfolio',
+    'acquire_advisory_lock', 'add_to_position', 'apply_fill', 'apply_fills', 'charge_fee', 'close_position', 'create_portfolio',
     'current_lock_waits', 'deposit_cash', 'events_refuse_change', 'events_since', 'find_request', 'get_portfolio',
     'grant_portfolio', 'open_position', 'recent_portfolios', 'reduce_position', 'revoke_portfolio',
-    'server_wait_events', 'update_market_price', 'verify_portfolio', 'withdraw_cash'
+    'server_wait_events', 'update_market_price', 'update_market_prices', 'verify_portfolio', 'withdraw_cash'
 ], 'pgportfolio has exactly the expected functions');
 SELECT is(
     (SELECT array_agg(p.oid::regprocedure::text ORDER BY p.oid::regprocedure::text) FROM pg_proc AS p

@@ -8,15 +8,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 Lock = asyncio.Lock
+Condition = asyncio.Condition
+Future = asyncio.Future
 sleep = asyncio.sleep
 
-__all__ = ["AsyncConnection", "AsyncConnectionPool", "Lock", "acquire", "registry_guard", "sleep"]
+__all__ = [
+    "AsyncConnection",
+    "AsyncConnectionPool",
+    "Condition",
+    "Future",
+    "Lock",
+    "acquire",
+    "call_later",
+    "new_future",
+    "registry_guard",
+    "sleep",
+]
 
 
 async def acquire(lock: asyncio.Lock, timeout: float | None) -> bool:
@@ -40,3 +54,20 @@ async def acquire(lock: asyncio.Lock, timeout: float | None) -> bool:
 def registry_guard() -> contextlib.AbstractContextManager[Any]:
     """Guards the lock registry's dict. One event loop thread: nothing to guard."""
     return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def call_later(seconds: float | None, callback: Callable[[], None]) -> Iterator[None]:
+    """Run ``callback`` on the event loop if the block is still running after ``seconds``."""
+    if seconds is None:
+        yield
+        return
+    handle = asyncio.get_running_loop().call_later(seconds, callback)
+    try:
+        yield
+    finally:
+        handle.cancel()
+
+
+def new_future() -> asyncio.Future[Any]:
+    return asyncio.get_running_loop().create_future()

@@ -8,11 +8,17 @@ ids on every mutation, resolution of ambiguous commits, and measurement.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import json
+import os
+import socket
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from decimal import Decimal
 from hashlib import blake2b
 from typing import Any, TypeVar
@@ -31,6 +37,7 @@ from pgportfolio.errors import (
     PortfolioError,
     VersionConflict,
     error_from_database,
+    error_from_sqlstate,
     wrap_exceptions,
 )
 from pgportfolio.models import (
@@ -58,6 +65,15 @@ class PortfolioClient:
     ``pool`` may be a pool the caller already has; otherwise one is made from ``conninfo``
     (health-checked on checkout). ``lock_timeout`` bounds the wait for this process's
     per-portfolio lock; ``process_locks=False`` sends straight to the database.
+    ``call_timeout`` bounds the wait for a reply: past it the connection is cut, as if
+    the network had failed, so a peer that stops answering cannot hang the caller; a
+    mutation cut that way is then resolved by its request id (``resolve_timeout``).
+
+    ``coalesce`` (on by default) combines concurrent ``apply_fill`` calls of this client
+    into ``apply_fills`` calls, with no timer: a caller that finds a free turn sends what
+    is queued (up to ``max_batch`` fills, across portfolios), and at most
+    ``max_combiners`` such calls are in flight. An idle client sends each fill at once.
+    Each caller still gets its own result or its own typed exception.
     """
 
     def __init__(
@@ -73,6 +89,10 @@ class PortfolioClient:
         lock_timeout: float | None = 5.0,
         process_locks: bool = True,
         resolve_timeout: float = 30.0,
+        call_timeout: float | None = 10.0,
+        coalesce: bool = True,
+        max_batch: int = 64,
+        max_combiners: int | None = None,
         name: str = "pgportfolio",
     ) -> None:
         self.retry = retry or RetryPolicy()
@@ -80,6 +100,13 @@ class PortfolioClient:
         self.name = name
         self.process_locks = process_locks
         self.resolve_timeout = resolve_timeout
+        self.call_timeout = call_timeout
+        self.coalesce = coalesce
+        self.max_batch = max_batch
+        self.max_combiners = max_combiners or max(1, max_size // 2)
+        self._queue: deque[_PendingFill] = deque()
+        self._combiners = 0
+        self._turns = compat.Condition()
         self.locks = LockRegistry(monitor=self.monitor, timeout=lock_timeout)
         self._owns_pool = pool is None
         self._pool = pool or ConnectionPool(
@@ -88,8 +115,9 @@ class PortfolioClient:
             max_size=max_size,
             timeout=pool_timeout,
             open=False,
-            check=ConnectionPool.check_connection,
-            kwargs={"autocommit": True},
+            check=self._check_connection,
+            # libpq's connect_timeout bounds a handshake with a peer that stopped answering.
+            kwargs={"autocommit": True, "connect_timeout": max(2, round(call_timeout or 10))},
             name=name,
         )
         # Request ids: one random prefix per client and a counter; unique without a
@@ -120,6 +148,12 @@ class PortfolioClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _check_connection(self, conn: Connection[Any]) -> None:
+        """The pool's health check on checkout, bounded like every other call: the
+        stock check would wait forever on a peer that keeps the socket open but is silent."""
+        with compat.call_later(self.call_timeout, _cutter(conn)):
+            ConnectionPool.check_connection(conn)
+
     def new_request_id(self) -> str:
         return f"{self._request_prefix}-{next(self._request_counter)}"
 
@@ -136,9 +170,10 @@ class PortfolioClient:
         # Not idempotent in SQL (no request id), so never retried after it was sent.
         with self.monitor.operation("create_portfolio"), wrap_exceptions():
             with self._pool.connection() as conn:
-                cur = conn.execute(query("create_portfolio"), params)
-                row = cur.fetchone()
-                self._commit(conn)
+                with compat.call_later(self.call_timeout, _cutter(conn)):
+                    cur = conn.execute(query("create_portfolio"), params)
+                    row = cur.fetchone()
+                    self._commit(conn)
         assert row is not None
         return int(row[0])
 
@@ -202,9 +237,28 @@ class PortfolioClient:
         expected_version: int | None = None,
     ) -> MutationResult:
         """A signed fill (+ buy, - sell) netted against the open position."""
-        return self._fill(
-            "apply_fill", portfolio_id, symbol, quantity, price, fee, request_id, expected_version
-        )
+        if not self.coalesce:
+            return self._fill(
+                "apply_fill",
+                portfolio_id,
+                symbol,
+                quantity,
+                price,
+                fee,
+                request_id,
+                expected_version,
+            )
+        params = {
+            "portfolio_id": as_id("portfolio_id", portfolio_id),
+            "symbol": as_text("symbol", symbol),
+            "quantity": as_decimal("quantity", quantity),
+            "price": as_decimal("price", price),
+            "fee": as_decimal("fee", fee),
+            "request_id": request_id or self.new_request_id(),
+            "expected_version": expected_version,
+        }
+        with self.monitor.operation("apply_fill"):
+            return self._coalesced(_PendingFill(params, compat.new_future()))
 
     def open_position(
         self,
@@ -290,6 +344,19 @@ class PortfolioClient:
         params = {"symbol": as_text("symbol", symbol), "price": as_decimal("price", price)}
         # Setting a mark twice is harmless, so any retryable failure is simply retried.
         self._read("update_market_price", params, lambda rows: None)
+
+    def update_market_prices(
+        self, prices: dict[str, Decimal] | Iterable[tuple[str, Decimal]]
+    ) -> int:
+        """Set many marks in one call, all or nothing; returns the symbols written."""
+        items = prices.items() if isinstance(prices, dict) else prices
+        payload = json.dumps(
+            [
+                {"symbol": as_text("symbol", s), "price": str(as_decimal("price", p))}
+                for s, p in items
+            ]
+        )
+        return self._read("update_market_prices", {"prices": payload}, lambda rows: int(rows[0][0]))
 
     def grant_portfolio(self, portfolio_id: int, role: str) -> None:
         params = {
@@ -529,6 +596,133 @@ class PortfolioClient:
                     self.monitor.record_retry(cause)
                     compat.sleep(self.retry.delay(attempt))
 
+    def _coalesced(self, pending: _PendingFill) -> MutationResult:
+        """Flat combining: queue the fill; whoever finds a free turn sends the queue."""
+        started = time.perf_counter()
+        with self._turns:
+            self._queue.append(pending)
+        try:
+            self._take_turns(pending)
+        except BaseException:
+            # A caller that gives up before its fill was taken withdraws it.
+            if not pending.taken:
+                with contextlib.suppress(ValueError):
+                    self._queue.remove(pending)
+            raise
+        # Waiting for a turn is this mode's in-process lock wait.
+        self.monitor.record_lock_wait(
+            "coalescer", time.perf_counter() - started, contended=pending.waited
+        )
+        result: MutationResult = pending.future.result()
+        return result
+
+    def _take_turns(self, pending: _PendingFill) -> None:
+        while True:
+            with self._turns:
+                while not pending.future.done() and (
+                    pending.taken or self._combiners >= self.max_combiners
+                ):
+                    pending.waited = True
+                    self._turns.wait()
+                if pending.future.done():
+                    return
+                self._combiners += 1
+                batch = [
+                    self._queue.popleft() for _ in range(min(len(self._queue), self.max_batch))
+                ]
+                for item in batch:
+                    item.taken = True
+            try:
+                self._send_batch(batch)
+            finally:
+                with self._turns:
+                    self._combiners -= 1
+                    self._turns.notify_all()
+
+    def _send_batch(self, batch: list[_PendingFill]) -> None:
+        """Send a batch with apply_fills; settle every future, whatever happens."""
+        attempt = 0
+        remaining = batch
+        try:
+            while remaining:
+                self.monitor.record_batch(len(remaining))
+                try:
+                    rows = self._call_apply_fills(remaining)
+                except ConnectionLost as lost:
+                    # In flight: read back what committed, send the rest again (same ids).
+                    remaining = self._resolve_batch(remaining, lost)
+                    cause: str | None = _CONNECTION_LOST
+                    error: PortfolioError = lost
+                except PortfolioError as exc:
+                    cause, error = retry_cause(exc), exc
+                else:
+                    for item, row in zip(remaining, rows, strict=True):
+                        self._settle(item, row)
+                    return
+                if not remaining:
+                    return
+                if cause is None or attempt >= self.retry.max_retries:
+                    for item in remaining:
+                        item.future.set_exception(error)
+                    return
+                attempt += 1
+                self.monitor.record_retry(cause)
+                compat.sleep(self.retry.delay(attempt))
+        except BaseException as exc:  # cancellation or a bug: never leave a caller hanging
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(
+                        exc if isinstance(exc, Exception) else ConnectionLost("batch cancelled")
+                    )
+            if not isinstance(exc, Exception):
+                raise
+
+    def _resolve_batch(self, batch: list[_PendingFill], lost: ConnectionLost) -> list[_PendingFill]:
+        """Settle the fills that committed before the connection died; return the rest."""
+        unresolved = []
+        for item in batch:
+            try:
+                result = self._resolve(item.params["portfolio_id"], item.params["request_id"], lost)
+            except _NotApplied:
+                unresolved.append(item)
+            except PortfolioError as unknown:  # OutcomeUnknown
+                item.future.set_exception(unknown)
+            else:
+                item.future.set_result(result)
+        return unresolved
+
+    def _call_apply_fills(self, batch: list[_PendingFill]) -> list[tuple[Any, ...]]:
+        fills = json.dumps([item.params for item in batch], default=str)
+        sent = False
+        try:
+            with self._pool.connection() as conn:
+                sent = True
+                with compat.call_later(self.call_timeout, _cutter(conn)):
+                    cur = conn.execute(query("apply_fills"), {"fills": fills})
+                    rows = cur.fetchall()
+                    self._commit(conn)
+        except psycopg.Error as exc:
+            error = _map_error(exc, None)
+            if isinstance(error, ConnectionLost) and not sent:
+                raise ConnectionUnavailable(str(error)) from exc
+            raise error from exc
+        rows.sort(key=lambda r: r[0])
+        return rows
+
+    def _settle(self, item: _PendingFill, row: tuple[Any, ...]) -> None:
+        params = item.params
+        sqlstate, message = row[9], row[10]
+        if sqlstate is not None:
+            error = error_from_sqlstate(sqlstate, message, portfolio_id=params["portfolio_id"])
+            if isinstance(error, VersionConflict):
+                self.monitor.record_version_conflict()
+            item.future.set_exception(error)
+            return
+        result = MutationResult.from_row(row[1:9], params["request_id"])
+        if result.duplicate:
+            self.monitor.record_duplicate()
+        item.future.set_result(result)
+
     def _send_mutation(
         self, operation: str, portfolio_id: int, params: dict[str, Any]
     ) -> MutationResult:
@@ -536,15 +730,20 @@ class PortfolioClient:
         try:
             with self._pool.connection() as conn:
                 sent = True
-                cur = conn.execute(query(operation), params)
-                row = cur.fetchone()
-                self._commit(conn)
+                with compat.call_later(self.call_timeout, _cutter(conn)):
+                    cur = conn.execute(query(operation), params)
+                    row = cur.fetchone()
+                    self._commit(conn)
         except psycopg.Error as exc:
             error = _map_error(exc, portfolio_id)
             if isinstance(error, ConnectionLost):
                 if not sent:
                     raise ConnectionUnavailable(str(error), portfolio_id=portfolio_id) from exc
                 return self._resolve(portfolio_id, params["request_id"], error)
+            if isinstance(error, ConnectionUnavailable) and sent:
+                # Cannot happen with psycopg_pool, whose timeout is raised before a
+                # connection is handed out; treat it as in flight to be safe.
+                return self._resolve(portfolio_id, params["request_id"], ConnectionLost(str(error)))
             raise error from exc
         assert row is not None
         return MutationResult.from_row(row, params["request_id"])
@@ -557,12 +756,14 @@ class PortfolioClient:
         attempt = 0
         while True:
             try:
-                with self._pool.connection() as conn:
-                    cur = conn.execute(
-                        query("find_request"),
-                        {"portfolio_id": portfolio_id, "request_id": request_id},
-                    )
-                    row = cur.fetchone()
+                remaining = max(0.01, deadline - time.monotonic())
+                with self._pool.connection(timeout=remaining) as conn:
+                    with compat.call_later(self.call_timeout, _cutter(conn)):
+                        cur = conn.execute(
+                            query("find_request"),
+                            {"portfolio_id": portfolio_id, "request_id": request_id},
+                        )
+                        row = cur.fetchone()
             except (psycopg.Error, PortfolioError) as exc:
                 attempt += 1
                 if time.monotonic() >= deadline:
@@ -587,9 +788,10 @@ class PortfolioClient:
             while True:
                 try:
                     with self._pool.connection() as conn:
-                        cur = conn.execute(query(name), params)
-                        rows = cur.fetchall()
-                        self._commit(conn)
+                        with compat.call_later(self.call_timeout, _cutter(conn)):
+                            cur = conn.execute(query(name), params)
+                            rows = cur.fetchall()
+                            self._commit(conn)
                     return convert(rows)
                 except psycopg.Error as exc:
                     error = _map_error(exc, portfolio_id)
@@ -609,6 +811,16 @@ class PortfolioClient:
             conn.commit()
 
 
+@dataclass(eq=False)
+class _PendingFill:
+    """A fill waiting for its turn in the coalescing queue."""
+
+    params: dict[str, Any]
+    future: compat.Future[MutationResult]
+    taken: bool = field(default=False)
+    waited: bool = field(default=False)
+
+
 class _NotApplied(ConnectionLost):
     """Internal: the request was in flight when the connection died, and the database
     confirms it was not applied, so sending it again is safe."""
@@ -622,8 +834,22 @@ def _map_error(exc: psycopg.Error, portfolio_id: int | None) -> PortfolioError:
     import psycopg_pool
 
     if isinstance(exc, psycopg_pool.PoolTimeout):
-        return ConnectionUnavailable(str(exc), portfolio_id=portfolio_id)
+        return ConnectionUnavailable(str(exc), portfolio_id=portfolio_id, pool_timeout=True)
     return error_from_database(exc, portfolio_id=portfolio_id)
+
+
+def _cutter(conn: Connection[Any]) -> Callable[[], None]:
+    """A callback that cuts ``conn``'s socket: the blocked call then fails at once with a
+    connection error, exactly as if the network had dropped."""
+
+    def cut() -> None:
+        with (
+            contextlib.suppress(OSError, psycopg.Error),
+            socket.socket(fileno=os.dup(conn.pgconn.socket)) as sock,
+        ):
+            sock.shutdown(socket.SHUT_RDWR)
+
+    return cut
 
 
 def _advisory_key(name: str) -> int:

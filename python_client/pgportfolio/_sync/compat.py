@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import threading
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from psycopg import Connection
 from psycopg_pool import ConnectionPool
 
 Lock = threading.Lock
+Condition = threading.Condition
+Future = concurrent.futures.Future
 sleep = time.sleep
 
-__all__ = ["Connection", "ConnectionPool", "Lock", "acquire", "registry_guard", "sleep"]
+__all__ = [
+    "Condition",
+    "Connection",
+    "ConnectionPool",
+    "Future",
+    "Lock",
+    "acquire",
+    "call_later",
+    "new_future",
+    "registry_guard",
+    "sleep",
+]
 
 
 def acquire(lock: Any, timeout: float | None) -> bool:
@@ -35,3 +51,22 @@ class _Guard:
 
 def registry_guard() -> _Guard:
     return _Guard()
+
+
+@contextlib.contextmanager
+def call_later(seconds: float | None, callback: Callable[[], None]) -> Iterator[None]:
+    """Run ``callback`` in a timer thread if the block is still running after ``seconds``."""
+    if seconds is None:
+        yield
+        return
+    timer = threading.Timer(seconds, callback)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+def new_future() -> concurrent.futures.Future[Any]:
+    return concurrent.futures.Future()
