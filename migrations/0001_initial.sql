@@ -1033,6 +1033,8 @@ DECLARE
     e_rows pgportfolio.events[] := '{}'::pgportfolio.events[];
     v_event pgportfolio.events;
     v_result pgportfolio.fill_result;
+    v_refusal_state text;
+    v_refusal_message text;
     v_row record;
     ps integer;
     ks integer;
@@ -1198,10 +1200,10 @@ BEGIN
 
     -- 4. Apply, element by element, in input order.
     FOR i IN 1 .. v_n LOOP
-        v_result := ROW(i, f_pid[i], NULL, NULL, f_symbol[i], NULL, NULL, NULL, false, NULL, NULL);
         IF f_state[i] IS NOT NULL THEN
-            v_result.sqlstate := f_state[i];
-            v_result.message := f_message[i];
+            v_refusal_state := f_state[i];
+            v_refusal_message := f_message[i];
+            v_result := ROW(i, f_pid[i], NULL, NULL, f_symbol[i], NULL, NULL, NULL, false, v_refusal_state, v_refusal_message);
             RETURN NEXT v_result;
             CONTINUE;
         END IF;
@@ -1216,18 +1218,21 @@ BEGIN
             IF rs IS NOT NULL THEN
                 v_event := r_event[rs];
                 IF v_event.request_args IS DISTINCT FROM v_args THEN
-                    v_result.sqlstate := 'PF005';
-                    v_result.message := format(
+                    v_refusal_state := 'PF005';
+                    v_refusal_message := format(
                         'request id %s was already used with different arguments', quote_literal(f_request[i])
                     );
+                    v_result := ROW(
+                        i, f_pid[i], NULL, NULL, f_symbol[i], NULL, NULL, NULL, false, v_refusal_state, v_refusal_message
+                    );
                 ELSE
-                    v_result.portfolio_version := v_event.portfolio_version;
-                    v_result.cash_balance := v_event.cash_balance;
-                    v_result.position_quantity := v_event.position_quantity;
-                    v_result.position_avg_price := CASE WHEN v_event.position_quantity <> 0
-                        THEN round(v_event.position_cost_basis / v_event.position_quantity, 8) END;
-                    v_result.realized_pnl := v_event.realized_pnl;
-                    v_result.duplicate := true;
+                    v_result := ROW(
+                        i, f_pid[i], v_event.portfolio_version, v_event.cash_balance, f_symbol[i],
+                        v_event.position_quantity,
+                        CASE WHEN v_event.position_quantity <> 0
+                            THEN round(v_event.position_cost_basis / v_event.position_quantity, 8) END,
+                        v_event.realized_pnl, true, NULL, NULL
+                    );
                 END IF;
                 RETURN NEXT v_result;
                 CONTINUE;
@@ -1235,11 +1240,12 @@ BEGIN
         END IF;
 
         IF f_expected[i] IS NOT NULL AND f_expected[i] <> p_version[ps] THEN
-            v_result.sqlstate := 'PF001';
-            v_result.message := format(
+            v_refusal_state := 'PF001';
+            v_refusal_message := format(
                 'version conflict on portfolio %s: expected version %s, found version %s',
                 f_pid[i], f_expected[i], p_version[ps]
             );
+            v_result := ROW(i, f_pid[i], NULL, NULL, f_symbol[i], NULL, NULL, NULL, false, v_refusal_state, v_refusal_message);
             RETURN NEXT v_result;
             CONTINUE;
         END IF;
@@ -1262,8 +1268,9 @@ BEGIN
         v_basis := k_basis[ks];
         v_new_quantity := v_held + f_quantity[i];
         IF abs(v_new_quantity) >= 1e15 THEN
-            v_result.sqlstate := '22023';
-            v_result.message := format('position in %s would be out of range', f_symbol[i]);
+            v_refusal_state := '22023';
+            v_refusal_message := format('position in %s would be out of range', f_symbol[i]);
+            v_result := ROW(i, f_pid[i], NULL, NULL, f_symbol[i], NULL, NULL, NULL, false, v_refusal_state, v_refusal_message);
             RETURN NEXT v_result;
             CONTINUE;
         END IF;
@@ -1292,10 +1299,11 @@ BEGIN
         v_realized := v_cash_flow + (v_new_basis - v_basis) - f_fee[i];
 
         IF p_cash[ps] + v_cash_delta < 0 THEN
-            v_result.sqlstate := 'PF002';
-            v_result.message := format(
+            v_refusal_state := 'PF002';
+            v_refusal_message := format(
                 'insufficient cash in portfolio %s: needed %s, available %s', f_pid[i], -v_cash_delta, p_cash[ps]
             );
+            v_result := ROW(i, f_pid[i], NULL, NULL, f_symbol[i], NULL, NULL, NULL, false, v_refusal_state, v_refusal_message);
             RETURN NEXT v_result;
             CONTINUE;
         END IF;
@@ -1329,11 +1337,11 @@ BEGIN
             r_event := r_event || v_event;
         END IF;
 
-        v_result.portfolio_version := p_version[ps];
-        v_result.cash_balance := p_cash[ps];
-        v_result.position_quantity := v_new_quantity;
-        v_result.position_avg_price := CASE WHEN v_new_quantity <> 0 THEN round(v_new_basis / v_new_quantity, 8) END;
-        v_result.realized_pnl := v_realized;
+        v_result := ROW(
+            i, f_pid[i], p_version[ps], p_cash[ps], f_symbol[i], v_new_quantity,
+            CASE WHEN v_new_quantity <> 0 THEN round(v_new_basis / v_new_quantity, 8) END,
+            v_realized, false, NULL, NULL
+        );
         RETURN NEXT v_result;
     END LOOP;
 
