@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: install test lint sqllint pylint migrate demo clean
+.PHONY: install test lint sqllint pylint migrate demo bench soak clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -30,6 +30,12 @@ test: lint ## the whole suite: linters, pgTAP and pytest in one run
 
 demo: install ## trade against a throwaway server and verify every portfolio
 	$(BIN)/pgportfolio demo
+
+bench: install ## measure every scenario against its bounds (see docs/performance.md)
+	$(BIN)/pgportfolio bench --json bench.json
+
+soak: install ## the full proof suite: 100k-operation chaos, 1M-operation memory, long model runs
+	PGPORTFOLIO_SOAK=1 $(BIN)/pytest tests/proof -p no:cacheprovider
 
 migrate: install ## apply migrations to the database named by DSN (or PG* variables)
 	$(BIN)/pgportfolio migrate --dsn "$(DSN)"
