@@ -1862,6 +1862,32 @@ $$;
 COMMENT ON FUNCTION pgportfolio.events_since(bigint, bigint) IS
 'Events of a portfolio after a version, in order (catch-up after missed push updates).';
 
+-- The current version of a portfolio (cheap: one row, no positions).
+CREATE FUNCTION pgportfolio.portfolio_version(p_portfolio_id bigint)
+RETURNS bigint
+LANGUAGE sql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT p.version FROM pgportfolio.portfolios AS p WHERE p.portfolio_id = p_portfolio_id;
+$$;
+
+-- The kind of the event that produced a given version, or no row: how a subscriber tells
+-- a real notification from a forged one (any role that can connect may NOTIFY).
+CREATE FUNCTION pgportfolio.event_kind_at(p_portfolio_id bigint, p_version bigint)
+RETURNS text
+LANGUAGE sql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT e.kind FROM pgportfolio.events AS e
+    WHERE e.portfolio_id = p_portfolio_id AND e.portfolio_version = p_version;
+$$;
+
+COMMENT ON FUNCTION pgportfolio.portfolio_version(bigint) IS 'The current version of a portfolio, or NULL.';
+COMMENT ON FUNCTION pgportfolio.event_kind_at(bigint, bigint) IS
+'The kind of the event that produced a version, or NULL (used to check push notifications).';
+
 -- ===== sql/220_operator.sql =====
 -- Reads for operators (pgportfolio top). Cheap on purpose: no scan of the event log.
 
@@ -1957,6 +1983,8 @@ GRANT EXECUTE ON FUNCTION
 pgportfolio.verify_portfolio(bigint),
 pgportfolio.get_portfolio(bigint),
 pgportfolio.events_since(bigint, bigint),
+pgportfolio.portfolio_version(bigint),
+pgportfolio.event_kind_at(bigint, bigint),
 pgportfolio.recent_portfolios(integer),
 pgportfolio.server_wait_events(),
 pgportfolio.current_lock_waits()

@@ -89,3 +89,29 @@ $$;
 
 COMMENT ON FUNCTION pgportfolio.events_since(bigint, bigint) IS
 'Events of a portfolio after a version, in order (catch-up after missed push updates).';
+
+-- The current version of a portfolio (cheap: one row, no positions).
+CREATE FUNCTION pgportfolio.portfolio_version(p_portfolio_id bigint)
+RETURNS bigint
+LANGUAGE sql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT p.version FROM pgportfolio.portfolios AS p WHERE p.portfolio_id = p_portfolio_id;
+$$;
+
+-- The kind of the event that produced a given version, or no row: how a subscriber tells
+-- a real notification from a forged one (any role that can connect may NOTIFY).
+CREATE FUNCTION pgportfolio.event_kind_at(p_portfolio_id bigint, p_version bigint)
+RETURNS text
+LANGUAGE sql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT e.kind FROM pgportfolio.events AS e
+    WHERE e.portfolio_id = p_portfolio_id AND e.portfolio_version = p_version;
+$$;
+
+COMMENT ON FUNCTION pgportfolio.portfolio_version(bigint) IS 'The current version of a portfolio, or NULL.';
+COMMENT ON FUNCTION pgportfolio.event_kind_at(bigint, bigint) IS
+'The kind of the event that produced a version, or NULL (used to check push notifications).';

@@ -49,6 +49,8 @@ GRANT EXECUTE ON FUNCTION
 pgportfolio.verify_portfolio(bigint),
 pgportfolio.get_portfolio(bigint),
 pgportfolio.events_since(bigint, bigint),
+pgportfolio.portfolio_version(bigint),
+pgportfolio.event_kind_at(bigint, bigint),
 pgportfolio.recent_portfolios(integer),
 pgportfolio.server_wait_events(),
 pgportfolio.current_lock_waits()

@@ -42,6 +42,31 @@ def _cmd_top(args: argparse.Namespace) -> int:
     return run_top(args.dsn, interval=args.interval, iterations=args.iterations)
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from pgportfolio.bench import BenchSettings, parse_scenarios, run_bench
+
+    try:
+        scenarios = parse_scenarios(args.scenarios)
+    except ValueError as exc:
+        print(f"pgportfolio bench: {exc}", file=sys.stderr)
+        return 2
+    return run_bench(
+        BenchSettings(
+            dsn=args.dsn,
+            scenarios=scenarios,
+            duration=args.duration,
+            traders=args.traders,
+            batch=args.batch,
+            connections=args.connections,
+            quick=args.quick,
+            soak_fills=args.soak_fills,
+            json_path=Path(args.json) if args.json else None,
+            plot_path=Path(args.plot) if args.plot else None,
+            seed=args.seed,
+        )
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pgportfolio", description="PostgreSQL-native portfolio and position ledger."
@@ -76,6 +101,50 @@ def build_parser() -> argparse.ArgumentParser:
     top.add_argument("--interval", type=float, default=1.0)
     top.add_argument("--iterations", type=int, help="stop after this many refreshes")
     top.set_defaults(handler=_cmd_top)
+
+    bench = commands.add_parser(
+        "bench",
+        help="throughput and latency of the client and of the SQL functions (pgbench), "
+        "against the targets",
+    )
+    bench.add_argument(
+        "--dsn",
+        help="a superuser DSN: the bench creates, migrates and drops its own database there "
+        "(default: start a throwaway server)",
+    )
+    bench.add_argument(
+        "--scenarios",
+        help="comma-separated: hot,spread,ticks,wide,uncontended,monitoring,soak "
+        "(default: all; with --quick, all but soak)",
+    )
+    bench.add_argument(
+        "--duration", type=float, help="seconds per measurement (default 10; 1 with --quick)"
+    )
+    bench.add_argument("--traders", type=int, default=100, help="concurrent apply_fill callers")
+    bench.add_argument(
+        "--batch",
+        type=int,
+        default=50,
+        help="fills per apply_fills call: pgbench's batch and the client's max_batch",
+    )
+    bench.add_argument(
+        "--connections",
+        type=int,
+        default=16,
+        help="the client's pool size and pgbench's -c (default 16, the client's max_size)",
+    )
+    bench.add_argument(
+        "--quick", action="store_true", help="tiny sizes and 1 s measurements (for tests)"
+    )
+    bench.add_argument(
+        "--soak-fills", type=int, help="fills in the soak (default 5,000,000; 3,000 with --quick)"
+    )
+    bench.add_argument("--json", metavar="FILE", help="write every number to FILE")
+    bench.add_argument(
+        "--plot", metavar="FILE", help="write a latency chart PNG (needs pgportfolio[plot])"
+    )
+    bench.add_argument("--seed", type=int, default=1)
+    bench.set_defaults(handler=_cmd_bench)
     return parser
 
 

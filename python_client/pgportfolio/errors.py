@@ -206,7 +206,12 @@ def error_from_sqlstate(
 
 
 def error_from_database(exc: psycopg.Error, *, portfolio_id: int | None = None) -> PortfolioError:
-    """The client exception for a psycopg error raised by the server."""
+    """The client exception for a psycopg error: raised by the server (it has a SQLSTATE),
+    by the network (an OperationalError without one), or by psycopg before sending."""
+    if exc.sqlstate is None and not isinstance(exc, psycopg.OperationalError):
+        # Refused by psycopg itself: nothing was sent.
+        cls = InvalidInput if isinstance(exc, psycopg.DataError) else DatabaseError
+        return cls(str(exc), portfolio_id=portfolio_id)
     return error_from_sqlstate(
         exc.sqlstate,
         exc.diag.message_primary or str(exc),

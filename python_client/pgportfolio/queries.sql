@@ -92,3 +92,11 @@ SELECT item, portfolio_id, portfolio_version, cash_balance, symbol, position_qua
 -- name: update_market_prices
 -- Many marks at once, all or nothing; returns the number of symbols written.
 SELECT pgportfolio.update_market_prices(p_prices => %(prices)s::jsonb);
+
+-- name: portfolio_version
+-- The current version of a portfolio (subscribe's resync events).
+SELECT pgportfolio.portfolio_version(p_portfolio_id => %(portfolio_id)s);
+
+-- name: event_kind_at
+-- The kind of the event that produced a version: confirms a push notification is real.
+SELECT pgportfolio.event_kind_at(p_portfolio_id => %(portfolio_id)s, p_version => %(version)s);

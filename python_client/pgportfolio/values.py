@@ -32,12 +32,43 @@ def optional_decimal(name: str, value: object) -> Decimal | None:
 
 
 def as_text(name: str, value: object) -> str:
+    """A str that PostgreSQL text can hold: no NUL, valid UTF-8 (no lone surrogates).
+    What else is allowed is the database's rule."""
     if not isinstance(value, str):
         raise InvalidInput(f"{name} must be a str, not {type(value).__name__}")
+    if "\x00" in value:
+        raise InvalidInput(f"{name} must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInput(f"{name} is not valid Unicode text: {exc.reason}") from None
     return value
+
+
+def optional_text(name: str, value: object) -> str | None:
+    return None if value is None else as_text(name, value)
+
+
+_BIGINT = range(-(2**63), 2**63)
 
 
 def as_id(name: str, value: object) -> int:
+    """An int in PostgreSQL's bigint range (ids and versions)."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidInput(f"{name} must be an int, not {type(value).__name__}")
+    if value not in _BIGINT:
+        raise InvalidInput(f"{name} is out of range for bigint: {value}")
     return value
+
+
+def optional_id(name: str, value: object) -> int | None:
+    return None if value is None else as_id(name, value)
+
+
+def travels_in_json(value: Decimal) -> bool:
+    """Whether PostgreSQL can read ``str(value)`` as numeric inside a JSON batch: finite
+    values of sane magnitude, NaN and the infinities (which the ledger then refuses, for
+    that fill alone). -NaN, sNaN and absurd exponents would fail the whole batch."""
+    if value.is_finite():
+        return -1000 < value.adjusted() < 1000
+    return str(value) in ("NaN", "Infinity", "-Infinity")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
+import psycopg
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
@@ -70,7 +71,11 @@ def test_error_mapping_by_sqlstate() -> None:
     assert isinstance(mapped("55P03"), LockTimeout)
     assert isinstance(mapped("40P01"), TransientConflict)
     assert isinstance(mapped("57P01"), ConnectionLost)  # backend terminated
-    assert isinstance(mapped(None), ConnectionLost)  # no sqlstate: the socket died
+    # No SQLSTATE: the network (an OperationalError) or psycopg refusing before sending.
+    assert isinstance(error_from_database(psycopg.OperationalError("socket died")), ConnectionLost)
+    refused = error_from_database(psycopg.DataError("NUL character in string"))
+    assert isinstance(refused, InvalidInput)
+    assert not isinstance(refused, ConnectionLost)
 
 
 def test_only_safe_errors_are_retryable() -> None:
@@ -82,7 +87,8 @@ def test_only_safe_errors_are_retryable() -> None:
     for business in ("PF001", "PF002", "PF003", "PF004", "PF005", "PF006", "22023", "42501"):
         assert retry_cause(mapped(business)) is None, business  # type: ignore[arg-type]
     assert retry_cause(InProcessLockTimeout("local")) is None
-    assert retry_cause(mapped(None)) is None  # type: ignore[arg-type]  # in-flight: resolve, never blind
+    # In flight: handled as "in doubt" by the client (resent under the same request id).
+    assert retry_cause(error_from_database(psycopg.OperationalError("x"))) is None
 
 
 def test_backoff_is_capped_exponential_with_full_jitter() -> None:

@@ -54,7 +54,8 @@ SELECT functions_are('pgportfolio', ARRAY[
     'acquire_advisory_lock', 'add_to_position', 'apply_fill', 'apply_fills', 'charge_fee', 'close_position', 'create_portfolio',
     'current_lock_waits', 'deposit_cash', 'events_refuse_change', 'events_since', 'find_request', 'get_portfolio',
     'grant_portfolio', 'open_position', 'recent_portfolios', 'reduce_position', 'revoke_portfolio',
-    'server_wait_events', 'update_market_price', 'update_market_prices', 'verify_portfolio', 'withdraw_cash'
+    'server_wait_events', 'update_market_price', 'update_market_prices', 'verify_portfolio', 'withdraw_cash',
+    'portfolio_version', 'event_kind_at'
 ], 'pgportfolio has exactly the expected functions');
 SELECT is(
     (SELECT array_agg(p.oid::regprocedure::text ORDER BY p.oid::regprocedure::text) FROM pg_proc AS p

@@ -9,9 +9,11 @@ ids on every mutation, resolution of ambiguous commits, and measurement.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import json
 import os
+import select
 import socket
 import time
 import uuid
@@ -52,7 +54,15 @@ from pgportfolio.monitor import Monitor, get_global_monitor
 from pgportfolio.operations import ChargeFee, Deposit, Fill, Operation, Order, Withdraw
 from pgportfolio.queries import query
 from pgportfolio.retry import RetryPolicy, retry_cause
-from pgportfolio.values import as_decimal, as_id, as_text, optional_decimal
+from pgportfolio.values import (
+    as_decimal,
+    as_id,
+    as_text,
+    optional_decimal,
+    optional_id,
+    optional_text,
+    travels_in_json,
+)
 
 T = TypeVar("T")
 
@@ -115,7 +125,9 @@ class PortfolioClient:
             max_size=max_size,
             timeout=pool_timeout,
             open=False,
-            check=self._check_connection,
+            # No round-trip check on checkout: _connection() drops dead connections
+            # without a round trip, and call_timeout bounds the rest. (A failed pool
+            # check makes psycopg_pool back off for 1 s, 2 s, ... within one checkout.)
             # libpq's connect_timeout bounds a handshake with a peer that stopped answering.
             kwargs={"autocommit": True, "connect_timeout": max(2, round(call_timeout or 10))},
             name=name,
@@ -148,14 +160,32 @@ class PortfolioClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _check_connection(self, conn: Connection[Any]) -> None:
-        """The pool's health check on checkout, bounded like every other call: the
-        stock check would wait forever on a peer that keeps the socket open but is silent."""
-        with compat.call_later(self.call_timeout, _cutter(conn)):
-            ConnectionPool.check_connection(conn)
+    @contextmanager
+    def _connection(self, timeout: float | None = None) -> Iterator[Connection[Any]]:
+        """A pooled connection that is not known to be dead. A backend that was terminated
+        has sent its goodbye (an error and end of stream) to an idle socket: a socket with
+        something to read before we asked is dropped at once and the next one taken,
+        with no round trip and no backoff."""
+        deadline = time.monotonic() + (self._pool.timeout if timeout is None else timeout)
+        while True:
+            conn = self._pool.getconn(timeout=max(0.001, deadline - time.monotonic()))
+            if not _looks_dead(conn):
+                break
+            conn.close()
+            self._pool.putconn(conn)  # the pool sees it closed and replaces it
+        try:
+            with conn:
+                yield conn
+        finally:
+            self._pool.putconn(conn)
 
     def new_request_id(self) -> str:
         return f"{self._request_prefix}-{next(self._request_counter)}"
+
+    def _request_id(self, given: object) -> str:
+        """The caller's request id (checked by the database), or a new one."""
+        text = optional_text("request_id", given)
+        return self.new_request_id() if text is None else text
 
     # -- the calls -------------------------------------------------------------------
 
@@ -169,7 +199,7 @@ class PortfolioClient:
         }
         # Not idempotent in SQL (no request id), so never retried after it was sent.
         with self.monitor.operation("create_portfolio"), wrap_exceptions():
-            with self._pool.connection() as conn:
+            with self._connection() as conn:
                 with compat.call_later(self.call_timeout, _cutter(conn)):
                     cur = conn.execute(query("create_portfolio"), params)
                     row = cur.fetchone()
@@ -248,15 +278,32 @@ class PortfolioClient:
                 request_id,
                 expected_version,
             )
+        numbers = (
+            as_decimal("quantity", quantity),
+            as_decimal("price", price),
+            as_decimal("fee", fee),
+        )
         params = {
             "portfolio_id": as_id("portfolio_id", portfolio_id),
             "symbol": as_text("symbol", symbol),
-            "quantity": as_decimal("quantity", quantity),
-            "price": as_decimal("price", price),
-            "fee": as_decimal("fee", fee),
-            "request_id": request_id or self.new_request_id(),
-            "expected_version": expected_version,
+            "quantity": numbers[0],
+            "price": numbers[1],
+            "fee": numbers[2],
+            "request_id": self._request_id(request_id),
+            "expected_version": optional_id("expected_version", expected_version),
         }
+        if not all(travels_in_json(n) for n in numbers):
+            # A value the JSON batch cannot carry goes alone, so that its error is its own.
+            return self._fill(
+                "apply_fill",
+                portfolio_id,
+                symbol,
+                quantity,
+                price,
+                fee,
+                request_id,
+                expected_version,
+            )
         with self.monitor.operation("apply_fill"):
             return self._coalesced(_PendingFill(params, compat.new_future()))
 
@@ -385,7 +432,10 @@ class PortfolioClient:
 
     def find_request(self, portfolio_id: int, request_id: str) -> MutationResult | None:
         """The stored result of ``request_id``, or None if it was never applied."""
-        params = {"portfolio_id": as_id("portfolio_id", portfolio_id), "request_id": request_id}
+        params = {
+            "portfolio_id": as_id("portfolio_id", portfolio_id),
+            "request_id": as_text("request_id", request_id),
+        }
         return self._read(
             "find_request",
             params,
@@ -491,27 +541,34 @@ class PortfolioClient:
         one pooled connection for the duration. LockTimeout after ``timeout`` seconds."""
         lock_key = key if isinstance(key, int) else _advisory_key(key)
         with wrap_exceptions():
-            with self._pool.connection() as conn:
-                cur = conn.execute(
-                    query("advisory_lock"),
-                    {"key": lock_key, "timeout_ms": max(1, int(timeout * 1000))},
-                )
-                cur.fetchone()
-                self._commit(conn)
+            with self._connection() as conn:
+                # The server bounds the lock wait; call_timeout bounds the reply after it.
+                bound = None if self.call_timeout is None else timeout + self.call_timeout
+                with compat.call_later(bound, _cutter(conn)):
+                    cur = conn.execute(
+                        query("advisory_lock"),
+                        {"key": lock_key, "timeout_ms": max(1, int(timeout * 1000))},
+                    )
+                    cur.fetchone()
+                    self._commit(conn)
                 try:
                     yield
                 finally:
-                    conn.execute(query("advisory_unlock"), {"key": lock_key})
-                    self._commit(conn)
+                    with compat.call_later(self.call_timeout, _cutter(conn)):
+                        conn.execute(query("advisory_unlock"), {"key": lock_key})
+                        self._commit(conn)
 
     def subscribe(
-        self, portfolio_ids: Iterable[int], *, reconnect_delay: float = 0.5
+        self, portfolio_ids: Iterable[int], *, reconnect_delay: float = 0.5, verify: bool = True
     ) -> Iterator[ChangeEvent]:
         """Change events for these portfolios, pushed by LISTEN/NOTIFY (no polling).
 
         After a connection is (re)established, one ``resync`` event per portfolio carries
         its current version with ``gap=True``: events may have been missed before it, and
-        ``events_since`` catches up. The iterator runs until the caller stops it.
+        ``events_since`` catches up. A batch of fills notifies once, with its last version.
+        Any role that can connect may NOTIFY, so with ``verify`` (the default) each
+        notification is confirmed against the event log and dropped if it is not there.
+        The iterator runs until the caller stops it.
         """
         ids = sorted({as_id("portfolio_id", p) for p in portfolio_ids})
         conninfo = self._pool.conninfo
@@ -527,17 +584,27 @@ class PortfolioClient:
                             )
                         )
                     for portfolio_id in ids:
-                        cur = conn.execute(query("get_portfolio"), {"portfolio_id": portfolio_id})
-                        row = cur.fetchone()
-                        if row is not None:
-                            yield ChangeEvent(portfolio_id, int(row[5]), "resync", gap=True)
-                    for note in conn.notifies():
-                        version, _, kind = note.payload.partition(":")
-                        yield ChangeEvent(
-                            int(note.channel.removeprefix("pgportfolio_")), int(version), kind
+                        cur = conn.execute(
+                            query("portfolio_version"), {"portfolio_id": portfolio_id}
                         )
+                        row = cur.fetchone()
+                        if row is not None and row[0] is not None:
+                            yield ChangeEvent(portfolio_id, int(row[0]), "resync", gap=True)
+                    for note in conn.notifies():
+                        event = _change_event(note.channel, note.payload)
+                        if event is not None and (not verify or self._is_real(event)):
+                            yield event
             except psycopg.OperationalError:
                 compat.sleep(reconnect_delay)
+
+    def _is_real(self, event: ChangeEvent) -> bool:
+        """Whether the event log has this event (NOTIFY is delivered after commit)."""
+        kind = self._read(
+            "event_kind_at",
+            {"portfolio_id": event.portfolio_id, "version": event.version},
+            lambda rows: rows[0][0] if rows else None,
+        )
+        return bool(kind == event.kind)
 
     # -- machinery -------------------------------------------------------------------
 
@@ -570,9 +637,9 @@ class PortfolioClient:
     ) -> MutationResult:
         """One mutation: in-process lock, send, retry what is safe to retry."""
         params["portfolio_id"] = as_id("portfolio_id", portfolio_id)
-        params["request_id"] = request_id or self.new_request_id()
-        params["expected_version"] = expected_version
-        attempt = 0
+        params["request_id"] = self._request_id(request_id)
+        params["expected_version"] = optional_id("expected_version", expected_version)
+        retries = _RetryState(self)
         with self.monitor.operation(operation):
             while True:
                 try:
@@ -581,20 +648,21 @@ class PortfolioClient:
                             result = self._send_mutation(operation, portfolio_id, params)
                     else:
                         result = self._send_mutation(operation, portfolio_id, params)
-                    if result.duplicate:
-                        self.monitor.record_duplicate()
-                    return result
                 except PortfolioError as exc:
                     if isinstance(exc, VersionConflict):
                         self.monitor.record_version_conflict()
-                    cause = _CONNECTION_LOST if isinstance(exc, _NotApplied) else retry_cause(exc)
-                    if cause is None or attempt >= self.retry.max_retries:
-                        if isinstance(exc, _NotApplied):
-                            raise exc.original from exc
-                        raise
-                    attempt += 1
-                    self.monitor.record_retry(cause)
-                    compat.sleep(self.retry.delay(attempt))
+                    retries.before_retry(exc, portfolio_id)
+                    continue
+                return self._delivered(result, in_doubt=retries.in_doubt)
+
+    def _delivered(self, result: MutationResult, *, in_doubt: bool) -> MutationResult:
+        if in_doubt:
+            # Sent again under the same request id after a connection died in flight: the
+            # database answered for that id (duplicate=True if the lost attempt committed).
+            result = dataclasses.replace(result, recovered=True)
+        if result.duplicate:
+            self.monitor.record_duplicate()
+        return result
 
     def _coalesced(self, pending: _PendingFill) -> MutationResult:
         """Flat combining: queue the fill; whoever finds a free turn sends the queue."""
@@ -641,34 +709,19 @@ class PortfolioClient:
 
     def _send_batch(self, batch: list[_PendingFill]) -> None:
         """Send a batch with apply_fills; settle every future, whatever happens."""
-        attempt = 0
-        remaining = batch
+        retries = _RetryState(self)
         try:
-            while remaining:
-                self.monitor.record_batch(len(remaining))
+            while True:
+                self.monitor.record_batch(len(batch))
                 try:
-                    rows = self._call_apply_fills(remaining)
-                except ConnectionLost as lost:
-                    # In flight: read back what committed, send the rest again (same ids).
-                    remaining = self._resolve_batch(remaining, lost)
-                    cause: str | None = _CONNECTION_LOST
-                    error: PortfolioError = lost
+                    rows = self._call_apply_fills(batch)
                 except PortfolioError as exc:
-                    cause, error = retry_cause(exc), exc
-                else:
-                    for item, row in zip(remaining, rows, strict=True):
-                        self._settle(item, row)
-                    return
-                if not remaining:
-                    return
-                if cause is None or attempt >= self.retry.max_retries:
-                    for item in remaining:
-                        item.future.set_exception(error)
-                    return
-                attempt += 1
-                self.monitor.record_retry(cause)
-                compat.sleep(self.retry.delay(attempt))
-        except BaseException as exc:  # cancellation or a bug: never leave a caller hanging
+                    retries.before_retry(exc, None)
+                    continue
+                for item, row in zip(batch, rows, strict=True):
+                    self._settle(item, row, in_doubt=retries.in_doubt)
+                return
+        except BaseException as exc:  # a final error, cancellation or a bug: answer everyone
             for item in batch:
                 if not item.future.done():
                     item.future.set_exception(
@@ -677,25 +730,11 @@ class PortfolioClient:
             if not isinstance(exc, Exception):
                 raise
 
-    def _resolve_batch(self, batch: list[_PendingFill], lost: ConnectionLost) -> list[_PendingFill]:
-        """Settle the fills that committed before the connection died; return the rest."""
-        unresolved = []
-        for item in batch:
-            try:
-                result = self._resolve(item.params["portfolio_id"], item.params["request_id"], lost)
-            except _NotApplied:
-                unresolved.append(item)
-            except PortfolioError as unknown:  # OutcomeUnknown
-                item.future.set_exception(unknown)
-            else:
-                item.future.set_result(result)
-        return unresolved
-
     def _call_apply_fills(self, batch: list[_PendingFill]) -> list[tuple[Any, ...]]:
         fills = json.dumps([item.params for item in batch], default=str)
         sent = False
         try:
-            with self._pool.connection() as conn:
+            with self._connection() as conn:
                 sent = True
                 with compat.call_later(self.call_timeout, _cutter(conn)):
                     cur = conn.execute(query("apply_fills"), {"fills": fills})
@@ -709,7 +748,7 @@ class PortfolioClient:
         rows.sort(key=lambda r: r[0])
         return rows
 
-    def _settle(self, item: _PendingFill, row: tuple[Any, ...]) -> None:
+    def _settle(self, item: _PendingFill, row: tuple[Any, ...], *, in_doubt: bool) -> None:
         params = item.params
         sqlstate, message = row[9], row[10]
         if sqlstate is not None:
@@ -719,16 +758,14 @@ class PortfolioClient:
             item.future.set_exception(error)
             return
         result = MutationResult.from_row(row[1:9], params["request_id"])
-        if result.duplicate:
-            self.monitor.record_duplicate()
-        item.future.set_result(result)
+        item.future.set_result(self._delivered(result, in_doubt=in_doubt))
 
     def _send_mutation(
         self, operation: str, portfolio_id: int, params: dict[str, Any]
     ) -> MutationResult:
         sent = False
         try:
-            with self._pool.connection() as conn:
+            with self._connection() as conn:
                 sent = True
                 with compat.call_later(self.call_timeout, _cutter(conn)):
                     cur = conn.execute(query(operation), params)
@@ -736,48 +773,11 @@ class PortfolioClient:
                     self._commit(conn)
         except psycopg.Error as exc:
             error = _map_error(exc, portfolio_id)
-            if isinstance(error, ConnectionLost):
-                if not sent:
-                    raise ConnectionUnavailable(str(error), portfolio_id=portfolio_id) from exc
-                return self._resolve(portfolio_id, params["request_id"], error)
-            if isinstance(error, ConnectionUnavailable) and sent:
-                # Cannot happen with psycopg_pool, whose timeout is raised before a
-                # connection is handed out; treat it as in flight to be safe.
-                return self._resolve(portfolio_id, params["request_id"], ConnectionLost(str(error)))
+            if isinstance(error, ConnectionLost) and not sent:
+                raise ConnectionUnavailable(str(error), portfolio_id=portfolio_id) from exc
             raise error from exc
         assert row is not None
         return MutationResult.from_row(row, params["request_id"])
-
-    def _resolve(self, portfolio_id: int, request_id: str, lost: ConnectionLost) -> MutationResult:
-        """The connection died with the request in flight. Ask the database what became
-        of the request id: the stored result if it committed; otherwise _NotApplied, which
-        the retry loop may send again (still under the same request id)."""
-        deadline = time.monotonic() + self.resolve_timeout
-        attempt = 0
-        while True:
-            try:
-                remaining = max(0.01, deadline - time.monotonic())
-                with self._pool.connection(timeout=remaining) as conn:
-                    with compat.call_later(self.call_timeout, _cutter(conn)):
-                        cur = conn.execute(
-                            query("find_request"),
-                            {"portfolio_id": portfolio_id, "request_id": request_id},
-                        )
-                        row = cur.fetchone()
-            except (psycopg.Error, PortfolioError) as exc:
-                attempt += 1
-                if time.monotonic() >= deadline:
-                    raise OutcomeUnknown(
-                        f"request {request_id} on portfolio {portfolio_id}: connection lost in "
-                        f"flight, outcome not readable within {self.resolve_timeout}s",
-                        portfolio_id=portfolio_id,
-                    ) from exc
-                self.monitor.record_retry("resolve")
-                compat.sleep(self.retry.delay(min(attempt, 10)))
-                continue
-            if row is None:
-                raise _NotApplied(lost)
-            return MutationResult.from_row(row, request_id, recovered=True)
 
     def _read(self, name: str, params: dict[str, Any], convert: Callable[[list[Any]], T]) -> T:
         """A call that may be repeated freely: retried on every retryable error and on
@@ -787,7 +787,7 @@ class PortfolioClient:
         with self.monitor.operation(name):
             while True:
                 try:
-                    with self._pool.connection() as conn:
+                    with self._connection() as conn:
                         with compat.call_later(self.call_timeout, _cutter(conn)):
                             cur = conn.execute(query(name), params)
                             rows = cur.fetchall()
@@ -821,13 +821,44 @@ class _PendingFill:
     waited: bool = field(default=False)
 
 
-class _NotApplied(ConnectionLost):
-    """Internal: the request was in flight when the connection died, and the database
-    confirms it was not applied, so sending it again is safe."""
+class _RetryState:
+    """Retry bookkeeping for one call. After a connection dies with the request in flight
+    the call is *in doubt*: it is sent again under the same request id, so the database
+    either answers with the stored result (the lost attempt committed) or applies it once
+    (it did not), or refuses it with PF005 (the id was used for something else). That goes
+    on past ``max_retries`` until ``resolve_timeout``, then OutcomeUnknown."""
 
-    def __init__(self, original: ConnectionLost) -> None:
-        super().__init__(str(original), portfolio_id=original.portfolio_id)
-        self.original = original
+    def __init__(self, client: PortfolioClient) -> None:
+        self.client = client
+        self.attempt = 0
+        self.doubt_deadline: float | None = None
+
+    @property
+    def in_doubt(self) -> bool:
+        return self.doubt_deadline is not None
+
+    def before_retry(self, exc: PortfolioError, portfolio_id: int | None) -> None:
+        """Return to retry, or raise ``exc`` (or OutcomeUnknown) when it is final."""
+        if isinstance(exc, ConnectionLost) and not isinstance(exc, OutcomeUnknown):
+            if self.doubt_deadline is None:
+                self.doubt_deadline = time.monotonic() + self.client.resolve_timeout
+            cause: str | None = _CONNECTION_LOST
+        elif self.in_doubt and isinstance(exc, ConnectionUnavailable):
+            cause = "connection"  # still learning the outcome, even past a pool timeout
+        else:
+            cause = retry_cause(exc)
+        if self.doubt_deadline is not None and cause in (_CONNECTION_LOST, "connection"):
+            if time.monotonic() >= self.doubt_deadline:
+                raise OutcomeUnknown(
+                    f"connection lost with a request in flight on portfolio {portfolio_id}, and "
+                    f"no answer for its request id within {self.client.resolve_timeout}s",
+                    portfolio_id=portfolio_id,
+                ) from exc
+        elif cause is None or self.attempt >= self.client.retry.max_retries:
+            raise exc
+        self.attempt += 1
+        self.client.monitor.record_retry(cause)
+        compat.sleep(self.client.retry.delay(min(self.attempt, 16)))
 
 
 def _map_error(exc: psycopg.Error, portfolio_id: int | None) -> PortfolioError:
@@ -836,6 +867,28 @@ def _map_error(exc: psycopg.Error, portfolio_id: int | None) -> PortfolioError:
     if isinstance(exc, psycopg_pool.PoolTimeout):
         return ConnectionUnavailable(str(exc), portfolio_id=portfolio_id, pool_timeout=True)
     return error_from_database(exc, portfolio_id=portfolio_id)
+
+
+def _change_event(channel: str, payload: str) -> ChangeEvent | None:
+    """Parse a notification; None for one we did not send. Any role that can connect may
+    NOTIFY on any channel, so a payload is a hint to re-read, never the truth."""
+    version, _, kind = payload.partition(":")
+    try:
+        return ChangeEvent(int(channel.removeprefix("pgportfolio_")), int(version), kind)
+    except ValueError:
+        return None
+
+
+def _looks_dead(conn: Connection[Any]) -> bool:
+    """True if an idle connection is closed, broken, or has unread input (a terminated
+    backend's FATAL message or end of stream): checked with a zero-timeout poll."""
+    if conn.closed or conn.broken:
+        return True
+    try:
+        readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+    except (OSError, ValueError, psycopg.Error):
+        return True
+    return bool(readable)
 
 
 def _cutter(conn: Connection[Any]) -> Callable[[], None]:
