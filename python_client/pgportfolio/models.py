@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Context, Decimal, Inexact
 from typing import Any
+
+# Quantities and prices have at most 8 places below 10^15, so every product and sum here
+# fits in far fewer digits: with this context, and Inexact trapped, they are exact
+# whatever the caller's decimal context is (the default keeps only 28 digits).
+_EXACT = Context(prec=120, traps=[Inexact])
+_WIDE = Context(prec=120, rounding=ROUND_HALF_UP)  # for the one division, then rounded
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,16 +62,21 @@ class PositionSnapshot:
 
     @property
     def avg_price(self) -> Decimal:
-        return self.cost_basis / self.quantity
+        """Cost basis over quantity, rounded to 8 places like the position_pnl view."""
+        return _WIDE.divide(self.cost_basis, self.quantity).quantize(
+            Decimal("1E-8"), rounding=ROUND_HALF_UP
+        )
 
     @property
     def market_value(self) -> Decimal:
         """At the mark; at cost when no mark is known (as the position_pnl view)."""
-        return self.cost_basis if self.mark_price is None else self.quantity * self.mark_price
+        if self.mark_price is None:
+            return self.cost_basis
+        return _EXACT.multiply(self.quantity, self.mark_price)
 
     @property
     def unrealized_pnl(self) -> Decimal:
-        return self.market_value - self.cost_basis
+        return _EXACT.subtract(self.market_value, self.cost_basis)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,15 +94,21 @@ class PortfolioSnapshot:
 
     @property
     def market_value(self) -> Decimal:
-        return sum((p.market_value for p in self.positions.values()), Decimal(0))
+        total = Decimal(0)
+        for position in self.positions.values():
+            total = _EXACT.add(total, position.market_value)
+        return total
 
     @property
     def unrealized_pnl(self) -> Decimal:
-        return sum((p.unrealized_pnl for p in self.positions.values()), Decimal(0))
+        total = Decimal(0)
+        for position in self.positions.values():
+            total = _EXACT.add(total, position.unrealized_pnl)
+        return total
 
     @property
     def equity(self) -> Decimal:
-        return self.cash_balance + self.market_value
+        return _EXACT.add(self.cash_balance, self.market_value)
 
     @classmethod
     def from_rows(cls, rows: list[tuple[Any, ...]]) -> PortfolioSnapshot:

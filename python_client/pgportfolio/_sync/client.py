@@ -1008,4 +1008,5 @@ class PositionManager:
         self, position: PositionSnapshot, current_price: Decimal | int
     ) -> Decimal:
         """Unrealized P&L of ``position`` at ``current_price``, exact."""
-        return position.quantity * as_decimal("current_price", current_price) - position.cost_basis
+        price = as_decimal("current_price", current_price)
+        return dataclasses.replace(position, mark_price=price).unrealized_pnl
