@@ -1810,7 +1810,7 @@ def write_plot(report: dict[str, Any], path: Path) -> None:
         f"load {report['load_average_before'][0]:.2f}; dotted p99, dashed p99.9",
         fontsize=10,
     )
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0, 1, 0.97))  # leave the top strip to the title
     figure.savefig(path, dpi=110)
     plt.close(figure)
 

@@ -112,7 +112,9 @@ class AsyncPortfolioClient:
         self.call_timeout = call_timeout
         self.coalesce = coalesce
         self.max_batch = max_batch
-        self.max_combiners = max_combiners or max(1, max_size // 2)
+        # Two batches in flight: one is applied while the next is being filled. More would
+        # queue on the same hot rows in PostgreSQL (measured: docs/performance.md).
+        self.max_combiners = max_combiners or 2
         self._queue: deque[_PendingFill] = deque()
         self._combiners = 0
         self._turns = compat.Condition()
@@ -717,6 +719,10 @@ class AsyncPortfolioClient:
             while True:
                 self.monitor.record_batch(len(batch))
                 try:
+                    if len(batch) == 1:
+                        # Alone: apply_fill costs the server about half of a batch of one.
+                        await self._send_alone(batch[0], retries.in_doubt)
+                        return
                     rows = await self._call_apply_fills(batch)
                 except PortfolioError as exc:
                     await retries.before_retry(exc, None)
@@ -732,6 +738,21 @@ class AsyncPortfolioClient:
                     )
             if not isinstance(exc, Exception):
                 raise
+
+    async def _send_alone(self, item: _PendingFill, in_doubt: bool) -> None:
+        """One fill through apply_fill. A final error is this caller's own; connection
+        trouble and retryable errors propagate to the batch loop's retry decision."""
+        params = item.params
+        try:
+            result = await self._send_mutation("apply_fill", params["portfolio_id"], params)
+        except PortfolioError as exc:
+            if isinstance(exc, ConnectionLost | ConnectionUnavailable) or retry_cause(exc):
+                raise
+            if isinstance(exc, VersionConflict):
+                self.monitor.record_version_conflict()
+            item.future.set_exception(exc)
+            return
+        item.future.set_result(self._delivered(result, in_doubt=in_doubt))
 
     async def _call_apply_fills(self, batch: list[_PendingFill]) -> list[tuple[Any, ...]]:
         fills = json.dumps([item.params for item in batch], default=str)

@@ -27,6 +27,7 @@ __all__ = [
     "Lock",
     "acquire",
     "call_later",
+    "is_busy",
     "new_future",
     "registry_guard",
     "sleep",
@@ -37,8 +38,8 @@ async def acquire(lock: asyncio.Lock, timeout: float | None) -> bool:
     """Acquire ``lock`` within ``timeout`` seconds (None: wait forever). False on timeout.
     A cancelled waiter never ends up holding the lock (asyncio.Lock marks itself locked
     only once the waiter resumes)."""
-    if not lock.locked():
-        await lock.acquire()  # no suspension when free
+    if not is_busy(lock):
+        await lock.acquire()  # no suspension when free and nobody queued
         return True
     if timeout is None:
         await lock.acquire()
@@ -71,3 +72,9 @@ def call_later(seconds: float | None, callback: Callable[[], None]) -> Iterator[
 
 def new_future() -> asyncio.Future[Any]:
     return asyncio.get_running_loop().create_future()
+
+
+def is_busy(lock: asyncio.Lock) -> bool:
+    """Whether acquiring ``lock`` now would wait: held, or others already queued for it
+    (asyncio.Lock hands a released lock to the first waiter, not to a newcomer)."""
+    return lock.locked() or bool(getattr(lock, "_waiters", None))

@@ -55,7 +55,7 @@ class AsyncLockRegistry:
                 entry = self._entries[key] = _Entry()
             entry.users += 1
         try:
-            contended = entry.lock.locked()
+            contended = compat.is_busy(entry.lock)
             started = time.perf_counter()
             if not await compat.acquire(entry.lock, limit):
                 self.monitor.record_lock_timeout(self.metric_name)
@@ -107,7 +107,7 @@ class AsyncMonitoredLock:
         return bool(self._lock.locked())
 
     async def __aenter__(self) -> AsyncMonitoredLock:
-        contended = self._lock.locked()
+        contended = compat.is_busy(self._lock)
         started = time.perf_counter()
         if not await compat.acquire(self._lock, self.timeout):
             self.monitor.record_lock_timeout(self.name)

@@ -25,6 +25,7 @@ __all__ = [
     "Lock",
     "acquire",
     "call_later",
+    "is_busy",
     "new_future",
     "registry_guard",
     "sleep",
@@ -70,3 +71,8 @@ def call_later(seconds: float | None, callback: Callable[[], None]) -> Iterator[
 
 def new_future() -> concurrent.futures.Future[Any]:
     return concurrent.futures.Future()
+
+
+def is_busy(lock: Any) -> bool:
+    """Whether acquiring ``lock`` now would (probably) wait: it is held."""
+    return bool(lock.locked())

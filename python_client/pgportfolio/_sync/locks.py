@@ -56,7 +56,7 @@ class LockRegistry:
                 entry = self._entries[key] = _Entry()
             entry.users += 1
         try:
-            contended = entry.lock.locked()
+            contended = compat.is_busy(entry.lock)
             started = time.perf_counter()
             if not compat.acquire(entry.lock, limit):
                 self.monitor.record_lock_timeout(self.metric_name)
@@ -106,7 +106,7 @@ class MonitoredLock:
         return bool(self._lock.locked())
 
     def __enter__(self) -> MonitoredLock:
-        contended = self._lock.locked()
+        contended = compat.is_busy(self._lock)
         started = time.perf_counter()
         if not compat.acquire(self._lock, self.timeout):
             self.monitor.record_lock_timeout(self.name)

@@ -1,0 +1,268 @@
+"""``pgportfolio bench``: a short run of the command itself, and its arithmetic on fake numbers.
+
+The run checks that every selected scenario and variant produced numbers and that the
+tables were printed; it asserts no performance target (that is what the bench reports).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from pgportfolio.bench import (
+    FULL,
+    QUICK,
+    ScenarioResult,
+    Target,
+    VariantResult,
+    apply_fill_script,
+    apply_fills_script,
+    build_targets,
+    default_scenarios,
+    evaluate,
+    parse_pgbench_log,
+    parse_pgbench_summary,
+    parse_scenarios,
+    percentile,
+    ratio,
+)
+from pgportfolio.cli import main
+from pgportfolio.monitor import LatencyHistogram
+
+# --- the command --------------------------------------------------------------------------
+
+VARIANTS = {
+    "hot": {"client", "client_per_call", "pgbench_apply_fill", "pgbench_apply_fills"},
+    "uncontended": {"client", "client_per_call", "pgbench_apply_fill"},
+}
+
+
+@pytest.mark.timeout(120)
+def test_quick_run_measures_every_selected_variant(
+    admin_conninfo: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("COLUMNS", "220")  # rich: room for the whole table
+    out = tmp_path / "bench.json"
+    code = main(
+        [
+            "bench",
+            "--quick",
+            "--scenarios",
+            "uncontended,hot",
+            "--dsn",
+            admin_conninfo,
+            "--json",
+            str(out),
+        ]
+    )
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    report = json.loads(out.read_text())
+
+    assert list(report["scenarios"]) == ["hot", "uncontended"]  # canonical order
+    for name, expected in VARIANTS.items():
+        scenario = report["scenarios"][name]
+        assert scenario["error"] is None
+        assert set(scenario["variants"]) == expected
+        for variant in scenario["variants"].values():
+            assert variant["error"] is None, variant
+            for key in ("fills", "fills_per_second", "p50_ms", "p99_ms", "p999_ms", "samples"):
+                assert variant[key] > 0, (name, variant["name"], key)
+            assert variant["p50_ms"] <= variant["p99_ms"] <= variant["p999_ms"]
+            assert variant["client_cpu"] > 0
+    hot = report["scenarios"]["hot"]
+    assert hot["variants"]["client"]["mean_batch"] >= 1
+    assert all(hot["ratios"][k] > 0 for k in ("a_over_b", "a_over_c", "a_over_d"))
+
+    targets = {(t["scenario"], t["name"]): t for t in report["targets"]}
+    assert {s for s, _ in targets} == {"hot", "uncontended"}
+    assert all(t["status"] in ("PASS", "MISS") for t in targets.values())  # measured, not ERROR
+    assert report["machine"]["nproc"] >= 1
+    assert report["server"]["version"].startswith("PostgreSQL")
+
+    for title in ("hot: 1 portfolio", "uncontended: one caller", "targets", "fills/s", "p99.9"):
+        assert title in printed
+    assert re.search(r"\(d\) pgbench apply_fills x50", printed)
+
+    with psycopg.connect(admin_conninfo) as conn:  # the run's database is gone
+        cur = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [report["database"]])
+        assert cur.fetchone() is None
+
+
+def test_unknown_scenario_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "--scenarios", "hot,lukewarm"]) == 2
+    assert "lukewarm" in capsys.readouterr().err
+
+
+# --- statistics ---------------------------------------------------------------------------
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]  # 1..100
+    assert percentile(values, 0.5) == 50
+    assert percentile(values, 0.99) == 99
+    assert percentile(values, 0.999) == 100
+    assert percentile(values, 1.0) == 100
+    assert percentile([7.0], 0.999) == 7
+    with pytest.raises(ValueError, match="no values"):
+        percentile([], 0.5)
+    with pytest.raises(ValueError, match="q must be"):
+        percentile(values, 0)
+
+
+def test_percentile_agrees_with_the_client_histogram_within_its_bucket_width() -> None:
+    values = sorted(0.0001 * 1.01**i for i in range(600))  # 0.1 to 39 ms
+    histogram = LatencyHistogram()
+    for v in values:
+        histogram.record(v)
+    for q in (0.5, 0.99, 0.999):
+        exact = percentile(values, q)
+        assert exact <= histogram.quantile(q) <= exact * 1.021  # 2% buckets
+
+
+def test_ratio_handles_missing_and_zero() -> None:
+    assert ratio(50.0, 20.0) == 2.5
+    assert ratio(None, 20.0) is None
+    assert ratio(50.0, None) is None
+    assert ratio(50.0, 0.0) is None
+
+
+# --- targets ------------------------------------------------------------------------------
+
+
+def test_a_throughput_target_missed_reports_how_far_short() -> None:
+    outcome = evaluate(Target("hot", "(a) fills/s", ">=", 50_000, "fills/s", 12_500))
+    assert outcome.status == "MISS"
+    assert outcome.margin == pytest.approx(-0.75)
+    assert outcome.text == "MISS by 75% (x4.00 off)"
+
+
+def test_a_latency_target_missed_reports_how_far_over() -> None:
+    outcome = evaluate(Target("hot", "(a) p99", "<=", 5.0, "ms", 7.0))
+    assert outcome.status == "MISS"
+    assert outcome.margin == pytest.approx(0.4)
+    assert outcome.text == "MISS by 40% (x1.40 off)"
+
+
+def test_targets_met_or_exactly_on_the_bound_pass() -> None:
+    assert evaluate(Target("s", "t", "<=", 5.0, "ms", 4.0)).text == "PASS, 20% to spare"
+    assert evaluate(Target("s", "t", ">=", 0.8, "x", 0.8)).status == "PASS"
+    assert evaluate(Target("s", "t", "<=", 1.1, "x", 1.1)).status == "PASS"
+
+
+def test_a_target_without_a_measurement_is_an_error_not_a_miss() -> None:
+    for measured in (None, math.nan):
+        outcome = evaluate(Target("s", "t", ">=", 1.0, "x", measured))
+        assert outcome.status == "ERROR"
+        assert outcome.margin is None
+        assert "not measured" in outcome.text
+
+
+def _variant(name: str, fills_per_second: float | None, p99_ms: float | None) -> VariantResult:
+    return VariantResult(name, name, "fill call", fills_per_second=fills_per_second, p99_ms=p99_ms)
+
+
+def test_build_targets_from_fake_results() -> None:
+    hot = ScenarioResult("hot", "fake")
+    hot.variants = {
+        "client": _variant("client", 40_000, 6.0),
+        "client_per_call": _variant("client_per_call", 2_000, 50.0),
+        "pgbench_apply_fill": _variant("pgbench_apply_fill", 8_000, 3.0),
+        "pgbench_apply_fills": VariantResult("d", "d", "txn", error="RuntimeError: boom"),
+    }
+    hot.ratios = {"a_over_b": 20.0, "a_over_d": None}
+    soak = ScenarioResult("soak", "fake", extra={"fills": 1_000, "rss_growth_mb": 12.5})
+
+    outcomes = {t.name: evaluate(t) for t in build_targets({"hot": hot, "soak": soak}, FULL)}
+    assert outcomes["(a) fills/s"].status == "MISS"
+    assert outcomes["(a) fills/s"].margin == pytest.approx(-0.2)
+    assert outcomes["(a) p99 per fill"].text == "MISS by 20% (x1.20 off)"
+    assert outcomes["(a) / (b) fills/s"].status == "PASS"
+    assert outcomes["(a) / (d) fills/s"].status == "ERROR"  # (d) crashed: no number
+    rss = outcomes["client RSS growth"]
+    assert rss.status == "MISS"
+    assert rss.margin == pytest.approx(0.25)
+    assert "1,000 fills" in rss.target.note  # not the 5M the target is stated for
+
+
+# --- pgbench ------------------------------------------------------------------------------
+
+
+def test_parse_pgbench_log_and_summary() -> None:
+    lines = [
+        "0 1 1234 0 1700000000 1",
+        "1 1 987 0 1700000000 5",
+        "1 2 failed 0 1700000000 9",  # a failed transaction has no latency
+        "",
+    ]
+    assert parse_pgbench_log(lines) == [0.001234, 0.000987]
+    summary = (
+        "number of transactions actually processed: 18081\n"
+        "latency average = 0.109 ms\n"
+        "tps = 18369.492886 (without initial connection time)\n"
+    )
+    assert parse_pgbench_summary(summary) == (18081, pytest.approx(18369.492886))
+    with pytest.raises(ValueError, match="no tps"):
+        parse_pgbench_summary("pgbench: error: connection refused")
+
+
+def _substitute(script: str, variables: dict[str, str]) -> str:
+    """What pgbench does to the SQL line in simple mode: every :name that is a variable."""
+    sql_line = next(line for line in script.splitlines() if not line.startswith("\\"))
+    return re.sub(
+        r"(?<!:):([A-Za-z_][A-Za-z0-9_]*)",
+        lambda m: variables.get(m.group(1), m.group(0)),
+        sql_line,
+    )
+
+
+def test_apply_fills_script_makes_valid_json_of_the_batch() -> None:
+    batch = 3
+    script = apply_fills_script(batch)
+    names = re.findall(r"^\\set (\w+) ", script, re.MULTILINE)
+    assert names == ["r"] + [f"{v}{i}" for i in range(1, batch + 1) for v in "psqc"]
+    variables = {"r": "42", "client_id": "7"}
+    for i in range(1, batch + 1):
+        variables |= {f"p{i}": str(i), f"s{i}": str(10 + i), f"q{i}": "-5", f"c{i}": "12345"}
+    sql_text = _substitute(script, variables)
+    literal = sql_text.split("'")[1]
+    fills = json.loads(literal)
+    assert len(fills) == batch
+    assert fills[0] == {
+        "portfolio_id": 1,
+        "symbol": "S11",
+        "quantity": -5,
+        "price": 123.45,
+        "request_id": "pgbd7-42-1",
+    }
+    assert len({f["request_id"] for f in fills}) == batch
+    assert sql_text.endswith("'::jsonb);")  # the cast survives: "::" is not a variable
+
+
+def test_apply_fill_script_draws_the_same_fills_as_the_client() -> None:
+    script = apply_fill_script()
+    assert "random(1, 100) * (2 * random(0, 1) - 1)" in script  # signed, never zero
+    assert "random(1000, 20000)" in script
+    assert ":c::numeric * 0.01" in script
+
+
+# --- options ------------------------------------------------------------------------------
+
+
+def test_scenarios_parse_in_canonical_order_and_soak_needs_asking_in_quick_mode() -> None:
+    assert parse_scenarios("soak,hot") == ("hot", "soak")
+    assert parse_scenarios(None) == parse_scenarios("all") == ()
+    with pytest.raises(ValueError, match="lukewarm"):
+        parse_scenarios("lukewarm")
+    assert "soak" not in default_scenarios(quick=True)
+    assert default_scenarios(quick=False)[-1] == "soak"
+    assert QUICK.duration <= 1
+    assert FULL.soak_fills == 5_000_000
