@@ -237,3 +237,56 @@ async def test_bulk_price_ticks(aclient: AsyncPortfolioClient) -> None:
     )  # all or nothing
     with pytest.raises(InvalidInput):
         await aclient.update_market_prices({"TK1": 1.5})  # type: ignore[dict-item]
+
+
+async def test_apply_fills_method_answers_each_element(aclient: AsyncPortfolioClient) -> None:
+    from pgportfolio import Fill
+
+    pid = await aclient.create_portfolio("batch method", D("100"))
+    answers = await aclient.apply_fills(
+        [
+            (pid, Fill("BM1", D("1"), D("10"))),
+            (pid, Fill("BM2", D("1"), D("500"))),
+            (pid, Fill("BM1", D("-1"), D("12"))),
+        ]
+    )
+    assert [type(a).__name__ for a in answers] == [
+        "MutationResult",
+        "InsufficientCash",
+        "MutationResult",
+    ]
+    last = answers[2]
+    assert not isinstance(last, Exception)
+    assert (last.portfolio_version, last.position_quantity, last.realized_pnl) == (
+        3,
+        D("0"),
+        D("2"),
+    )
+    assert await aclient.apply_fills([]) == []
+
+
+async def test_subscribe_reconnects_and_reports_the_gap(
+    aclient: AsyncPortfolioClient, shared_db: str
+) -> None:
+    """The LISTEN session dies: the stream resumes on its own and says events may have
+    been missed (gap=True, with the current version), then continues."""
+    pid = await aclient.create_portfolio("push reconnect", D("1000"))
+    stream = aclient.subscribe([pid], reconnect_delay=0.05)
+    first = await asyncio.wait_for(anext(stream), 5)
+    assert (first.kind, first.gap) == ("resync", True)
+    with psycopg.connect(shared_db, autocommit=True) as admin:
+        listeners = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND query LIKE %s",
+            ("%portfolio_version%",),
+        ).fetchall()
+        assert listeners  # the subscriber's session was found and ended
+    await aclient.deposit_cash(pid, D("5"))  # possibly missed while reconnecting
+    resumed = await asyncio.wait_for(anext(stream), 10)
+    assert resumed.gap
+    assert resumed.kind == "resync"
+    assert resumed.version in (1, 2)
+    if resumed.version == 1:  # reconnected before the deposit: it arrives as an event
+        event = await asyncio.wait_for(anext(stream), 5)
+        assert (event.version, event.kind) == (2, "deposit")
+    await stream.aclose()

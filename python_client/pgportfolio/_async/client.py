@@ -390,6 +390,42 @@ class AsyncPortfolioClient:
             "close_position", portfolio_id, symbol, None, price, fee, request_id, expected_version
         )
 
+    async def apply_fills(
+        self, fills: Iterable[tuple[int, Fill]]
+    ) -> list[MutationResult | PortfolioError]:
+        """Many fills in one apply_fills call, in order: ``(portfolio_id, Fill)`` pairs.
+        Each element's answer is its result or its own typed exception (returned, not
+        raised); a whole-call failure is raised. Every element gets a request id."""
+        batch = [
+            _PendingFill(
+                {
+                    "portfolio_id": as_id("portfolio_id", pid),
+                    "symbol": as_text("symbol", f.symbol),
+                    "quantity": as_decimal("quantity", f.quantity),
+                    "price": as_decimal("price", f.price),
+                    "fee": as_decimal("fee", f.fee),
+                    "request_id": self.new_request_id(),
+                    "expected_version": None,
+                },
+                compat.new_future(),
+            )
+            for pid, f in fills
+        ]
+        if not batch:
+            return []
+        with self.monitor.operation("apply_fills"):
+            await self._send_batch(batch)
+        answers: list[MutationResult | PortfolioError] = []
+        for item in batch:
+            error = item.future.exception()
+            if error is None:
+                answers.append(item.future.result())
+            elif isinstance(error, PortfolioError):
+                answers.append(error)
+            else:
+                raise error
+        return answers
+
     async def update_market_price(self, symbol: str, price: Decimal | int) -> None:
         params = {"symbol": as_text("symbol", symbol), "price": as_decimal("price", price)}
         # Setting a mark twice is harmless, so any retryable failure is simply retried.
