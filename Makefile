@@ -32,7 +32,7 @@ demo: install ## trade against a throwaway server and verify every portfolio
 	$(BIN)/pgportfolio demo
 
 bench: install ## measure every scenario against its bounds (see docs/performance.md)
-	$(BIN)/pgportfolio bench --json bench.json
+	$(BIN)/pgportfolio bench --json bench.json --soak-fills 500000
 
 soak: install ## the full proof suite: 100k-operation chaos, 1M-operation memory, long model runs
 	PGPORTFOLIO_SOAK=1 $(BIN)/pytest tests/proof -p no:cacheprovider
