@@ -61,3 +61,14 @@ def test_hundred_threads_on_one_portfolio(
             (pid,),
         ).fetchone()
     assert row == (500,)
+
+
+def test_operator_reads(client: PortfolioClient) -> None:
+    pid = client.create_portfolio("operator reads", D("10"))
+    client.deposit_cash(pid, D("1"))
+    assert client.portfolio_version(pid) == 2
+    assert client.portfolio_version(2**62) is None
+    recent = client.recent_portfolios(1000)
+    assert (pid, "operator reads", 2) in [(r[0], r[1], r[2]) for r in recent]
+    assert client.lock_waits() == []  # nobody waits in this quiet database
+    assert all(len(row) == 4 for row in client.server_wait_events())

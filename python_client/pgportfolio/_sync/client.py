@@ -491,6 +491,31 @@ class PortfolioClient:
             lambda rows: [ChangeEvent(int(r[0]), int(r[1]), r[2]) for r in rows],
         )
 
+    def portfolio_version(self, portfolio_id: int) -> int | None:
+        """The current version, or None if there is no such portfolio (one row, cheap)."""
+        params = {"portfolio_id": as_id("portfolio_id", portfolio_id)}
+        return self._read(
+            "portfolio_version",
+            params,
+            lambda rows: None if rows[0][0] is None else int(rows[0][0]),
+        )
+
+    def recent_portfolios(self, limit: int = 20) -> list[tuple[int, str, int, Any]]:
+        """(portfolio_id, name, version, updated_at) of the most recently changed portfolios."""
+        return self._read(
+            "recent_portfolios",
+            {"limit": as_id("limit", limit)},
+            lambda rows: [tuple(r) for r in rows],
+        )
+
+    def lock_waits(self) -> list[tuple[Any, ...]]:
+        """Who waits for a lock, behind whom (the lock_waits view, longest wait first)."""
+        return self._read("current_lock_waits", {}, lambda rows: [tuple(r) for r in rows])
+
+    def server_wait_events(self) -> list[tuple[str, str, str, int]]:
+        """Sessions of this database by state and wait event."""
+        return self._read("server_wait_events", {}, lambda rows: [tuple(r) for r in rows])
+
     def portfolio(self, portfolio_id: int) -> Portfolio:
         """The seed's object style: a handle whose methods act on one portfolio."""
         return Portfolio(self, portfolio_id)
