@@ -533,14 +533,29 @@ async def _nested(holds: list[Any]) -> AsyncIterator[None]:
         yield
 
 
+class _PaddedCache(dict[str, MutationResult]):
+    """A results cache whose entries carry a 4 KiB payload each (kept beside the result)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.payloads: list[bytearray] = []
+
+    def __setitem__(self, key: str, value: MutationResult) -> None:
+        super().__setitem__(key, value)
+        self.payloads.append(bytearray(4096))
+
+
 async def test_negative_control_results_cache_breaks_the_memory_bounds(
     memory_db: MemoryDb,
 ) -> None:
     """A caller that keeps every result by request id (an idempotency cache that never
-    evicts; measured ~0.5 KB traced, ~1.1 KB of RSS per operation) over 5,000 operations
+    evicts, with a 4 KiB payload per entry) over 5,000 operations
     after the warm-up: RSS, allocated blocks and tracemalloc all exceed their bounds, while
     the registry and monitor checks, which it does not concern, hold."""
-    cache: dict[str, MutationResult] = {}
+    # Each entry also holds 4 KiB, as a cache of full responses would: RSS is noisy to
+    # within a MiB or two (pymalloc reuses arenas), so a small leak might hide in it;
+    # ~20 MiB over 5,000 operations cannot.
+    cache: dict[str, MutationResult] = _PaddedCache()
     async with AsyncPortfolioClient(
         memory_db.conninfo, min_size=CONCURRENCY, max_size=CONCURRENCY, monitor=Monitor()
     ) as client:
