@@ -270,42 +270,21 @@ class AsyncPortfolioClient:
         expected_version: int | None = None,
     ) -> MutationResult:
         """A signed fill (+ buy, - sell) netted against the open position."""
-        if not self.coalesce:
-            return await self._fill(
-                "apply_fill",
-                portfolio_id,
-                symbol,
-                quantity,
-                price,
-                fee,
-                request_id,
-                expected_version,
-            )
-        numbers = (
+        params = self._checked_fill(
+            portfolio_id,
+            symbol,
             as_decimal("quantity", quantity),
-            as_decimal("price", price),
-            as_decimal("fee", fee),
+            price,
+            fee,
+            request_id,
+            expected_version,
         )
-        params = {
-            "portfolio_id": as_id("portfolio_id", portfolio_id),
-            "symbol": as_text("symbol", symbol),
-            "quantity": numbers[0],
-            "price": numbers[1],
-            "fee": numbers[2],
-            "request_id": self._request_id(request_id),
-            "expected_version": optional_id("expected_version", expected_version),
-        }
-        if not all(travels_in_json(n) for n in numbers):
-            # A value the JSON batch cannot carry goes alone, so that its error is its own.
-            return await self._fill(
-                "apply_fill",
-                portfolio_id,
-                symbol,
-                quantity,
-                price,
-                fee,
-                request_id,
-                expected_version,
+        # A value the JSON batch cannot carry goes alone, so that its error is its own.
+        if not self.coalesce or not all(
+            travels_in_json(params[k]) for k in ("quantity", "price", "fee")
+        ):
+            return await self._mutate(
+                "apply_fill", portfolio_id, params, params["request_id"], expected_version
             )
         with self.monitor.operation("apply_fill"):
             return await self._coalesced(_PendingFill(params, compat.new_future()))
@@ -398,15 +377,7 @@ class AsyncPortfolioClient:
         raised); a whole-call failure is raised. Every element gets a request id."""
         batch = [
             _PendingFill(
-                {
-                    "portfolio_id": as_id("portfolio_id", pid),
-                    "symbol": as_text("symbol", f.symbol),
-                    "quantity": as_decimal("quantity", f.quantity),
-                    "price": as_decimal("price", f.price),
-                    "fee": as_decimal("fee", f.fee),
-                    "request_id": self.new_request_id(),
-                    "expected_version": None,
-                },
+                self._checked_fill(pid, f.symbol, f.quantity, f.price, f.fee, None, None),
                 compat.new_future(),
             )
             for pid, f in fills
@@ -685,13 +656,33 @@ class AsyncPortfolioClient:
         request_id: str | None,
         expected_version: int | None,
     ) -> MutationResult:
-        params = {
+        params = self._checked_fill(
+            portfolio_id, symbol, quantity, price, fee, request_id, expected_version
+        )
+        return await self._mutate(
+            operation, portfolio_id, params, params["request_id"], expected_version
+        )
+
+    def _checked_fill(
+        self,
+        portfolio_id: object,
+        symbol: object,
+        quantity: object,
+        price: object,
+        fee: object,
+        request_id: object,
+        expected_version: object,
+    ) -> dict[str, Any]:
+        """A fill's parameters, type-checked once, with a request id (the caller's or new)."""
+        return {
+            "portfolio_id": as_id("portfolio_id", portfolio_id),
             "symbol": as_text("symbol", symbol),
             "quantity": optional_decimal("quantity", quantity),
             "price": as_decimal("price", price),
             "fee": as_decimal("fee", fee),
+            "request_id": self._request_id(request_id),
+            "expected_version": optional_id("expected_version", expected_version),
         }
-        return await self._mutate(operation, portfolio_id, params, request_id, expected_version)
 
     async def _mutate(
         self,
