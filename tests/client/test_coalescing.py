@@ -130,3 +130,77 @@ async def test_cancelled_waiter_withdraws_its_fill(aclient: AsyncPortfolioClient
 async def test_float_refused_before_queueing(aclient: AsyncPortfolioClient) -> None:
     with pytest.raises(InvalidInput):
         await aclient.apply_fill(1, "F", 1.5, D("1"))  # type: ignore[arg-type]
+
+
+async def test_batches_in_flight_never_share_a_portfolio(
+    aclient: AsyncPortfolioClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fills for a portfolio that already has a batch in flight wait in the queue, so two
+    batches of this client never queue on the same rows; the other portfolios' fills go
+    meanwhile, and every fill is applied once."""
+    pids = [await aclient.create_portfolio(f"g{n}", D("1000000")) for n in range(3)]
+    in_flight: list[set[int]] = []
+    overlaps: list[tuple[set[int], set[int]]] = []
+    concurrent_peak = 0
+
+    def watched(send):  # type: ignore[no-untyped-def]
+        async def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+            nonlocal concurrent_peak
+            first = args[0]
+            items = first if isinstance(first, list) else [first]
+            mine = {item.params["portfolio_id"] for item in items}
+            overlaps.extend((mine, other) for other in in_flight if mine & other)
+            in_flight.append(mine)
+            concurrent_peak = max(concurrent_peak, len(in_flight))
+            try:
+                await asyncio.sleep(0.002)  # widen the window in which batches overlap
+                return await send(*args, **kwargs)
+            finally:
+                in_flight.remove(mine)
+
+        return wrapper
+
+    monkeypatch.setattr(aclient, "_call_apply_fills", watched(aclient._call_apply_fills))
+    monkeypatch.setattr(aclient, "_send_alone", watched(aclient._send_alone))
+    aclient.max_combiners = 4
+    await asyncio.gather(
+        *(aclient.apply_fill(pids[n % 3], f"S{n % 7}", D("1"), D("2")) for n in range(300))
+    )
+    assert overlaps == []
+    assert concurrent_peak > 1  # batches of different portfolios did run side by side
+    for pid in pids:
+        snap = await aclient.get_portfolio(pid)
+        assert snap.version == 101  # 100 fills each, every one applied once
+        assert all(c.ok for c in await aclient.verify_portfolio(pid))
+
+
+async def test_two_batches_per_portfolio_when_allowed(shared_db: str) -> None:
+    """The negative control of the test above: with max_batches_per_portfolio=2 the same
+    load does put two batches of one portfolio in flight."""
+    async with AsyncPortfolioClient(
+        shared_db, max_size=8, monitor=Monitor(), max_batches_per_portfolio=2
+    ) as client:
+        pid = await client.create_portfolio("two", D("1000000"))
+        peak = 0
+        live = 0
+        send = client._call_apply_fills
+
+        async def counted(batch):  # type: ignore[no-untyped-def]
+            nonlocal peak, live
+            live += 1
+            peak = max(peak, live)
+            try:
+                await asyncio.sleep(0.002)
+                return await send(batch)
+            finally:
+                live -= 1
+
+        client._call_apply_fills = counted  # type: ignore[method-assign]
+        await asyncio.gather(*(client.apply_fill(pid, "T", D("1"), D("2")) for _ in range(200)))
+        assert peak == 2
+        assert (await client.get_portfolio(pid)).version == 201
+
+
+def test_max_batches_per_portfolio_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        AsyncPortfolioClient("", max_batches_per_portfolio=0)

@@ -244,6 +244,24 @@ async def test_monitored_lock_measures_contention() -> None:
     assert stats["contended"] == 4
 
 
+async def test_queued_acquisitions_count_as_contended() -> None:
+    """An asyncio.Lock released to a queued waiter reads as unlocked until that waiter
+    runs; a newcomer then still waits behind it, and that wait is contention."""
+    monitor = Monitor()
+    registry = AsyncLockRegistry(monitor=monitor, timeout=5)
+
+    async def worker() -> None:
+        for _ in range(20):
+            async with registry.hold(7):
+                await asyncio.sleep(0.001)
+
+    await asyncio.gather(*(worker() for _ in range(10)))
+    stats = monitor.snapshot()["locks"]["portfolio"]
+    assert stats["acquisitions"] == 200
+    # Ten workers on one lock: all but the very first acquisitions found it busy.
+    assert stats["contended"] >= 190
+
+
 def test_thread_locks_serialize_per_key() -> None:
     registry = LockRegistry(monitor=Monitor(), timeout=5)
     inside = 0

@@ -81,8 +81,11 @@ class AsyncPortfolioClient:
     ``coalesce`` (on by default) combines concurrent ``apply_fill`` calls of this client
     into ``apply_fills`` calls, with no timer: a caller that finds a free turn sends what
     is queued (up to ``max_batch`` fills, across portfolios), and at most
-    ``max_combiners`` such calls are in flight. An idle client sends each fill at once.
-    Each caller still gets its own result or its own typed exception.
+    ``max_combiners`` such calls are in flight. A portfolio is in at most
+    ``max_batches_per_portfolio`` of them at once: fills for a portfolio whose batches are
+    in flight wait in the queue, so batches in flight do not queue on each other's rows
+    in the database. An idle client sends each fill at once. Each caller still gets its
+    own result or its own typed exception.
     """
 
     def __init__(
@@ -102,6 +105,7 @@ class AsyncPortfolioClient:
         coalesce: bool = True,
         max_batch: int = 64,
         max_combiners: int | None = None,
+        max_batches_per_portfolio: int = 1,
         name: str = "pgportfolio",
     ) -> None:
         self.retry = retry or RetryPolicy()
@@ -112,11 +116,16 @@ class AsyncPortfolioClient:
         self.call_timeout = call_timeout
         self.coalesce = coalesce
         self.max_batch = max_batch
-        # Two batches in flight: one is applied while the next is being filled. More would
-        # queue on the same hot rows in PostgreSQL (measured: docs/performance.md).
-        self.max_combiners = max_combiners or 2
+        # Batches in flight never share a portfolio (max_batches_per_portfolio), so more of
+        # them run side by side instead of queueing on rows (measured: docs/performance.md).
+        self.max_combiners = max_combiners or max(2, max_size // 4)
+        if max_batches_per_portfolio < 1:
+            raise ValueError("max_batches_per_portfolio must be at least 1")
+        self.max_batches_per_portfolio = max_batches_per_portfolio
         self._queue: deque[_PendingFill] = deque()
         self._combiners = 0
+        # Portfolio id -> batches in flight that hold fills for it.
+        self._in_flight: dict[int, int] = {}
         self._turns = compat.Condition()
         self.locks = AsyncLockRegistry(monitor=self.monitor, timeout=lock_timeout)
         self._owns_pool = pool is None
@@ -742,27 +751,51 @@ class AsyncPortfolioClient:
         return result
 
     async def _take_turns(self, pending: _PendingFill) -> None:
+        portfolio_id = pending.params["portfolio_id"]
         while True:
             async with self._turns:
                 while not pending.future.done() and (
-                    pending.taken or self._combiners >= self.max_combiners
+                    pending.taken
+                    or self._combiners >= self.max_combiners
+                    or self._in_flight.get(portfolio_id, 0) >= self.max_batches_per_portfolio
                 ):
                     pending.waited = True
                     await self._turns.wait()
                 if pending.future.done():
                     return
                 self._combiners += 1
-                batch = [
-                    self._queue.popleft() for _ in range(min(len(self._queue), self.max_batch))
-                ]
-                for item in batch:
-                    item.taken = True
+                batch = self._next_batch()
+                portfolios = {item.params["portfolio_id"] for item in batch}
+                for key in portfolios:
+                    self._in_flight[key] = self._in_flight.get(key, 0) + 1
             try:
                 await self._send_batch(batch)
             finally:
                 async with self._turns:
                     self._combiners -= 1
+                    for key in portfolios:
+                        left = self._in_flight.pop(key) - 1
+                        if left:
+                            self._in_flight[key] = left
                     self._turns.notify_all()
+
+    def _next_batch(self) -> list[_PendingFill]:
+        """Take queued fills, oldest first, up to max_batch, skipping those whose portfolio
+        already has its share of batches in flight (they keep their place in the queue).
+        Called holding ``_turns``."""
+        batch: list[_PendingFill] = []
+        kept: list[_PendingFill] = []
+        limit = self.max_batches_per_portfolio
+        queue = self._queue
+        while queue and len(batch) < self.max_batch:
+            item = queue.popleft()
+            if self._in_flight.get(item.params["portfolio_id"], 0) < limit:
+                item.taken = True
+                batch.append(item)
+            else:
+                kept.append(item)
+        queue.extendleft(reversed(kept))
+        return batch
 
     async def _send_batch(self, batch: list[_PendingFill]) -> None:
         """Send a batch with apply_fills; settle every future, whatever happens."""
