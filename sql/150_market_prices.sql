@@ -53,10 +53,22 @@ BEGIN
     IF v_symbols IS NULL THEN
         RETURN 0;
     END IF;
-    FOR i IN 1 .. array_length(v_symbols, 1) LOOP
-        PERFORM pgportfolio._check_symbol(v_symbols[i]);
-        PERFORM pgportfolio._check_number('price', v_prices[i], 'positive');
-    END LOOP;
+    -- Every input rule in one pass over the set (the rules of 100_validation.sql); the
+    -- raising checks run only when an element fails, to name the first with its message.
+    IF EXISTS (
+        SELECT FROM unnest(v_symbols, v_prices) AS t (symbol, price)
+        WHERE NOT coalesce(
+            t.symbol ~ '^[A-Z0-9._/:-]{1,32}$'
+            AND t.price NOT IN ('NaN', 'Infinity', '-Infinity') AND t.price > 0
+            AND t.price < 1e15 AND min_scale(t.price) <= 8,
+            false
+        )
+    ) THEN
+        FOR i IN 1 .. array_length(v_symbols, 1) LOOP
+            PERFORM pgportfolio._check_symbol(v_symbols[i]);
+            PERFORM pgportfolio._check_number('price', v_prices[i], 'positive');
+        END LOOP;
+    END IF;
 
     v_saved_lock_timeout := pgportfolio._bound_lock_wait();
     INSERT INTO pgportfolio.market_prices AS m (symbol, price)

@@ -29,7 +29,7 @@ SELECT
     pf.currency,
     pf.cash_balance,
     coalesce(agg.market_value, 0) AS market_value,
-    coalesce(agg.unrealized_pnl, 0) AS unrealized_pnl,
+    coalesce(agg.market_value - agg.cost_basis, 0) AS unrealized_pnl,
     pf.realized_pnl,
     pf.cash_balance + coalesce(agg.market_value, 0) AS equity,
     coalesce(agg.open_positions, 0) AS open_positions,
@@ -37,9 +37,11 @@ SELECT
     pf.updated_at
 FROM pgportfolio.portfolios AS pf
 LEFT JOIN LATERAL (
+    -- Unrealized P&L is market value less cost basis, summed exactly; a position
+    -- without a mark counts at cost (0 unrealized). One product per position, not two.
     SELECT
         sum(coalesce(p.quantity * m.price, p.cost_basis)) AS market_value,
-        sum(coalesce(p.quantity * m.price - p.cost_basis, 0)) AS unrealized_pnl,
+        sum(p.cost_basis) AS cost_basis,
         count(*) AS open_positions
     FROM pgportfolio.positions AS p
     LEFT JOIN pgportfolio.market_prices AS m ON p.symbol = m.symbol

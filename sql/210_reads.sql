@@ -47,6 +47,67 @@ $$;
 COMMENT ON FUNCTION pgportfolio.get_portfolio(bigint) IS
 'A portfolio and its open positions in one snapshot (one row per position).';
 
+-- The same snapshot as get_portfolio in one row: the portfolio's columns once, and
+-- each position column as an array, in symbol order. For programs: 10,000 positions
+-- travel as six arrays instead of 10,000 rows of thirteen columns (docs/performance.md).
+CREATE FUNCTION pgportfolio.portfolio_snapshot(p_portfolio_id bigint)
+RETURNS TABLE (
+    portfolio_id bigint,
+    name text,
+    currency text,
+    cash_balance numeric,
+    realized_pnl numeric,
+    version bigint,
+    updated_at timestamptz,
+    symbols text[],
+    quantities numeric[],
+    cost_bases numeric[],
+    mark_prices numeric[],
+    position_realized_pnls numeric[],
+    position_versions bigint[]
+)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_portfolio_id IS NULL THEN
+        RAISE EXCEPTION 'p_portfolio_id must not be null' USING ERRCODE = '22023';
+    END IF;
+    RETURN QUERY
+    SELECT
+        pf.portfolio_id, pf.name, pf.currency, pf.cash_balance, pf.realized_pnl, pf.version, pf.updated_at,
+        coalesce(pos.symbols, '{}'), coalesce(pos.quantities, '{}'), coalesce(pos.cost_bases, '{}'),
+        coalesce(pos.mark_prices, '{}'), coalesce(pos.realized_pnls, '{}'), coalesce(pos.versions, '{}')
+    FROM pgportfolio.portfolios AS pf
+    -- One sort feeds all six aggregates, so the arrays line up element by element (six
+    -- array_agg(... ORDER BY) would sort six times: 4x slower for 10,000 positions).
+    CROSS JOIN LATERAL (
+        SELECT
+            array_agg(o.symbol) AS symbols,
+            array_agg(o.quantity) AS quantities,
+            array_agg(o.cost_basis) AS cost_bases,
+            array_agg(o.price) AS mark_prices,
+            array_agg(o.realized_pnl) AS realized_pnls,
+            array_agg(o.version) AS versions
+        FROM (
+            SELECT p.symbol, p.quantity, p.cost_basis, m.price, p.realized_pnl, p.version
+            FROM pgportfolio.positions AS p
+            LEFT JOIN pgportfolio.market_prices AS m ON p.symbol = m.symbol
+            WHERE p.portfolio_id = pf.portfolio_id
+            ORDER BY p.symbol
+        ) AS o
+    ) AS pos
+    WHERE pf.portfolio_id = p_portfolio_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'portfolio % not found', p_portfolio_id USING ERRCODE = 'PF004';
+    END IF;
+END;
+$$;
+
+COMMENT ON FUNCTION pgportfolio.portfolio_snapshot(bigint) IS
+'A portfolio and its open positions in one row: position columns as arrays in symbol order.';
+
 -- What became of a request: its original result (duplicate = true), or no row when it
 -- was never applied. A client whose connection died during COMMIT asks this instead of
 -- sending the operation again blind.

@@ -48,6 +48,7 @@ TO pgportfolio_trader;
 GRANT EXECUTE ON FUNCTION
 pgportfolio.verify_portfolio(bigint),
 pgportfolio.get_portfolio(bigint),
+pgportfolio.portfolio_snapshot(bigint),
 pgportfolio.events_since(bigint, bigint),
 pgportfolio.portfolio_version(bigint),
 pgportfolio.event_kind_at(bigint, bigint),

@@ -1298,6 +1298,10 @@ class Bench:
                     f"get_portfolio_sql_{tag}": _sql_read(
                         client, "SELECT * FROM pgportfolio.get_portfolio(%s)", pid
                     ),
+                    # What the client's get_portfolio sends: one row, positions as arrays.
+                    f"portfolio_snapshot_sql_{tag}": _sql_read(
+                        client, "SELECT * FROM pgportfolio.portfolio_snapshot(%s)", pid
+                    ),
                     f"portfolio_summary_{tag}": _sql_read(
                         client,
                         "SELECT * FROM pgportfolio.portfolio_summary WHERE portfolio_id = %s",

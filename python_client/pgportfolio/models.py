@@ -111,7 +111,30 @@ class PortfolioSnapshot:
         return _EXACT.add(self.cash_balance, self.market_value)
 
     @classmethod
+    def from_arrays(cls, row: tuple[Any, ...]) -> PortfolioSnapshot:
+        """From a ``portfolio_snapshot`` row: the portfolio, then one array per position
+        column."""
+        portfolio_id, name, currency, cash, realized_pnl, version, updated_at = row[:7]
+        positions = {
+            symbol: PositionSnapshot(
+                portfolio_id, symbol, quantity, basis, mark, realized, p_version
+            )
+            for symbol, quantity, basis, mark, realized, p_version in zip(*row[7:13], strict=True)
+        }
+        return cls(
+            portfolio_id,
+            name,
+            currency,
+            cash,
+            realized_pnl,
+            version,
+            updated_at,
+            positions=positions,
+        )
+
+    @classmethod
     def from_rows(cls, rows: list[tuple[Any, ...]]) -> PortfolioSnapshot:
+        """From ``get_portfolio`` rows (one per position, the portfolio on each)."""
         first = rows[0]
         positions = {
             r[7]: PositionSnapshot(r[0], r[7], r[8], r[9], r[10], r[11], r[12])

@@ -53,9 +53,9 @@ SELECT pgportfolio.revoke_portfolio(p_portfolio_id => %(portfolio_id)s, p_role =
 -- Rebuild a portfolio from its event log and compare.
 SELECT check_name, ok, expected, actual FROM pgportfolio.verify_portfolio(p_portfolio_id => %(portfolio_id)s);
 
--- name: get_portfolio
--- A portfolio and its open positions, one snapshot.
-SELECT * FROM pgportfolio.get_portfolio(p_portfolio_id => %(portfolio_id)s);
+-- name: portfolio_snapshot
+-- A portfolio and its open positions, one snapshot, in one row (position columns as arrays).
+SELECT * FROM pgportfolio.portfolio_snapshot(p_portfolio_id => %(portfolio_id)s);
 
 -- name: find_request
 -- The stored result of a request id; no row if it was never applied.

@@ -184,7 +184,7 @@ SELECT is(
      WHERE p.pronamespace = 'pgportfolio'::regnamespace AND p.prosecdef),
     ARRAY['add_to_position', 'apply_fill', 'apply_fills', 'charge_fee', 'close_position', 'create_portfolio',
           'deposit_cash', 'event_kind_at', 'events_since', 'find_request', 'get_portfolio', 'grant_portfolio',
-          'open_position', 'portfolio_version', 'recent_portfolios', 'reduce_position', 'revoke_portfolio',
+          'open_position', 'portfolio_snapshot', 'portfolio_version', 'recent_portfolios', 'reduce_position', 'revoke_portfolio',
           'update_market_price', 'update_market_prices', 'verify_portfolio', 'withdraw_cash'],
     'exactly the public API functions (mutations, grants, verify and the client reads) are SECURITY DEFINER'
 );

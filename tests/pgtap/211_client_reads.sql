@@ -1,5 +1,5 @@
 BEGIN;
-SELECT plan(14);
+SELECT plan(20);
 
 SELECT set_config('test.pid', pgportfolio.create_portfolio('reads', 1000)::text, true);
 SELECT pgportfolio.apply_fill(current_setting('test.pid')::bigint, 'BBB', 2, 10, 0, 'rq-1');
@@ -28,6 +28,38 @@ SELECT is(
 SELECT throws_ok(
     'SELECT * FROM pgportfolio.get_portfolio(-1)', 'PF004', 'portfolio -1 not found',
     'get_portfolio of an unknown portfolio is PF004'
+);
+
+-- portfolio_snapshot: the same snapshot in one row, position columns as aligned arrays.
+SELECT results_eq(
+    $$SELECT version, symbols, quantities, cost_bases, mark_prices, position_versions
+      FROM pgportfolio.portfolio_snapshot(current_setting('test.pid')::bigint)$$,
+    $$VALUES (3::bigint, ARRAY['AAA', 'BBB']::text[], ARRAY[-3, 2]::numeric[], ARRAY[-15, 20]::numeric[],
+              ARRAY[4, NULL]::numeric[], ARRAY[1, 1]::bigint[])$$,
+    'portfolio_snapshot returns one row with the positions as arrays in symbol order'
+);
+SELECT is(
+    (SELECT count(*) FROM pgportfolio.get_portfolio(current_setting('test.pid')::bigint) AS g
+     JOIN pgportfolio.portfolio_snapshot(current_setting('test.pid')::bigint) AS s
+         ON g.portfolio_id = s.portfolio_id AND g.cash_balance = s.cash_balance AND g.version = s.version,
+     unnest(s.symbols, s.quantities, s.cost_bases, s.position_realized_pnls) AS a (sym, qty, basis, realized)
+     WHERE g.symbol = a.sym AND g.quantity = a.qty AND g.cost_basis = a.basis
+       AND g.position_realized_pnl = a.realized),
+    2::bigint,
+    'portfolio_snapshot and get_portfolio agree position by position'
+);
+SELECT results_eq(
+    $$SELECT symbols, quantities FROM pgportfolio.portfolio_snapshot(current_setting('test.empty')::bigint)$$,
+    $$VALUES ('{}'::text[], '{}'::numeric[])$$,
+    'a portfolio without positions has empty arrays'
+);
+SELECT throws_ok(
+    'SELECT * FROM pgportfolio.portfolio_snapshot(-1)', 'PF004', 'portfolio -1 not found',
+    'portfolio_snapshot of an unknown portfolio is PF004'
+);
+SELECT throws_ok(
+    'SELECT * FROM pgportfolio.portfolio_snapshot(NULL)', '22023', 'p_portfolio_id must not be null',
+    'portfolio_snapshot of NULL is 22023'
 );
 
 -- find_request: the original result, or nothing.
@@ -76,6 +108,10 @@ SELECT function_privs_are(
     'PUBLIC may not call events_since'
 );
 SELECT is_definer('pgportfolio', 'get_portfolio', ARRAY['bigint'], 'get_portfolio is SECURITY DEFINER');
+SELECT function_privs_are(
+    'pgportfolio', 'portfolio_snapshot', ARRAY['bigint'], 'pgportfolio_analyst', ARRAY['EXECUTE'],
+    'analysts may call portfolio_snapshot'
+);
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -449,7 +449,9 @@ class AsyncPortfolioClient:
     async def get_portfolio(self, portfolio_id: int) -> PortfolioSnapshot:
         """A frozen snapshot: cash, version, realized, unrealized, equity, positions."""
         params = {"portfolio_id": as_id("portfolio_id", portfolio_id)}
-        return await self._read("get_portfolio", params, PortfolioSnapshot.from_rows)
+        return await self._read(
+            "portfolio_snapshot", params, lambda rows: PortfolioSnapshot.from_arrays(rows[0])
+        )
 
     async def find_request(self, portfolio_id: int, request_id: str) -> MutationResult | None:
         """The stored result of ``request_id``, or None if it was never applied."""

@@ -446,7 +446,9 @@ class PortfolioClient:
     def get_portfolio(self, portfolio_id: int) -> PortfolioSnapshot:
         """A frozen snapshot: cash, version, realized, unrealized, equity, positions."""
         params = {"portfolio_id": as_id("portfolio_id", portfolio_id)}
-        return self._read("get_portfolio", params, PortfolioSnapshot.from_rows)
+        return self._read(
+            "portfolio_snapshot", params, lambda rows: PortfolioSnapshot.from_arrays(rows[0])
+        )
 
     def find_request(self, portfolio_id: int, request_id: str) -> MutationResult | None:
         """The stored result of ``request_id``, or None if it was never applied."""
