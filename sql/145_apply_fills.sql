@@ -1,7 +1,10 @@
 -- Batches of fills, for one portfolio or many, in one call and one transaction.
 --
 -- Same semantics, identities and events as apply_fill, element by element in input
--- order. What makes it fast: every portfolio row is locked once (in portfolio-id order),
+-- order. An element may also be a cash move ("operation": "deposit_cash",
+-- "withdraw_cash" or "charge_fee", with "amount"), with the semantics and events of
+-- those functions, so that a client can batch a hot portfolio's cash moves with its
+-- fills instead of queueing them one by one behind the batches. What makes it fast: every portfolio row is locked once (in portfolio-id order),
 -- every position row once (in portfolio-id, symbol order), the arithmetic runs in
 -- memory, and the writes are one statement per table. An element refused for a reason
 -- of its own (22023, 42501, PF001-PF005) comes back as its own row with its SQLSTATE and
@@ -33,6 +36,8 @@ DECLARE
     v_n integer;
     -- the input, by element
     f_pid bigint[];
+    f_operation text[];   -- apply_fill, deposit_cash, withdraw_cash or charge_fee
+    f_amount numeric[];   -- cash moves only
     f_symbol text[];
     f_quantity numeric[];
     f_price numeric[];
@@ -81,6 +86,7 @@ DECLARE
     v_cash_flow numeric;
     v_cash_delta numeric;
     v_realized numeric;
+    v_fee numeric;
 BEGIN
     IF p_fills IS NULL OR jsonb_typeof(p_fills) <> 'array' THEN
         RAISE EXCEPTION 'p_fills must be a JSON array of fills' USING ERRCODE = '22023';
@@ -88,26 +94,30 @@ BEGIN
     BEGIN
         SELECT
             array_agg(f.portfolio_id ORDER BY f.item),
+            array_agg(coalesce(f.operation, 'apply_fill') ORDER BY f.item),
+            array_agg(f.amount ORDER BY f.item),
             array_agg(f.symbol ORDER BY f.item),
             array_agg(f.quantity ORDER BY f.item),
             array_agg(f.price ORDER BY f.item),
-            array_agg(coalesce(f.fee, 0) ORDER BY f.item),
+            -- a fill's fee defaults to 0; a cash move takes none
+            array_agg(CASE WHEN coalesce(f.operation, 'apply_fill') = 'apply_fill' THEN coalesce(f.fee, 0) ELSE f.fee END
+                ORDER BY f.item),
             array_agg(f.request_id ORDER BY f.item),
             array_agg(f.expected_version ORDER BY f.item),
             count(*)
-        INTO f_pid, f_symbol, f_quantity, f_price, f_fee, f_request, f_expected, v_n
+        INTO f_pid, f_operation, f_amount, f_symbol, f_quantity, f_price, f_fee, f_request, f_expected, v_n
         FROM ROWS FROM (
             jsonb_to_recordset(p_fills) AS (
-                portfolio_id bigint, symbol text, quantity numeric, price numeric, fee numeric,
-                request_id text, expected_version bigint
+                portfolio_id bigint, operation text, amount numeric, symbol text, quantity numeric,
+                price numeric, fee numeric, request_id text, expected_version bigint
             )
         ) WITH ORDINALITY AS f (
-            portfolio_id, symbol, quantity, price, fee, request_id, expected_version, item
+            portfolio_id, operation, amount, symbol, quantity, price, fee, request_id, expected_version, item
         );
     EXCEPTION WHEN data_exception THEN
         RAISE EXCEPTION 'malformed p_fills: %', sqlerrm
             USING ERRCODE = '22023',
-            HINT = 'Each element: {"portfolio_id", "symbol", "quantity", "price", "fee", "request_id", "expected_version"}.';
+            HINT = 'A fill: {"portfolio_id", "symbol", "quantity", "price", "fee", "request_id", "expected_version"}; a cash move: {"portfolio_id", "operation", "amount", "request_id", "expected_version"}.';
     END;
     IF v_n = 0 THEN
         RETURN;
@@ -124,6 +134,33 @@ BEGIN
         IF f_pid[i] IS NULL THEN
             f_state[i] := '22023';
             f_message[i] := 'portfolio_id must not be null';
+        ELSIF f_operation[i] <> 'apply_fill' THEN
+            IF f_operation[i] NOT IN ('deposit_cash', 'withdraw_cash', 'charge_fee') THEN
+                f_state[i] := '22023';
+                f_message[i] := format('unknown operation %s', quote_literal(left(f_operation[i], 40)));
+            ELSIF num_nonnulls(f_symbol[i], f_quantity[i], f_price[i], f_fee[i]) > 0 THEN
+                f_state[i] := '22023';
+                f_message[i] := format('a %s element takes no symbol, quantity, price or fee', f_operation[i]);
+            ELSIF NOT coalesce(
+                f_amount[i] NOT IN ('NaN', 'Infinity', '-Infinity') AND f_amount[i] > 0
+                AND f_amount[i] < 1e15 AND min_scale(f_amount[i]) <= 8
+                AND (f_request[i] IS NULL OR (length(f_request[i]) BETWEEN 1 AND 200 AND f_request[i] !~ '[[:cntrl:]]'))
+                AND (f_expected[i] IS NULL OR f_expected[i] >= 1),
+                false
+            ) THEN
+                BEGIN
+                    PERFORM pgportfolio._check_number('amount', f_amount[i], 'positive');
+                    PERFORM pgportfolio._check_request(f_request[i], f_expected[i]);
+                EXCEPTION WHEN invalid_parameter_value THEN
+                    f_state[i] := '22023';
+                    f_message[i] := sqlerrm;
+                END;
+            ELSE
+                f_amount[i] := trim_scale(f_amount[i]);
+            END IF;
+        ELSIF f_amount[i] IS NOT NULL THEN
+            f_state[i] := '22023';
+            f_message[i] := 'a fill takes no amount';
         -- Every input rule in one expression (the rules of 100_validation.sql): the raising
         -- checks below run only for an element that fails it, to get the exact message.
         ELSIF NOT coalesce(
@@ -241,10 +278,15 @@ BEGIN
             CONTINUE;
         END IF;
         ps := array_position(p_ids, f_pid[i]);
-        v_args := jsonb_build_object(
-            'operation', 'apply_fill', 'symbol', f_symbol[i], 'quantity', f_quantity[i],
-            'price', f_price[i], 'fee', f_fee[i]
-        );
+        -- The arguments a request id stands for, as the single-call functions store them.
+        IF f_operation[i] = 'apply_fill' THEN
+            v_args := jsonb_build_object(
+                'operation', 'apply_fill', 'symbol', f_symbol[i], 'quantity', f_quantity[i],
+                'price', f_price[i], 'fee', f_fee[i]
+            );
+        ELSE
+            v_args := jsonb_build_object('operation', f_operation[i], 'amount', f_amount[i]);
+        END IF;
 
         IF f_request[i] IS NOT NULL THEN
             rs := array_position(r_key, f_pid[i] || ' ' || f_request[i]);
@@ -279,6 +321,38 @@ BEGIN
                 f_pid[i], f_expected[i], p_version[ps]
             );
             v_result := ROW(i, f_pid[i], NULL, NULL, f_symbol[i], NULL, NULL, NULL, false, v_refusal_state, v_refusal_message);
+            RETURN NEXT v_result;
+            CONTINUE;
+        END IF;
+
+        IF f_operation[i] <> 'apply_fill' THEN
+            -- A cash move: the arithmetic of _execute_cash (130_cash.sql).
+            v_fee := CASE WHEN f_operation[i] = 'charge_fee' THEN f_amount[i] ELSE 0 END;
+            v_cash_delta := CASE WHEN f_operation[i] = 'deposit_cash' THEN f_amount[i] ELSE -f_amount[i] END;
+            v_kind := CASE f_operation[i] WHEN 'deposit_cash' THEN 'deposit' WHEN 'withdraw_cash' THEN 'withdraw' ELSE 'fee' END;
+            IF p_cash[ps] + v_cash_delta < 0 THEN
+                v_refusal_state := 'PF002';
+                v_refusal_message := format(
+                    'insufficient cash in portfolio %s: needed %s, available %s', f_pid[i], -v_cash_delta, p_cash[ps]
+                );
+                v_result := ROW(i, f_pid[i], NULL, NULL, NULL, NULL, NULL, NULL, false, v_refusal_state, v_refusal_message);
+                RETURN NEXT v_result;
+                CONTINUE;
+            END IF;
+            p_cash[ps] := p_cash[ps] + v_cash_delta;
+            p_realized[ps] := p_realized[ps] - v_fee;
+            p_version[ps] := p_version[ps] + 1;
+            p_kind[ps] := v_kind;
+            v_event := ROW(
+                f_pid[i], p_version[ps], v_kind, f_operation[i], NULL, NULL, NULL, v_fee, f_amount[i], v_cash_delta,
+                -v_fee, p_cash[ps], NULL, NULL, f_request[i], v_args, v_actor, now()
+            );
+            e_rows := e_rows || v_event;
+            IF f_request[i] IS NOT NULL THEN
+                r_key := r_key || (f_pid[i] || ' ' || f_request[i]);
+                r_event := r_event || v_event;
+            END IF;
+            v_result := ROW(i, f_pid[i], p_version[ps], p_cash[ps], NULL, NULL, NULL, -v_fee, false, NULL, NULL);
             RETURN NEXT v_result;
             CONTINUE;
         END IF;
@@ -416,4 +490,4 @@ END;
 $$;
 
 COMMENT ON FUNCTION pgportfolio.apply_fills(jsonb) IS
-'Apply many signed fills in one call; one result row per element, in input order.';
+'Apply many signed fills (and cash moves) in one call; one result row per element, in input order.';

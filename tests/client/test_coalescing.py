@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from decimal import Decimal
 
 import psycopg
@@ -10,6 +11,8 @@ import pytest
 
 from pgportfolio import (
     AsyncPortfolioClient,
+    ConnectionUnavailable,
+    InProcessLockTimeout,
     InsufficientCash,
     InvalidInput,
     Monitor,
@@ -204,3 +207,92 @@ async def test_two_batches_per_portfolio_when_allowed(shared_db: str) -> None:
 def test_max_batches_per_portfolio_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         AsyncPortfolioClient("", max_batches_per_portfolio=0)
+
+
+async def test_cash_moves_travel_with_fills(aclient: AsyncPortfolioClient) -> None:
+    """Deposits, withdrawals and fees join the queue: they share apply_fills calls with
+    fills, each caller gets its own result or its own error, and request ids keep
+    their meaning across the single calls and the batches."""
+    pid = await aclient.create_portfolio("cash", D("100"))
+    first = await aclient.deposit_cash(pid, D("5"), request_id="dep-1")
+    calls: list[list[str]] = []
+    send = aclient._call_apply_fills
+
+    async def recorded(batch):  # type: ignore[no-untyped-def]
+        calls.append([item.params.get("operation", "apply_fill") for item in batch])
+        return await send(batch)
+
+    aclient._call_apply_fills = recorded  # type: ignore[method-assign]
+    outcomes = await asyncio.gather(
+        *(aclient.deposit_cash(pid, D("10")) for _ in range(20)),
+        *(aclient.apply_fill(pid, "CSH", D("1"), D("1")) for _ in range(20)),
+        *(aclient.charge_fee(pid, D("0.5")) for _ in range(4)),
+        aclient.withdraw_cash(pid, D("1000000")),
+        aclient.deposit_cash(pid, D("5"), request_id="dep-1"),
+        return_exceptions=True,
+    )
+    assert any(len(set(ops)) > 1 for ops in calls)  # fills and cash moves in one call
+    assert isinstance(outcomes[44], InsufficientCash)
+    replay = outcomes[45]
+    assert not isinstance(replay, BaseException)
+    assert replay.duplicate
+    assert replay.portfolio_version == first.portfolio_version
+    assert all(not isinstance(o, BaseException) for o in outcomes[:44])
+    fees = outcomes[40:44]
+    assert all(f.realized_pnl == D("-0.5") for f in fees)  # type: ignore[union-attr]
+    versions = sorted(o.portfolio_version for o in outcomes[:44])  # type: ignore[union-attr]
+    assert versions == list(range(3, 47))  # 44 moves, each its own version
+    snap = await aclient.get_portfolio(pid)
+    assert snap.cash_balance == D("100") + 5 + 200 - 20 - 2
+    assert all(c.ok for c in await aclient.verify_portfolio(pid))
+    with pytest.raises(Exception, match="already used with different arguments"):
+        await aclient.withdraw_cash(pid, D("5"), request_id="dep-1")
+
+
+async def test_cash_moves_alone_when_switched_off(shared_db: str) -> None:
+    monitor = Monitor()
+    async with AsyncPortfolioClient(
+        shared_db, max_size=4, monitor=monitor, coalesce=False
+    ) as client:
+        pid = await client.create_portfolio("cash-off", D("10"))
+        await asyncio.gather(*(client.deposit_cash(pid, D("1")) for _ in range(10)))
+        with pytest.raises(InsufficientCash):
+            await client.withdraw_cash(pid, D("100"))
+    snap = monitor.snapshot()
+    assert snap["batches"]["calls"] == 0
+    assert snap["locks"]["portfolio"]["acquisitions"] == 11
+
+
+async def test_waiting_for_a_turn_is_bounded(shared_db: str) -> None:
+    """A queued fill that cannot get a turn gives up like the waits it stands for: behind
+    its own portfolio's batch after lock_timeout (InProcessLockTimeout), behind busy turns
+    after the pool's timeout (ConnectionUnavailable). Either way it was never sent."""
+    async with AsyncPortfolioClient(
+        shared_db + " options='-c pgportfolio.lock_timeout=10s'",
+        max_size=4,
+        max_combiners=1,
+        lock_timeout=0.3,
+        pool_timeout=0.5,
+        monitor=Monitor(),
+    ) as client:
+        stuck = await client.create_portfolio("stuck", D("1000"))
+        other = await client.create_portfolio("other", D("1000"))
+        with psycopg.connect(shared_db) as holder:
+            holder.execute("SELECT pgportfolio.deposit_cash(%s, 1)", (stuck,))  # holds the row
+            first = asyncio.create_task(client.apply_fill(stuck, "W", D("1"), D("1")))
+            await asyncio.sleep(0.1)  # sent: the only turn waits on the row in the server
+            started = time.monotonic()
+            with pytest.raises(InProcessLockTimeout):
+                await client.apply_fill(stuck, "W", D("1"), D("1"))
+            behind_portfolio = time.monotonic() - started
+            started = time.monotonic()
+            with pytest.raises(ConnectionUnavailable) as busy:
+                await client.deposit_cash(other, D("1"))
+            behind_turns = time.monotonic() - started
+            holder.commit()
+        await first
+        assert busy.value.pool_timeout
+        assert 0.25 <= behind_portfolio < 2.0
+        assert 0.45 <= behind_turns < 2.0
+        assert (await client.get_portfolio(stuck)).positions["W"].quantity == 1
+        assert (await client.get_portfolio(other)).version == 1  # the deposit never went

@@ -1,5 +1,5 @@
 BEGIN;
-SELECT plan(16);
+SELECT plan(24);
 
 CREATE ROLE pgtap_batch_a IN ROLE pgportfolio_trader;
 CREATE ROLE pgtap_batch_b IN ROLE pgportfolio_trader;
@@ -55,6 +55,76 @@ SELECT throws_ok(
     'a batch that is not an array is invalid input'
 );
 SELECT is_empty($$SELECT * FROM pgportfolio.apply_fills('[]')$$, 'an empty batch returns nothing');
+
+-- Cash moves in a batch: the semantics, events and request ids of the single calls.
+SET LOCAL ROLE pgtap_batch_a;
+SELECT pgportfolio.deposit_cash(current_setting('test.a')::bigint, 7, 'cash-once');
+CREATE TEMP TABLE cash_result AS
+SELECT * FROM pgportfolio.apply_fills(jsonb_build_array(
+    jsonb_build_object('portfolio_id', current_setting('test.a')::bigint, 'operation', 'deposit_cash', 'amount', '100.50'),
+    jsonb_build_object('portfolio_id', current_setting('test.a')::bigint, 'operation', 'withdraw_cash', 'amount', 1000000),
+    jsonb_build_object('portfolio_id', current_setting('test.a')::bigint, 'operation', 'charge_fee', 'amount', 2.5),
+    jsonb_build_object('portfolio_id', current_setting('test.a')::bigint, 'operation', 'deposit_cash', 'amount', 7,
+        'request_id', 'cash-once'),
+    jsonb_build_object('portfolio_id', current_setting('test.a')::bigint, 'operation', 'withdraw_cash', 'amount', 7,
+        'request_id', 'cash-once'),
+    jsonb_build_object('portfolio_id', current_setting('test.a')::bigint, 'operation', 'deposit_cash', 'amount', 1,
+        'symbol', 'AAA'),
+    jsonb_build_object('portfolio_id', current_setting('test.a')::bigint, 'operation', 'transfer', 'amount', 1),
+    jsonb_build_object('portfolio_id', current_setting('test.a')::bigint, 'operation', 'deposit_cash', 'amount', 0),
+    jsonb_build_object('portfolio_id', current_setting('test.a')::bigint, 'symbol', 'AAA', 'quantity', 1,
+        'price', 1, 'amount', 1)
+));
+RESET ROLE;
+SELECT results_eq(
+    'SELECT item, sqlstate, duplicate FROM cash_result ORDER BY item',
+    $$VALUES (1, NULL::text, false), (2, 'PF002', false), (3, NULL, false), (4, NULL, true), (5, 'PF005', false),
+             (6, '22023', false), (7, '22023', false), (8, '22023', false), (9, '22023', false)$$,
+    'cash elements: applied, refused for cash, replayed, PF005 for a reused id, 22023 for malformed ones'
+);
+SELECT results_eq(
+    $$SELECT message FROM cash_result WHERE item IN (6, 7, 8, 9) ORDER BY item$$,
+    $$VALUES ('a deposit_cash element takes no symbol, quantity, price or fee'::text), ('unknown operation ''transfer'''),
+             ('amount must be positive'), ('a fill takes no amount')$$,
+    'each malformed element says what is wrong with it'
+);
+SELECT results_eq(
+    $$SELECT kind, operation, amount, cash_delta, fee, realized_pnl FROM pgportfolio.event_log
+      WHERE portfolio_id = current_setting('test.a')::bigint AND kind IN ('deposit', 'withdraw', 'fee')
+      ORDER BY portfolio_version$$,
+    $$VALUES ('deposit'::text, 'deposit_cash'::text, 7::numeric, 7::numeric, 0::numeric, 0::numeric),
+             ('deposit', 'deposit_cash', 100.5, 100.5, 0, 0),
+             ('fee', 'charge_fee', 2.5, -2.5, 2.5, -2.5)$$,
+    'batched cash moves are logged exactly as deposit_cash and charge_fee log them'
+);
+SELECT results_eq(
+    'SELECT cash_balance FROM cash_result WHERE item = 3',
+    $$SELECT cash_balance FROM pgportfolio.portfolio_summary WHERE portfolio_id = current_setting('test.a')::bigint$$,
+    'the last applied element carries the portfolio''s cash'
+);
+SELECT is(
+    (SELECT realized_pnl FROM cash_result WHERE item = 3),
+    -2.5::numeric,
+    'a fee in a batch reports realized P&L of -amount, as charge_fee does'
+);
+SELECT ok(
+    NOT EXISTS (SELECT FROM pgportfolio.verify_portfolio(current_setting('test.a')::bigint) WHERE NOT ok),
+    'the portfolio still verifies after batched cash moves'
+);
+SET LOCAL ROLE pgtap_batch_a;
+SELECT pgportfolio.withdraw_cash(current_setting('test.a')::bigint, 1, 'cash-batch');
+SELECT is(
+    (SELECT duplicate FROM pgportfolio.apply_fills(jsonb_build_array(jsonb_build_object(
+         'portfolio_id', current_setting('test.a')::bigint, 'operation', 'withdraw_cash', 'amount', 1,
+         'request_id', 'cash-batch')))),
+    true,
+    'a request id applied by withdraw_cash replays in a batch'
+);
+SELECT throws_ok(
+    $$SELECT pgportfolio.deposit_cash(current_setting('test.a')::bigint, 5, 'cash-once')$$, 'PF005', NULL,
+    'a batch and the single calls share request ids (same id, other amount: PF005)'
+);
+RESET ROLE;
 
 -- update_market_prices: all or nothing.
 SELECT is(

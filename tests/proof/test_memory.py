@@ -14,8 +14,13 @@ end of the run:
 - tracemalloc growth over the last ``traced`` operations (tracemalloc makes each
   operation about three times slower, so it is on for a window at the end, not for the
   whole run), in total and for ``pgportfolio/monitor.py`` alone;
-- the size of the lock registry (peak while running, and idle), and the shape of the
-  monitor's snapshot (its set of keys) before and after.
+- the size of the lock registry (peak while running, and idle), the coalescing queue and
+  its per-portfolio bookkeeping when idle, and the shape of the monitor's snapshot (its
+  set of keys) before and after.
+
+The async client runs as shipped: its fills and cash moves are coalesced. The sync client
+runs with coalescing off, so that every operation takes a per-portfolio lock of the
+registry (the path the negative control below breaks).
 
 The bounds are the same at every scale, because a healthy client's growth is a constant
 (pool, caches, interned strings), not a rate. What each one catches is stated next to it.
@@ -469,6 +474,9 @@ async def test_async_client_memory_is_flat(memory_db: MemoryDb, proof_scale: Pro
         assert figures.unexpected_errors == []
         assert figures.business_errors == operations // FAIL_EVERY
         assert len(client.locks) == 0
+        assert not client._queue
+        assert not client._in_flight
+        assert client.monitor.snapshot()["batches"]["calls"] > 0
         assert figures.violations() == []
         ops = client.monitor.snapshot()["operations"]
         assert sum(o["calls"] for o in ops.values()) == operations
@@ -477,13 +485,18 @@ async def test_async_client_memory_is_flat(memory_db: MemoryDb, proof_scale: Pro
 def test_sync_client_memory_is_flat(memory_db: MemoryDb, proof_scale: ProofScale) -> None:
     operations = proof_scale.memory_operations // 5
     with PortfolioClient(
-        memory_db.conninfo, min_size=CONCURRENCY, max_size=CONCURRENCY, monitor=Monitor()
+        memory_db.conninfo,
+        min_size=CONCURRENCY,
+        max_size=CONCURRENCY,
+        monitor=Monitor(),
+        coalesce=False,
     ) as client:
         figures = run_sync(client, memory_db.portfolios, operations, traced_window(proof_scale))
         print("\n" + figures.report())
         assert figures.unexpected_errors == []
         assert figures.business_errors == operations // FAIL_EVERY
         assert len(client.locks) == 0
+        assert client.monitor.snapshot()["locks"]["portfolio"]["acquisitions"] == operations
         assert figures.violations() == []
 
 
@@ -587,7 +600,11 @@ async def test_negative_control_forgetful_registry_breaks_the_registry_and_monit
     keys its metric by portfolio: the idle registry is not empty, and the monitor's keys
     and its traced memory grow with the portfolios touched."""
     async with AsyncPortfolioClient(
-        memory_db.conninfo, min_size=CONCURRENCY, max_size=CONCURRENCY, monitor=Monitor()
+        memory_db.conninfo,
+        min_size=CONCURRENCY,
+        max_size=CONCURRENCY,
+        monitor=Monitor(),
+        coalesce=False,  # every operation through the registry under test
     ) as client:
         client.locks = ForgetfulRegistry(client.monitor)  # type: ignore[assignment]
         figures = await run_async(

@@ -31,6 +31,7 @@ __all__ = [
     "new_future",
     "registry_guard",
     "sleep",
+    "wait",
 ]
 
 
@@ -47,6 +48,20 @@ async def acquire(lock: asyncio.Lock, timeout: float | None) -> bool:
     try:
         async with asyncio.timeout(timeout):
             await lock.acquire()
+    except TimeoutError:
+        return False
+    return True
+
+
+async def wait(condition: asyncio.Condition, timeout: float | None) -> bool:
+    """``condition.wait()`` for at most ``timeout`` seconds (None: no limit). False on
+    timeout; the condition's lock is held again either way."""
+    if timeout is None:
+        await condition.wait()
+        return True
+    try:
+        async with asyncio.timeout(timeout):
+            await condition.wait()
     except TimeoutError:
         return False
     return True

@@ -34,6 +34,7 @@ from pgportfolio._sync.locks import LockRegistry
 from pgportfolio.errors import (
     ConnectionLost,
     ConnectionUnavailable,
+    InProcessLockTimeout,
     OptimisticLockError,
     OutcomeUnknown,
     PortfolioError,
@@ -79,8 +80,9 @@ class PortfolioClient:
     the network had failed, so a peer that stops answering cannot hang the caller; a
     mutation cut that way is then resolved by its request id (``resolve_timeout``).
 
-    ``coalesce`` (on by default) combines concurrent ``apply_fill`` calls of this client
-    into ``apply_fills`` calls, with no timer: a caller that finds a free turn sends what
+    ``coalesce`` (on by default) combines concurrent ``apply_fill``, ``deposit_cash``,
+    ``withdraw_cash`` and ``charge_fee`` calls of this client into ``apply_fills`` calls,
+    with no timer: a caller that finds a free turn sends what
     is queued (up to ``max_batch`` fills, across portfolios), and at most
     ``max_combiners`` such calls are in flight. A portfolio is in at most
     ``max_batches_per_portfolio`` of them at once: fills for a portfolio whose batches are
@@ -117,13 +119,14 @@ class PortfolioClient:
         self.call_timeout = call_timeout
         self.coalesce = coalesce
         self.max_batch = max_batch
-        # Batches in flight never share a portfolio (max_batches_per_portfolio), so more of
-        # them run side by side instead of queueing on rows (measured: docs/performance.md).
-        self.max_combiners = max_combiners or max(2, max_size // 4)
+        # As many batches in flight as the pool has connections: a turn is then as scarce
+        # as a connection and no scarcer, and batches in flight never share a portfolio
+        # (max_batches_per_portfolio), so they do not queue on each other's rows.
+        self.max_combiners = max_combiners or max_size
         if max_batches_per_portfolio < 1:
             raise ValueError("max_batches_per_portfolio must be at least 1")
         self.max_batches_per_portfolio = max_batches_per_portfolio
-        self._queue: deque[_PendingFill] = deque()
+        self._queue: deque[_Pending] = deque()
         self._combiners = 0
         # Portfolio id -> batches in flight that hold fills for it.
         self._in_flight: dict[int, int] = {}
@@ -295,7 +298,7 @@ class PortfolioClient:
                 "apply_fill", portfolio_id, params, params["request_id"], expected_version
             )
         with self.monitor.operation("apply_fill"):
-            return self._coalesced(_PendingFill(params, compat.new_future()))
+            return self._coalesced(_Pending(params, compat.new_future()))
 
     def open_position(
         self,
@@ -384,7 +387,7 @@ class PortfolioClient:
         Each element's answer is its result or its own typed exception (returned, not
         raised); a whole-call failure is raised. Every element gets a request id."""
         batch = [
-            _PendingFill(
+            _Pending(
                 self._checked_fill(pid, f.symbol, f.quantity, f.price, f.fee, None, None),
                 compat.new_future(),
             )
@@ -698,10 +701,16 @@ class PortfolioClient:
         request_id: str | None,
         expected_version: int | None,
     ) -> MutationResult:
-        """One mutation: in-process lock, send, retry what is safe to retry."""
+        """One mutation: in-process lock, send, retry what is safe to retry. Cash moves
+        join the coalescing queue, as fills do."""
         params["portfolio_id"] = as_id("portfolio_id", portfolio_id)
         params["request_id"] = self._request_id(request_id)
         params["expected_version"] = optional_id("expected_version", expected_version)
+        if self.coalesce and operation in _BATCHED_CASH_MOVES and travels_in_json(params["amount"]):
+            with self.monitor.operation(operation):
+                return self._coalesced(
+                    _Pending({**params, "operation": operation}, compat.new_future())
+                )
         retries = _RetryState(self)
         with self.monitor.operation(operation):
             while True:
@@ -727,7 +736,7 @@ class PortfolioClient:
             self.monitor.record_duplicate()
         return result
 
-    def _coalesced(self, pending: _PendingFill) -> MutationResult:
+    def _coalesced(self, pending: _Pending) -> MutationResult:
         """Flat combining: queue the fill; whoever finds a free turn sends the queue."""
         started = time.perf_counter()
         with self._turns:
@@ -747,8 +756,9 @@ class PortfolioClient:
         result: MutationResult = pending.future.result()
         return result
 
-    def _take_turns(self, pending: _PendingFill) -> None:
+    def _take_turns(self, pending: _Pending) -> None:
         portfolio_id = pending.params["portfolio_id"]
+        started = time.monotonic()
         while True:
             with self._turns:
                 while not pending.future.done() and (
@@ -757,7 +767,31 @@ class PortfolioClient:
                     or self._in_flight.get(portfolio_id, 0) >= self.max_batches_per_portfolio
                 ):
                     pending.waited = True
-                    self._turns.wait()
+                    if pending.taken:  # in a batch in flight, bounded by the call's timeouts
+                        self._turns.wait()
+                        continue
+                    # Not sent yet: bounded like the waits it stands for. Behind a batch of
+                    # the same portfolio, as the per-portfolio lock (lock_timeout); behind
+                    # busy turns, as a connection from the pool (its timeout).
+                    portfolio_busy = (
+                        self._in_flight.get(portfolio_id, 0) >= self.max_batches_per_portfolio
+                    )
+                    limit = self.locks.timeout if portfolio_busy else self._pool.timeout
+                    remaining = None if limit is None else limit - (time.monotonic() - started)
+                    if (remaining is None or remaining > 0) and compat.wait(self._turns, remaining):
+                        continue
+                    if portfolio_busy:
+                        self.monitor.record_lock_timeout("coalescer")
+                        raise InProcessLockTimeout(
+                            f"no turn for portfolio {portfolio_id} within {limit}s: its"
+                            " previous batch is still in flight",
+                            portfolio_id=portfolio_id,
+                        )
+                    raise ConnectionUnavailable(
+                        f"no turn within {limit}s: all {self.max_combiners} batches in flight",
+                        portfolio_id=portfolio_id,
+                        pool_timeout=True,
+                    )
                 if pending.future.done():
                     return
                 self._combiners += 1
@@ -776,12 +810,12 @@ class PortfolioClient:
                             self._in_flight[key] = left
                     self._turns.notify_all()
 
-    def _next_batch(self) -> list[_PendingFill]:
+    def _next_batch(self) -> list[_Pending]:
         """Take queued fills, oldest first, up to max_batch, skipping those whose portfolio
         already has its share of batches in flight (they keep their place in the queue).
         Called holding ``_turns``."""
-        batch: list[_PendingFill] = []
-        kept: list[_PendingFill] = []
+        batch: list[_Pending] = []
+        kept: list[_Pending] = []
         limit = self.max_batches_per_portfolio
         queue = self._queue
         while queue and len(batch) < self.max_batch:
@@ -794,7 +828,7 @@ class PortfolioClient:
         queue.extendleft(reversed(kept))
         return batch
 
-    def _send_batch(self, batch: list[_PendingFill]) -> None:
+    def _send_batch(self, batch: list[_Pending]) -> None:
         """Send a batch with apply_fills; settle every future, whatever happens."""
         retries = _RetryState(self)
         try:
@@ -821,12 +855,14 @@ class PortfolioClient:
             if not isinstance(exc, Exception):
                 raise
 
-    def _send_alone(self, item: _PendingFill, in_doubt: bool) -> None:
-        """One fill through apply_fill. A final error is this caller's own; connection
-        trouble and retryable errors propagate to the batch loop's retry decision."""
+    def _send_alone(self, item: _Pending, in_doubt: bool) -> None:
+        """One fill or cash move through its own function (apply_fill, deposit_cash, ...).
+        A final error is this caller's own; connection trouble and retryable errors
+        propagate to the batch loop's retry decision."""
         params = item.params
+        operation = params.get("operation", "apply_fill")
         try:
-            result = self._send_mutation("apply_fill", params["portfolio_id"], params)
+            result = self._send_mutation(operation, params["portfolio_id"], params)
         except PortfolioError as exc:
             if isinstance(exc, ConnectionLost | ConnectionUnavailable) or retry_cause(exc):
                 raise
@@ -836,7 +872,7 @@ class PortfolioClient:
             return
         item.future.set_result(self._delivered(result, in_doubt=in_doubt))
 
-    def _call_apply_fills(self, batch: list[_PendingFill]) -> list[tuple[Any, ...]]:
+    def _call_apply_fills(self, batch: list[_Pending]) -> list[tuple[Any, ...]]:
         fills = json.dumps([item.params for item in batch], default=str)
         sent = False
         try:
@@ -854,7 +890,7 @@ class PortfolioClient:
         rows.sort(key=lambda r: r[0])
         return rows
 
-    def _settle(self, item: _PendingFill, row: tuple[Any, ...], *, in_doubt: bool) -> None:
+    def _settle(self, item: _Pending, row: tuple[Any, ...], *, in_doubt: bool) -> None:
         params = item.params
         sqlstate, message = row[9], row[10]
         if sqlstate is not None:
@@ -917,9 +953,14 @@ class PortfolioClient:
             conn.commit()
 
 
+# Cash moves that apply_fills takes as elements ({"operation", "amount"}).
+_BATCHED_CASH_MOVES = frozenset({"deposit_cash", "withdraw_cash", "charge_fee"})
+
+
 @dataclass(eq=False)
-class _PendingFill:
-    """A fill waiting for its turn in the coalescing queue."""
+class _Pending:
+    """A fill or cash move waiting for its turn in the coalescing queue. ``params`` is
+    its apply_fills element (a cash move's carries ``operation``)."""
 
     params: dict[str, Any]
     future: compat.Future[MutationResult]

@@ -29,6 +29,7 @@ __all__ = [
     "new_future",
     "registry_guard",
     "sleep",
+    "wait",
 ]
 
 
@@ -48,6 +49,12 @@ class _Guard:
 
     def __exit__(self, *exc: object) -> None:
         self._lock.release()
+
+
+def wait(condition: threading.Condition, timeout: float | None) -> bool:
+    """``condition.wait()`` for at most ``timeout`` seconds (None: no limit). False on
+    timeout; the condition's lock is held again either way."""
+    return condition.wait(timeout)
 
 
 def registry_guard() -> _Guard:
