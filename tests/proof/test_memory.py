@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import mmap
 import sys
 import threading
 import time
@@ -547,15 +548,22 @@ async def _nested(holds: list[Any]) -> AsyncIterator[None]:
 
 
 class _PaddedCache(dict[str, MutationResult]):
-    """A results cache whose entries carry a 4 KiB payload each (kept beside the result)."""
+    """A results cache whose entries carry a 4 KiB payload each (kept beside the result).
+
+    Each payload is a fresh anonymous page, written to: a heap allocation may reuse pages
+    the process already has (after the 1,000,000-operation soak the heap had ~20 MiB of
+    them, and a heap-allocated payload grew RSS by 1.9 MiB only), while a new page is
+    always new resident memory, which is the growth the RSS bound must catch."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.payloads: list[bytearray] = []
+        self.payloads: list[mmap.mmap] = []
 
     def __setitem__(self, key: str, value: MutationResult) -> None:
         super().__setitem__(key, value)
-        self.payloads.append(bytearray(4096))
+        page = mmap.mmap(-1, mmap.PAGESIZE)
+        page[0] = 1  # touched: resident
+        self.payloads.append(page)
 
 
 async def test_negative_control_results_cache_breaks_the_memory_bounds(
