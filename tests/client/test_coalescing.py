@@ -138,9 +138,9 @@ async def test_float_refused_before_queueing(aclient: AsyncPortfolioClient) -> N
 async def test_batches_in_flight_never_share_a_portfolio(
     aclient: AsyncPortfolioClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With max_batches_per_portfolio=1, fills for a portfolio that already has a batch
-    in flight wait in the queue, so two batches of this client never queue on the same
-    rows; the other portfolios' fills go meanwhile, and every fill is applied once."""
+    """Fills for a portfolio that already has a batch in flight wait in the queue, so two
+    batches of this client never queue on the same rows; the other portfolios' fills go
+    meanwhile, and every fill is applied once."""
     pids = [await aclient.create_portfolio(f"g{n}", D("1000000")) for n in range(3)]
     in_flight: list[set[int]] = []
     overlaps: list[tuple[set[int], set[int]]] = []
@@ -166,7 +166,6 @@ async def test_batches_in_flight_never_share_a_portfolio(
     monkeypatch.setattr(aclient, "_call_apply_fills", watched(aclient._call_apply_fills))
     monkeypatch.setattr(aclient, "_send_alone", watched(aclient._send_alone))
     aclient.max_combiners = 4
-    aclient.max_batches_per_portfolio = 1
     await asyncio.gather(
         *(aclient.apply_fill(pids[n % 3], f"S{n % 7}", D("1"), D("2")) for n in range(300))
     )
@@ -179,9 +178,8 @@ async def test_batches_in_flight_never_share_a_portfolio(
 
 
 async def test_two_batches_per_portfolio_when_allowed(shared_db: str) -> None:
-    """The negative control of the test above, and the default: with
-    max_batches_per_portfolio=2 the same load does put two batches of one portfolio in
-    flight, never three."""
+    """The negative control of the test above: with max_batches_per_portfolio=2 the same
+    load does put two batches of one portfolio in flight."""
     async with AsyncPortfolioClient(
         shared_db, max_size=8, monitor=Monitor(), max_batches_per_portfolio=2
     ) as client:
@@ -273,7 +271,6 @@ async def test_waiting_for_a_turn_is_bounded(shared_db: str) -> None:
         shared_db + " options='-c pgportfolio.lock_timeout=10s'",
         max_size=4,
         max_combiners=1,
-        max_batches_per_portfolio=1,
         lock_timeout=0.3,
         pool_timeout=0.5,
         monitor=Monitor(),

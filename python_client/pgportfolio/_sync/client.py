@@ -85,10 +85,9 @@ class PortfolioClient:
     with no timer: a caller that finds a free turn sends what
     is queued (up to ``max_batch`` fills, across portfolios), and at most
     ``max_combiners`` such calls are in flight. A portfolio is in at most
-    ``max_batches_per_portfolio`` of them at once (default 2: one applied while the next
-    waits at the row); the fills of a portfolio that has its share in flight wait in the
-    queue, so batches do not pile up on one portfolio's row. An idle client sends each
-    fill at once. Each caller still gets its
+    ``max_batches_per_portfolio`` of them at once: fills for a portfolio whose batches are
+    in flight wait in the queue, so batches in flight do not queue on each other's rows
+    in the database. An idle client sends each fill at once. Each caller still gets its
     own result or its own typed exception.
     """
 
@@ -109,7 +108,7 @@ class PortfolioClient:
         coalesce: bool = True,
         max_batch: int = 64,
         max_combiners: int | None = None,
-        max_batches_per_portfolio: int = 2,
+        max_batches_per_portfolio: int = 1,
         name: str = "pgportfolio",
     ) -> None:
         self.retry = retry or RetryPolicy()
@@ -121,9 +120,9 @@ class PortfolioClient:
         self.coalesce = coalesce
         self.max_batch = max_batch
         # A quarter of the pool: fewer, larger batches commit more fills per WAL flush
-        # (spread over 1,000 portfolios: 2 or 4 turns ~7,500 fills/s, 16 turns ~4,300).
-        # Two batches per portfolio: the next one waits at the row while one is applied,
-        # so the row is never idle for a round trip (measured: docs/performance.md).
+        # (spread over 1,000 portfolios: 2 or 4 turns ~7,500 fills/s, 16 turns ~4,300;
+        # docs/performance.md). Batches in flight never share a portfolio
+        # (max_batches_per_portfolio), so they do not queue on each other's rows.
         self.max_combiners = max_combiners or max(2, max_size // 4)
         if max_batches_per_portfolio < 1:
             raise ValueError("max_batches_per_portfolio must be at least 1")
