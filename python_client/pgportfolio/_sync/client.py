@@ -231,11 +231,7 @@ class PortfolioClient:
         expected_version: int | None = None,
     ) -> MutationResult:
         return self._mutate(
-            "deposit_cash",
-            portfolio_id,
-            {"amount": as_decimal("amount", amount)},
-            request_id,
-            expected_version,
+            "deposit_cash", self._checked_cash(portfolio_id, amount, request_id, expected_version)
         )
 
     def withdraw_cash(
@@ -247,11 +243,7 @@ class PortfolioClient:
         expected_version: int | None = None,
     ) -> MutationResult:
         return self._mutate(
-            "withdraw_cash",
-            portfolio_id,
-            {"amount": as_decimal("amount", amount)},
-            request_id,
-            expected_version,
+            "withdraw_cash", self._checked_cash(portfolio_id, amount, request_id, expected_version)
         )
 
     def charge_fee(
@@ -263,11 +255,7 @@ class PortfolioClient:
         expected_version: int | None = None,
     ) -> MutationResult:
         return self._mutate(
-            "charge_fee",
-            portfolio_id,
-            {"amount": as_decimal("amount", amount)},
-            request_id,
-            expected_version,
+            "charge_fee", self._checked_cash(portfolio_id, amount, request_id, expected_version)
         )
 
     def apply_fill(
@@ -291,15 +279,7 @@ class PortfolioClient:
             request_id,
             expected_version,
         )
-        # A value the JSON batch cannot carry goes alone, so that its error is its own.
-        if not self.coalesce or not all(
-            travels_in_json(params[k]) for k in ("quantity", "price", "fee")
-        ):
-            return self._mutate(
-                "apply_fill", portfolio_id, params, params["request_id"], expected_version
-            )
-        with self.monitor.operation("apply_fill"):
-            return self._coalesced(_Pending(params, compat.new_future()))
+        return self._mutate("apply_fill", params)
 
     def open_position(
         self,
@@ -671,7 +651,7 @@ class PortfolioClient:
         params = self._checked_fill(
             portfolio_id, symbol, quantity, price, fee, request_id, expected_version
         )
-        return self._mutate(operation, portfolio_id, params, params["request_id"], expected_version)
+        return self._mutate(operation, params)
 
     def _checked_fill(
         self,
@@ -694,24 +674,28 @@ class PortfolioClient:
             "expected_version": optional_id("expected_version", expected_version),
         }
 
-    def _mutate(
-        self,
-        operation: str,
-        portfolio_id: int,
-        params: dict[str, Any],
-        request_id: str | None,
-        expected_version: int | None,
-    ) -> MutationResult:
-        """One mutation: in-process lock, send, retry what is safe to retry. Cash moves
-        join the coalescing queue, as fills do."""
-        params["portfolio_id"] = as_id("portfolio_id", portfolio_id)
-        params["request_id"] = self._request_id(request_id)
-        params["expected_version"] = optional_id("expected_version", expected_version)
-        if self.coalesce and operation in _BATCHED_CASH_MOVES and travels_in_json(params["amount"]):
+    def _checked_cash(
+        self, portfolio_id: object, amount: object, request_id: object, expected_version: object
+    ) -> dict[str, Any]:
+        """A cash move's parameters, type-checked once, with a request id."""
+        return {
+            "portfolio_id": as_id("portfolio_id", portfolio_id),
+            "amount": as_decimal("amount", amount),
+            "request_id": self._request_id(request_id),
+            "expected_version": optional_id("expected_version", expected_version),
+        }
+
+    def _mutate(self, operation: str, params: dict[str, Any]) -> MutationResult:
+        """One mutation with checked ``params``: in-process lock, send, retry what is safe
+        to retry. What apply_fills can carry joins the coalescing queue instead."""
+        portfolio_id: int = params["portfolio_id"]
+        values = _BATCHABLE.get(operation)
+        # A value the JSON batch cannot carry goes alone, so that its error is its own.
+        if self.coalesce and values and all(travels_in_json(params[k]) for k in values):
+            if operation != "apply_fill":  # an apply_fills element is a fill by default
+                params = {**params, "operation": operation}
             with self.monitor.operation(operation):
-                return self._coalesced(
-                    _Pending({**params, "operation": operation}, compat.new_future())
-                )
+                return self._coalesced(_Pending(params, compat.new_future()))
         retries = _RetryState(self)
         with self.monitor.operation(operation):
             while True:
@@ -954,8 +938,13 @@ class PortfolioClient:
             conn.commit()
 
 
-# Cash moves that apply_fills takes as elements ({"operation", "amount"}).
-_BATCHED_CASH_MOVES = frozenset({"deposit_cash", "withdraw_cash", "charge_fee"})
+# What apply_fills takes as elements, and the values each carries in its JSON.
+_BATCHABLE: dict[str, tuple[str, ...]] = {
+    "apply_fill": ("quantity", "price", "fee"),
+    "deposit_cash": ("amount",),
+    "withdraw_cash": ("amount",),
+    "charge_fee": ("amount",),
+}
 
 
 @dataclass(eq=False)
