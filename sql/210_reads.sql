@@ -1,55 +1,11 @@
 -- Reads for programs. Analysts use the views; the client calls these so that each of
 -- its queries is one function call and each result is one consistent snapshot.
 
--- A portfolio and all its open positions in one statement (one snapshot). Portfolio
--- columns repeat on every row; a portfolio with no position yields one row with
--- symbol NULL. Market value and unrealized P&L are left to the caller: quantity * mark
--- - cost_basis, exact.
-CREATE FUNCTION pgportfolio.get_portfolio(p_portfolio_id bigint)
-RETURNS TABLE (
-    portfolio_id bigint,
-    name text,
-    currency text,
-    cash_balance numeric,
-    realized_pnl numeric,
-    version bigint,
-    updated_at timestamptz,
-    symbol text,
-    quantity numeric,
-    cost_basis numeric,
-    mark_price numeric,
-    position_realized_pnl numeric,
-    position_version bigint
-)
-LANGUAGE plpgsql STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF p_portfolio_id IS NULL THEN
-        RAISE EXCEPTION 'p_portfolio_id must not be null' USING ERRCODE = '22023';
-    END IF;
-    RETURN QUERY
-    SELECT
-        pf.portfolio_id, pf.name, pf.currency, pf.cash_balance, pf.realized_pnl, pf.version, pf.updated_at,
-        p.symbol, p.quantity, p.cost_basis, m.price, p.realized_pnl, p.version
-    FROM pgportfolio.portfolios AS pf
-    LEFT JOIN pgportfolio.positions AS p ON pf.portfolio_id = p.portfolio_id
-    LEFT JOIN pgportfolio.market_prices AS m ON p.symbol = m.symbol
-    WHERE pf.portfolio_id = p_portfolio_id
-    ORDER BY p.symbol;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'portfolio % not found', p_portfolio_id USING ERRCODE = 'PF004';
-    END IF;
-END;
-$$;
-
-COMMENT ON FUNCTION pgportfolio.get_portfolio(bigint) IS
-'A portfolio and its open positions in one snapshot (one row per position).';
-
--- The same snapshot as get_portfolio in one row: the portfolio's columns once, and
--- each position column as an array, in symbol order. For programs: 10,000 positions
--- travel as six arrays instead of 10,000 rows of thirteen columns (docs/performance.md).
+-- A portfolio and all its open positions in one statement (one snapshot), in one row:
+-- the portfolio's columns once, and each position column as an array, in symbol order.
+-- For programs: 10,000 positions travel as six arrays instead of 10,000 rows of
+-- thirteen columns (docs/performance.md). Market value and unrealized P&L are left to
+-- the caller: quantity * mark - cost_basis, exact.
 CREATE FUNCTION pgportfolio.portfolio_snapshot(p_portfolio_id bigint)
 RETURNS TABLE (
     portfolio_id bigint,
@@ -107,6 +63,42 @@ $$;
 
 COMMENT ON FUNCTION pgportfolio.portfolio_snapshot(bigint) IS
 'A portfolio and its open positions in one row: position columns as arrays in symbol order.';
+
+-- The same snapshot as portfolio_snapshot, one row per position, for people: portfolio
+-- columns repeat on every row; a portfolio with no position yields one row with symbol
+-- NULL. Errors are portfolio_snapshot's.
+CREATE FUNCTION pgportfolio.get_portfolio(p_portfolio_id bigint)
+RETURNS TABLE (
+    portfolio_id bigint,
+    name text,
+    currency text,
+    cash_balance numeric,
+    realized_pnl numeric,
+    version bigint,
+    updated_at timestamptz,
+    symbol text,
+    quantity numeric,
+    cost_basis numeric,
+    mark_price numeric,
+    position_realized_pnl numeric,
+    position_version bigint
+)
+LANGUAGE sql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT
+        s.portfolio_id, s.name, s.currency, s.cash_balance, s.realized_pnl, s.version, s.updated_at,
+        p.symbol, p.quantity, p.cost_basis, p.mark_price, p.realized_pnl, p.version
+    FROM pgportfolio.portfolio_snapshot(p_portfolio_id) AS s
+    LEFT JOIN LATERAL unnest(
+        s.symbols, s.quantities, s.cost_bases, s.mark_prices, s.position_realized_pnls, s.position_versions
+    ) WITH ORDINALITY AS p (symbol, quantity, cost_basis, mark_price, realized_pnl, version, item) ON TRUE
+    ORDER BY p.item;
+$$;
+
+COMMENT ON FUNCTION pgportfolio.get_portfolio(bigint) IS
+'A portfolio and its open positions in one snapshot (one row per position).';
 
 -- What became of a request: its original result (duplicate = true), or no row when it
 -- was never applied. A client whose connection died during COMMIT asks this instead of

@@ -746,14 +746,18 @@ def reads_during_writes(conninfo: str) -> Result:
 
 
 def install_locking_reader(conninfo: str) -> None:
-    """A broken get_portfolio that reads the portfolio row FOR SHARE, as a careless
-    "consistent read" might: it then waits for every trade in progress."""
+    """A broken portfolio_snapshot (which get_portfolio and the client read through)
+    that reads the portfolio row FOR SHARE, as a careless "consistent read" might: it
+    then waits for every trade in progress."""
     rewrite_function(
         conninfo,
-        "pgportfolio.get_portfolio(bigint)",
+        "pgportfolio.portfolio_snapshot(bigint)",
         [
             ("\n STABLE SECURITY DEFINER", "\n SECURITY DEFINER"),
-            ("ORDER BY p.symbol;", "ORDER BY p.symbol FOR SHARE OF pf;"),
+            (
+                "WHERE pf.portfolio_id = p_portfolio_id;",
+                "WHERE pf.portfolio_id = p_portfolio_id FOR SHARE OF pf;",
+            ),
         ],
     )
 
