@@ -329,81 +329,57 @@ BEGIN
             -- A cash move: the arithmetic of _execute_cash (130_cash.sql).
             v_fee := CASE WHEN f_operation[i] = 'charge_fee' THEN f_amount[i] ELSE 0 END;
             v_cash_delta := CASE WHEN f_operation[i] = 'deposit_cash' THEN f_amount[i] ELSE -f_amount[i] END;
+            v_realized := -v_fee;
             v_kind := CASE f_operation[i] WHEN 'deposit_cash' THEN 'deposit' WHEN 'withdraw_cash' THEN 'withdraw' ELSE 'fee' END;
-            IF p_cash[ps] + v_cash_delta < 0 THEN
-                v_refusal_state := 'PF002';
-                v_refusal_message := format(
-                    'insufficient cash in portfolio %s: needed %s, available %s', f_pid[i], -v_cash_delta, p_cash[ps]
-                );
-                v_result := ROW(i, f_pid[i], NULL, NULL, NULL, NULL, NULL, NULL, false, v_refusal_state, v_refusal_message);
+        ELSE
+            ks := array_position(k_key, f_pid[i] || ' ' || f_symbol[i]);
+            IF ks IS NULL THEN
+                k_key := k_key || (f_pid[i] || ' ' || f_symbol[i]);
+                k_pid := k_pid || f_pid[i];
+                k_symbol := k_symbol || f_symbol[i];
+                k_exists := k_exists || false;
+                k_quantity := k_quantity || 0::numeric;
+                k_basis := k_basis || 0::numeric;
+                k_realized := k_realized || 0::numeric;
+                k_version := k_version || 0::bigint;
+                k_reopened := k_reopened || false;
+                k_changed := k_changed || false;
+                ks := array_length(k_key, 1);
+            END IF;
+            v_held := k_quantity[ks];
+            v_basis := k_basis[ks];
+            v_new_quantity := v_held + f_quantity[i];
+            IF abs(v_new_quantity) >= 1e15 THEN
+                v_refusal_state := '22023';
+                v_refusal_message := format('position in %s would be out of range', f_symbol[i]);
+                v_result := ROW(i, f_pid[i], NULL, NULL, f_symbol[i], NULL, NULL, NULL, false, v_refusal_state, v_refusal_message);
                 RETURN NEXT v_result;
                 CONTINUE;
             END IF;
-            p_cash[ps] := p_cash[ps] + v_cash_delta;
-            p_realized[ps] := p_realized[ps] - v_fee;
-            p_version[ps] := p_version[ps] + 1;
-            p_kind[ps] := v_kind;
-            v_event := ROW(
-                f_pid[i], p_version[ps], v_kind, f_operation[i], NULL, NULL, NULL, v_fee, f_amount[i], v_cash_delta,
-                -v_fee, p_cash[ps], NULL, NULL, f_request[i], v_args, v_actor, now()
-            );
-            e_rows := e_rows || v_event;
-            IF f_request[i] IS NOT NULL THEN
-                r_key := r_key || (f_pid[i] || ' ' || f_request[i]);
-                r_event := r_event || v_event;
+
+            -- The same arithmetic as _execute_fill (see 140_fill.sql for the why).
+            IF v_held = 0 THEN
+                v_kind := 'open';
+                v_new_basis := f_quantity[i] * f_price[i];
+            ELSIF sign(f_quantity[i]) = sign(v_held) THEN
+                v_kind := 'add';
+                v_new_basis := v_basis + f_quantity[i] * f_price[i];
+            ELSIF v_new_quantity = 0 THEN
+                v_kind := 'close';
+                v_new_basis := 0;
+            ELSIF sign(v_new_quantity) = sign(v_held) THEN
+                v_kind := 'reduce';
+                v_new_basis := v_basis - trim_scale(
+                    round(v_basis * abs(f_quantity[i]) * 1.0000000000000000000000 / abs(v_held), 16)
+                );
+            ELSE
+                v_kind := 'flip';
+                v_new_basis := v_new_quantity * f_price[i];
             END IF;
-            v_result := ROW(i, f_pid[i], p_version[ps], p_cash[ps], NULL, NULL, NULL, -v_fee, false, NULL, NULL);
-            RETURN NEXT v_result;
-            CONTINUE;
+            v_cash_flow := -(f_quantity[i] * f_price[i]);
+            v_cash_delta := v_cash_flow - f_fee[i];
+            v_realized := v_cash_flow + (v_new_basis - v_basis) - f_fee[i];
         END IF;
-
-        ks := array_position(k_key, f_pid[i] || ' ' || f_symbol[i]);
-        IF ks IS NULL THEN
-            k_key := k_key || (f_pid[i] || ' ' || f_symbol[i]);
-            k_pid := k_pid || f_pid[i];
-            k_symbol := k_symbol || f_symbol[i];
-            k_exists := k_exists || false;
-            k_quantity := k_quantity || 0::numeric;
-            k_basis := k_basis || 0::numeric;
-            k_realized := k_realized || 0::numeric;
-            k_version := k_version || 0::bigint;
-            k_reopened := k_reopened || false;
-            k_changed := k_changed || false;
-            ks := array_length(k_key, 1);
-        END IF;
-        v_held := k_quantity[ks];
-        v_basis := k_basis[ks];
-        v_new_quantity := v_held + f_quantity[i];
-        IF abs(v_new_quantity) >= 1e15 THEN
-            v_refusal_state := '22023';
-            v_refusal_message := format('position in %s would be out of range', f_symbol[i]);
-            v_result := ROW(i, f_pid[i], NULL, NULL, f_symbol[i], NULL, NULL, NULL, false, v_refusal_state, v_refusal_message);
-            RETURN NEXT v_result;
-            CONTINUE;
-        END IF;
-
-        -- The same arithmetic as _execute_fill (see 140_fill.sql for the why).
-        IF v_held = 0 THEN
-            v_kind := 'open';
-            v_new_basis := f_quantity[i] * f_price[i];
-        ELSIF sign(f_quantity[i]) = sign(v_held) THEN
-            v_kind := 'add';
-            v_new_basis := v_basis + f_quantity[i] * f_price[i];
-        ELSIF v_new_quantity = 0 THEN
-            v_kind := 'close';
-            v_new_basis := 0;
-        ELSIF sign(v_new_quantity) = sign(v_held) THEN
-            v_kind := 'reduce';
-            v_new_basis := v_basis - trim_scale(
-                round(v_basis * abs(f_quantity[i]) * 1.0000000000000000000000 / abs(v_held), 16)
-            );
-        ELSE
-            v_kind := 'flip';
-            v_new_basis := v_new_quantity * f_price[i];
-        END IF;
-        v_cash_flow := -(f_quantity[i] * f_price[i]);
-        v_cash_delta := v_cash_flow - f_fee[i];
-        v_realized := v_cash_flow + (v_new_basis - v_basis) - f_fee[i];
 
         IF p_cash[ps] + v_cash_delta < 0 THEN
             v_refusal_state := 'PF002';
@@ -419,36 +395,42 @@ BEGIN
         p_realized[ps] := p_realized[ps] + v_realized;
         p_version[ps] := p_version[ps] + 1;
         p_kind[ps] := v_kind;
-        -- A position that went flat and opens again starts a new row life, as it would
-        -- after a DELETE and an INSERT by apply_fill.
-        IF v_held = 0 THEN
-            k_reopened[ks] := k_exists[ks];
-            k_version[ks] := 1;
-            k_realized[ks] := v_realized;
+        IF f_operation[i] <> 'apply_fill' THEN
+            v_event := ROW(
+                f_pid[i], p_version[ps], v_kind, f_operation[i], NULL, NULL, NULL, v_fee, f_amount[i], v_cash_delta,
+                v_realized, p_cash[ps], NULL, NULL, f_request[i], v_args, v_actor, now()
+            );
+            v_result := ROW(i, f_pid[i], p_version[ps], p_cash[ps], NULL, NULL, NULL, v_realized, false, NULL, NULL);
         ELSE
-            k_version[ks] := k_version[ks] + 1;
-            k_realized[ks] := k_realized[ks] + v_realized;
+            -- A position that went flat and opens again starts a new row life, as it would
+            -- after a DELETE and an INSERT by apply_fill.
+            IF v_held = 0 THEN
+                k_reopened[ks] := k_exists[ks];
+                k_version[ks] := 1;
+                k_realized[ks] := v_realized;
+            ELSE
+                k_version[ks] := k_version[ks] + 1;
+                k_realized[ks] := k_realized[ks] + v_realized;
+            END IF;
+            k_quantity[ks] := v_new_quantity;
+            k_basis[ks] := v_new_basis;
+            k_changed[ks] := true;
+            v_event := ROW(
+                f_pid[i], p_version[ps], v_kind, 'apply_fill', f_symbol[i], f_quantity[i], f_price[i], f_fee[i],
+                NULL, v_cash_delta, v_realized, p_cash[ps], v_new_quantity, v_new_basis, f_request[i], v_args,
+                v_actor, now()
+            );
+            v_result := ROW(
+                i, f_pid[i], p_version[ps], p_cash[ps], f_symbol[i], v_new_quantity,
+                CASE WHEN v_new_quantity <> 0 THEN round(v_new_basis / v_new_quantity, 8) END,
+                v_realized, false, NULL, NULL
+            );
         END IF;
-        k_quantity[ks] := v_new_quantity;
-        k_basis[ks] := v_new_basis;
-        k_changed[ks] := true;
-
-        v_event := ROW(
-            f_pid[i], p_version[ps], v_kind, 'apply_fill', f_symbol[i], f_quantity[i], f_price[i], f_fee[i],
-            NULL, v_cash_delta, v_realized, p_cash[ps], v_new_quantity, v_new_basis, f_request[i], v_args,
-            v_actor, now()
-        );
         e_rows := e_rows || v_event;
         IF f_request[i] IS NOT NULL THEN
             r_key := r_key || (f_pid[i] || ' ' || f_request[i]);
             r_event := r_event || v_event;
         END IF;
-
-        v_result := ROW(
-            i, f_pid[i], p_version[ps], p_cash[ps], f_symbol[i], v_new_quantity,
-            CASE WHEN v_new_quantity <> 0 THEN round(v_new_basis / v_new_quantity, 8) END,
-            v_realized, false, NULL, NULL
-        );
         RETURN NEXT v_result;
     END LOOP;
 
