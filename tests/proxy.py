@@ -30,12 +30,19 @@ class FaultyProxy:
         with self._guard:
             self._marker = marker
 
+    def refusing(self) -> bool:
+        """Whether a new connection is closed at once, as by a server that is down."""
+        return False
+
     def _accept(self) -> None:
         while True:
             try:
                 client, _ = self._listener.accept()
             except OSError:
                 return
+            if self.refusing():
+                _close(client)
+                continue
             server = socket.create_connection(self.target)
             with self._guard:
                 self._sockets += [client, server]

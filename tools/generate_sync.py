@@ -28,6 +28,8 @@ REPLACEMENTS = {
     "AsyncPortfolio": "Portfolio",
     "AsyncPositionManager": "PositionManager",
     "AsyncLockRegistry": "LockRegistry",
+    "AsyncTransport": "Transport",
+    "AsyncCoalescer": "Coalescer",
     "AsyncMonitoredLock": "MonitoredLock",
     "AsyncConnectionPool": "ConnectionPool",
     "AsyncConnection": "Connection",

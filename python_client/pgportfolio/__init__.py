@@ -4,9 +4,11 @@ The database is the source of truth; see docs/sql-api.md. This package adds what
 process can add: per-portfolio locks, retries, request ids, measurement.
 """
 
-from pgportfolio._async.client import AsyncPortfolio, AsyncPortfolioClient, AsyncPositionManager
+from pgportfolio._async.client import AsyncPortfolioClient
+from pgportfolio._async.handles import AsyncPortfolio, AsyncPositionManager
 from pgportfolio._async.locks import AsyncLockRegistry, AsyncMonitoredLock
-from pgportfolio._sync.client import Portfolio, PortfolioClient, PositionManager
+from pgportfolio._sync.client import PortfolioClient
+from pgportfolio._sync.handles import Portfolio, PositionManager
 from pgportfolio._sync.locks import LockRegistry
 from pgportfolio._sync.locks import MonitoredLock as ThreadMonitoredLock
 from pgportfolio.errors import (

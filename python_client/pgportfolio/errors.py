@@ -11,23 +11,48 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from decimal import Decimal
 
 import psycopg
 import psycopg_pool
 
 
 class PortfolioError(Exception):
-    """Base class. ``sqlstate`` is the database's code when the error came from it."""
+    """Base class. ``sqlstate``, ``detail`` and ``hint`` are the database's when the error
+    came from it. ``operation``, ``portfolio_id`` and ``request_id`` say which call it
+    answers (a mutation always has a request id: the caller's or one the client made)."""
 
     sqlstate: str | None = None
 
     def __init__(
-        self, message: str, *, portfolio_id: int | None = None, sqlstate: str | None = None
+        self,
+        message: str,
+        *,
+        portfolio_id: int | None = None,
+        sqlstate: str | None = None,
+        detail: str | None = None,
+        hint: str | None = None,
+        operation: str | None = None,
+        request_id: str | None = None,
     ) -> None:
         super().__init__(message)
         self.portfolio_id = portfolio_id
         if sqlstate is not None:
             self.sqlstate = sqlstate
+        self.detail = detail
+        self.hint = hint
+        self.operation = operation
+        self.request_id = request_id
+
+    def about(
+        self, operation: str, portfolio_id: int | None, request_id: str | None
+    ) -> PortfolioError:
+        """Fill in which call this error answers, where not already known; returns self."""
+        self.operation = self.operation or operation
+        if self.portfolio_id is None:
+            self.portfolio_id = portfolio_id
+        self.request_id = self.request_id or request_id
+        return self
 
 
 class InvalidInput(PortfolioError, ValueError):
@@ -49,8 +74,12 @@ class VersionConflict(PortfolioError):
         expected_version: int | None = None,
         found_version: int | None = None,
         sqlstate: str | None = None,
+        detail: str | None = None,
+        hint: str | None = None,
     ) -> None:
-        super().__init__(message, portfolio_id=portfolio_id, sqlstate=sqlstate)
+        super().__init__(
+            message, portfolio_id=portfolio_id, sqlstate=sqlstate, detail=detail, hint=hint
+        )
         self.expected_version = expected_version
         self.found_version = found_version
 
@@ -77,9 +106,18 @@ class OptimisticLockError(VersionConflict):
 
 
 class InsufficientCash(PortfolioError):
-    """PF002."""
+    """PF002: the cash balance would go below zero. ``needed`` and ``available`` are the
+    amounts the database reported."""
 
     sqlstate = "PF002"
+
+    @property
+    def needed(self) -> Decimal | None:
+        return _amount_after("needed", self.detail, str(self.args[0]) if self.args else "")
+
+    @property
+    def available(self) -> Decimal | None:
+        return _amount_after("available", self.detail, str(self.args[0]) if self.args else "")
 
 
 class InsufficientPosition(PortfolioError):
@@ -151,7 +189,9 @@ class ConnectionLost(PortfolioError):
 
 
 class OutcomeUnknown(ConnectionLost):
-    """The outcome of a mutation could not be resolved (the server stayed unreachable)."""
+    """The outcome of a mutation could not be learnt within ``resolve_timeout`` (the
+    server stayed unreachable). It may have been applied: ``find_request(portfolio_id,
+    request_id)`` tells, once the server answers again."""
 
 
 class DatabaseError(PortfolioError):
@@ -175,6 +215,21 @@ _BY_SQLSTATE: dict[str, type[PortfolioError]] = {
 RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
 
 _VERSIONS = re.compile(r"expected version (\d+), found version (\d+)")
+# The SQL functions name their arguments p_quantity, p_price ...; the client's callers
+# know them as quantity, price ...
+_SQL_ARGUMENT = re.compile(r"\bp_([a-z][a-z_]*)")
+
+
+def _python_names(text: str | None) -> str | None:
+    return None if text is None else _SQL_ARGUMENT.sub(r"\1", text)
+
+
+def _amount_after(label: str, *texts: str | None) -> Decimal | None:
+    pattern = re.compile(rf"\b{label} (-?[0-9]+(?:\.[0-9]+)?)")
+    for text in texts:
+        if text and (match := pattern.search(text)):
+            return Decimal(match.group(1))
+    return None
 
 
 def error_from_sqlstate(
@@ -182,9 +237,12 @@ def error_from_sqlstate(
     message: str,
     *,
     detail: str | None = None,
+    hint: str | None = None,
     portfolio_id: int | None = None,
 ) -> PortfolioError:
     """The client exception for a SQLSTATE (from a raised error or a batch result row)."""
+    message = _python_names(message) or message
+    detail, hint = _python_names(detail), _python_names(hint)
     if sqlstate is None:
         return ConnectionLost(message, portfolio_id=portfolio_id)
     cls = _BY_SQLSTATE.get(sqlstate)
@@ -197,12 +255,15 @@ def error_from_sqlstate(
             portfolio_id=portfolio_id,
             expected_version=int(match.group(1)) if match else None,
             found_version=int(match.group(2)) if match else None,
+            detail=detail,
+            hint=hint,
         )
     if cls is None:
         if sqlstate.startswith("08") or sqlstate.startswith("57P"):
-            return ConnectionLost(message, portfolio_id=portfolio_id, sqlstate=sqlstate)
-        return DatabaseError(message, portfolio_id=portfolio_id, sqlstate=sqlstate)
-    return cls(message, portfolio_id=portfolio_id, sqlstate=sqlstate)
+            cls = ConnectionLost
+        else:
+            cls = DatabaseError
+    return cls(message, portfolio_id=portfolio_id, sqlstate=sqlstate, detail=detail, hint=hint)
 
 
 def error_from_database(exc: psycopg.Error, *, portfolio_id: int | None = None) -> PortfolioError:
@@ -216,6 +277,7 @@ def error_from_database(exc: psycopg.Error, *, portfolio_id: int | None = None) 
         exc.sqlstate,
         exc.diag.message_primary or str(exc),
         detail=exc.diag.message_detail,
+        hint=exc.diag.message_hint,
         portfolio_id=portfolio_id,
     )
 

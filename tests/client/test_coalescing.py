@@ -113,21 +113,27 @@ async def test_batch_is_retried_after_a_lock_timeout(shared_db: str) -> None:
     assert monitor.snapshot()["retries"].get("lock_timeout", 0) >= 1
 
 
-async def test_cancelled_waiter_withdraws_its_fill(aclient: AsyncPortfolioClient) -> None:
-    pid = await aclient.create_portfolio("cancel", D("1000"))
-    aclient.max_combiners = 1
-    first = asyncio.create_task(aclient.apply_fill(pid, "K", D("1"), D("1")))
-    second = asyncio.create_task(aclient.apply_fill(pid, "K", D("1"), D("1")))
-    third = asyncio.create_task(aclient.apply_fill(pid, "K", D("1"), D("1")))
-    await asyncio.sleep(0)  # all three queued; the first holds the only turn
-    third.cancel()
-    await asyncio.gather(first, second)
-    with pytest.raises(asyncio.CancelledError):
-        await third
-    snap = await aclient.get_portfolio(pid)
-    # The third fill was either withdrawn before it was taken, or sent with the others.
-    assert snap.positions["K"].quantity in (D("2"), D("3"))
-    assert all(c.ok for c in await aclient.verify_portfolio(pid))
+async def test_cancelled_waiter_withdraws_its_fill(shared_db: str) -> None:
+    async with AsyncPortfolioClient(shared_db, max_size=4, max_combiners=1) as client:
+        pid = await client.create_portfolio("cancel", D("1000"))
+        with psycopg.connect(shared_db) as holder:
+            holder.execute(
+                "SELECT 1 FROM pgportfolio.portfolios WHERE portfolio_id = %s FOR UPDATE", (pid,)
+            )
+            first = asyncio.create_task(client.apply_fill(pid, "K", D("1"), D("1")))
+            await asyncio.sleep(0.1)  # the first is in flight, waiting on the row
+            second = asyncio.create_task(client.apply_fill(pid, "K", D("1"), D("1")))
+            third = asyncio.create_task(client.apply_fill(pid, "K", D("1"), D("1")))
+            await asyncio.sleep(0.1)  # both queued behind it
+            third.cancel()
+            await asyncio.sleep(0.1)
+        await asyncio.gather(first, second)
+        with pytest.raises(asyncio.CancelledError):
+            await third
+        snap = await client.get_portfolio(pid)
+        # Cancelled while still queued: withdrawn, never sent.
+        assert snap.positions["K"].quantity == D("2")
+        assert all(c.ok for c in await client.verify_portfolio(pid))
 
 
 async def test_float_refused_before_queueing(aclient: AsyncPortfolioClient) -> None:
@@ -163,11 +169,12 @@ async def test_batches_in_flight_never_share_a_portfolio(
 
         return wrapper
 
-    monkeypatch.setattr(aclient, "_call_apply_fills", watched(aclient._call_apply_fills))
-    monkeypatch.setattr(aclient, "_send_alone", watched(aclient._send_alone))
-    aclient.max_combiners = 4
+    coalescer = aclient.coalescer
+    monkeypatch.setattr(coalescer, "_call_apply_fills", watched(coalescer._call_apply_fills))
+    monkeypatch.setattr(coalescer, "_send_alone", watched(coalescer._send_alone))
+    # Grouped by portfolio: a worker that finds the first portfolio busy takes the next.
     await asyncio.gather(
-        *(aclient.apply_fill(pids[n % 3], f"S{n % 7}", D("1"), D("2")) for n in range(300))
+        *(aclient.apply_fill(pids[n // 100], f"S{n % 7}", D("1"), D("2")) for n in range(300))
     )
     assert overlaps == []
     assert concurrent_peak > 1  # batches of different portfolios did run side by side
@@ -186,19 +193,19 @@ async def test_two_batches_per_portfolio_when_allowed(shared_db: str) -> None:
         pid = await client.create_portfolio("two", D("1000000"))
         peak = 0
         live = 0
-        send = client._call_apply_fills
+        send = client.coalescer._call_apply_fills
 
-        async def counted(batch):  # type: ignore[no-untyped-def]
+        async def counted(batch, in_doubt):  # type: ignore[no-untyped-def]
             nonlocal peak, live
             live += 1
             peak = max(peak, live)
             try:
                 await asyncio.sleep(0.002)
-                return await send(batch)
+                return await send(batch, in_doubt)
             finally:
                 live -= 1
 
-        client._call_apply_fills = counted  # type: ignore[method-assign]
+        client.coalescer._call_apply_fills = counted  # type: ignore[method-assign]
         await asyncio.gather(*(client.apply_fill(pid, "T", D("1"), D("2")) for _ in range(200)))
         assert peak == 2
         assert (await client.get_portfolio(pid)).version == 201
@@ -216,13 +223,13 @@ async def test_cash_moves_travel_with_fills(aclient: AsyncPortfolioClient) -> No
     pid = await aclient.create_portfolio("cash", D("100"))
     first = await aclient.deposit_cash(pid, D("5"), request_id="dep-1")
     calls: list[list[str]] = []
-    send = aclient._call_apply_fills
+    send = aclient.coalescer._call_apply_fills
 
-    async def recorded(batch):  # type: ignore[no-untyped-def]
+    async def recorded(batch, in_doubt):  # type: ignore[no-untyped-def]
         calls.append([item.params.get("operation", "apply_fill") for item in batch])
-        return await send(batch)
+        return await send(batch, in_doubt)
 
-    aclient._call_apply_fills = recorded  # type: ignore[method-assign]
+    aclient.coalescer._call_apply_fills = recorded  # type: ignore[method-assign]
     outcomes = await asyncio.gather(
         *(aclient.deposit_cash(pid, D("10")) for _ in range(20)),
         *(aclient.apply_fill(pid, "CSH", D("1"), D("1")) for _ in range(20)),

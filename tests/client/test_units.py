@@ -48,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[2]
 class FakeDiag:
     message_primary: str | None = "boom"
     message_detail: str | None = None
+    message_hint: str | None = None
 
 
 @dataclass

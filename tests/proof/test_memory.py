@@ -475,8 +475,7 @@ async def test_async_client_memory_is_flat(memory_db: MemoryDb, proof_scale: Pro
         assert figures.unexpected_errors == []
         assert figures.business_errors == operations // FAIL_EVERY
         assert len(client.locks) == 0
-        assert not client._queue
-        assert not client._in_flight
+        assert client.coalescer.is_idle()
         assert client.monitor.snapshot()["batches"]["calls"] > 0
         assert figures.violations() == []
         ops = client.monitor.snapshot()["operations"]

@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from typing import Any, TypeVar
 
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
+
+T = TypeVar("T")
+
+# One try of a call: given whether an earlier try is in doubt, its result.
+Attempt = Callable[[bool], Awaitable[T]]
 
 Lock = asyncio.Lock
 Condition = asyncio.Condition
@@ -22,16 +27,21 @@ sleep = asyncio.sleep
 __all__ = [
     "AsyncConnection",
     "AsyncConnectionPool",
+    "Attempt",
     "Condition",
     "Future",
     "Lock",
     "acquire",
+    "atomic",
     "call_later",
     "is_busy",
+    "join",
     "new_future",
     "registry_guard",
     "sleep",
+    "spawn",
     "wait",
+    "wait_future",
 ]
 
 
@@ -86,7 +96,41 @@ def call_later(seconds: float | None, callback: Callable[[], None]) -> Iterator[
 
 
 def new_future() -> asyncio.Future[Any]:
-    return asyncio.get_running_loop().create_future()
+    """A future whose exception counts as retrieved even if its caller gave up waiting
+    (asyncio would otherwise log "Future exception was never retrieved")."""
+    future = asyncio.get_running_loop().create_future()
+    future.add_done_callback(_retrieve)
+    return future
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+async def wait_future(future: asyncio.Future[Any], timeout: float | None) -> bool:
+    """Wait for ``future`` for at most ``timeout`` seconds (None: no limit); True when it
+    is done. Never cancels ``future``, not even when the waiting task is cancelled."""
+    if future.done():
+        return True
+    done, _ = await asyncio.wait({future}, timeout=timeout)
+    return bool(done)
+
+
+def atomic(condition: asyncio.Condition) -> contextlib.AbstractContextManager[Any]:
+    """Guards a few statements that must not interleave with other callers. One event
+    loop thread and no await inside: nothing to guard."""
+    return contextlib.nullcontext()
+
+
+def spawn(work: Callable[[], Coroutine[Any, Any, None]]) -> asyncio.Task[None]:
+    """Run ``work`` in the background, owned by the caller's object, not by the task
+    that happened to start it."""
+    return asyncio.get_running_loop().create_task(work())
+
+
+async def join(task: asyncio.Task[None]) -> None:
+    await task
 
 
 def is_busy(lock: asyncio.Lock) -> bool:

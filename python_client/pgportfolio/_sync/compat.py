@@ -7,10 +7,15 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from psycopg import Connection
 from psycopg_pool import ConnectionPool
+
+T = TypeVar("T")
+
+# One try of a call: given whether an earlier try is in doubt, its result.
+Attempt = Callable[[bool], T]
 
 Lock = threading.Lock
 Condition = threading.Condition
@@ -18,18 +23,23 @@ Future = concurrent.futures.Future
 sleep = time.sleep
 
 __all__ = [
+    "Attempt",
     "Condition",
     "Connection",
     "ConnectionPool",
     "Future",
     "Lock",
     "acquire",
+    "atomic",
     "call_later",
     "is_busy",
+    "join",
     "new_future",
     "registry_guard",
     "sleep",
+    "spawn",
     "wait",
+    "wait_future",
 ]
 
 
@@ -78,6 +88,29 @@ def call_later(seconds: float | None, callback: Callable[[], None]) -> Iterator[
 
 def new_future() -> concurrent.futures.Future[Any]:
     return concurrent.futures.Future()
+
+
+def wait_future(future: concurrent.futures.Future[Any], timeout: float | None) -> bool:
+    """Wait for ``future`` for at most ``timeout`` seconds (None: no limit); True when done."""
+    done, _ = concurrent.futures.wait([future], timeout=timeout)
+    return bool(done)
+
+
+def atomic(condition: threading.Condition) -> threading.Condition:
+    """Guards a few statements that must not interleave with other threads."""
+    return condition
+
+
+def spawn(work: Callable[[], None]) -> threading.Thread:
+    """Run ``work`` in a background thread, owned by the caller's object, not by the
+    thread that happened to start it."""
+    thread = threading.Thread(target=work, name="pgportfolio-batches", daemon=True)
+    thread.start()
+    return thread
+
+
+def join(thread: threading.Thread) -> None:
+    thread.join()
 
 
 def is_busy(lock: Any) -> bool:
