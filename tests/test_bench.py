@@ -6,6 +6,7 @@ tables were printed; it asserts no performance target (that is what the bench re
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import re
@@ -13,10 +14,12 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from rich.console import Console
 
 from pgportfolio.bench import (
     FULL,
     QUICK,
+    ReadResult,
     ScenarioResult,
     Target,
     VariantResult,
@@ -29,6 +32,7 @@ from pgportfolio.bench import (
     parse_pgbench_summary,
     parse_scenarios,
     percentile,
+    print_results,
     ratio,
 )
 from pgportfolio.cli import main
@@ -47,9 +51,7 @@ def test_quick_run_measures_every_selected_variant(
     admin_conninfo: str,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("COLUMNS", "220")  # rich: room for the whole table
     out = tmp_path / "bench.json"
     code = main(
         [
@@ -91,6 +93,8 @@ def test_quick_run_measures_every_selected_variant(
     for title in ("hot: 1 portfolio", "uncontended: one caller", "targets", "fills/s", "p99.9"):
         assert title in printed
     assert re.search(r"\(d\) pgbench apply_fills x50", printed)
+    assert "    p99 ms = " in printed  # captured, not a terminal: key = value lines
+    assert "…" not in printed  # nothing cut short
 
     with psycopg.connect(admin_conninfo) as conn:  # the run's database is gone
         cur = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [report["database"]])
@@ -266,3 +270,83 @@ def test_scenarios_parse_in_canonical_order_and_soak_needs_asking_in_quick_mode(
     assert default_scenarios(quick=False)[-1] == "soak"
     assert QUICK.duration <= 1
     assert FULL.soak_fills == 5_000_000
+
+
+# --- the printed tables -------------------------------------------------------------------
+
+LABELS = (
+    "(a) client as shipped (coalescing)",
+    "(b) client, one apply_fill per call",
+    "(c) pgbench apply_fill, -c 16",
+)
+
+
+def _printed_results(console: Console) -> str:
+    """print_results of a hot scenario (three variants, one failed) and a read, as text."""
+    measured = {
+        "fills_per_second": 41_234.0,
+        "p50_ms": 1.25,
+        "p99_ms": 6.5,
+        "p999_ms": 9.75,
+        "client_cpu": 0.9,
+        "cpu_us_per_fill": 21.0,
+        "machine_busy": 0.97,
+        "retries": 0,
+        "version_conflicts": 0,
+        "lock_contention_rate": 0.012,
+        "mean_batch": 31.5,
+    }
+    hot = ScenarioResult("hot", "1 portfolio, 10,000 symbols, 100 traders")
+    hot.variants = {
+        "client": VariantResult("client", LABELS[0], "fill call", **measured),
+        "client_per_call": VariantResult("client_per_call", LABELS[1], "fill call", **measured),
+        "pgbench_apply_fill": VariantResult(
+            "pgbench_apply_fill", LABELS[2], "transaction", error="PgbenchFailed: boom"
+        ),
+    }
+    hot.ratios = {"a_over_b": 20.0, "a_over_d": 0.5}
+    hot.reads = {
+        "portfolio_snapshot_sql_narrow": ReadResult(
+            "portfolio_snapshot_sql_narrow", 10, 50, 0.41, 0.9, 0.45
+        )
+    }
+    outcomes = [evaluate(t) for t in build_targets({"hot": hot}, FULL)]
+    print_results(console, {"hot": hot}, outcomes)
+    assert isinstance(console.file, io.StringIO)
+    return console.file.getvalue()
+
+
+def test_an_80_column_terminal_gets_key_value_lines_with_every_name_whole() -> None:
+    printed = _printed_results(
+        Console(file=io.StringIO(), width=80, force_terminal=True, color_system=None)
+    )
+    lines = printed.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert "…" not in printed
+    for label in LABELS:
+        assert f"  {label}" in lines
+    assert "    fills/s = 41,234" in lines
+    assert "    p99.9 ms = 9.750" in lines
+    assert "    latency of = fill call" in lines
+    assert "    ERROR: PgbenchFailed: boom" in lines
+    # The reads table fits in 80 columns, so it stays a table.
+    assert any(re.match(r"│ portfolio_snapshot_sql_narrow +│ +10 │", line) for line in lines)
+    assert "    target = (a) fills/s >= 50,000 fills/s" in lines
+    assert "    result = MISS by 18% (x1.21 off)" in lines
+
+
+def test_output_that_is_not_a_terminal_gets_lines_however_wide() -> None:
+    printed = _printed_results(Console(file=io.StringIO(), width=250))  # a pipe, a CI log
+    assert "    fills/s = 41,234" in printed.splitlines()
+    assert "┃" not in printed
+
+
+def test_a_terminal_wide_enough_keeps_the_rich_table() -> None:
+    printed = _printed_results(
+        Console(file=io.StringIO(), width=250, force_terminal=True, color_system=None)
+    )
+    assert "fills/s =" not in printed
+    header = next(line for line in printed.splitlines() if "variant" in line)
+    assert re.search(r"┃ variant +┃ +fills/s ┃", header), header
+    for label in (*LABELS, "portfolio_snapshot_sql_narrow"):
+        assert label in printed

@@ -1,5 +1,9 @@
 """What a run shows and writes: its tables on the console, its JSON, its latency chart.
 
+A table is shown as a rich table when stdout is a terminal wide enough for it, and as
+``key = value`` lines otherwise (a CI log, a pipe, an 80-column window): squeezed into too
+few columns, rich would cut every cell to a letter or two.
+
 The JSON is the documented output format (docs/performance.md): ``scenarios.<name>``
 is ``dataclasses.asdict`` of a ScenarioResult, so its keys are results.py's fields.
 """
@@ -28,7 +32,7 @@ from pgportfolio.bench.results import ScenarioResult
 from pgportfolio.bench.settings import BenchSettings
 from pgportfolio.bench.targets import TargetOutcome, format_quantity
 
-# --- tables -------------------------------------------------------------------------------
+# --- one table, two ways to show it -------------------------------------------------------
 
 
 @dataclass
@@ -39,7 +43,7 @@ class Row:
 
 @dataclass
 class Sheet:
-    """A table's content, apart from how it is shown."""
+    """A table's content, before it is known whether it fits the console."""
 
     title: str
     columns: tuple[str, ...]
@@ -59,9 +63,34 @@ class Sheet:
                 table.add_row(row.cells[0], f"[red]ERROR: {row.error}[/]", *blanks)
         return table
 
+    def lines(self) -> list[str]:
+        """The title, then per row its first cell and ``column = cell`` for the others."""
+        lines = [self.title]
+        for row in self.rows:
+            lines.append(f"  {row.cells[0]}")
+            if row.error is not None:
+                lines.append(f"    [red]ERROR: {row.error}[/]")
+                continue
+            lines += [
+                f"    {column} = {cell}"
+                for column, cell in zip(self.columns[1:], row.cells[1:], strict=True)
+                if cell
+            ]
+        if self.caption:
+            lines.append(f"  {self.caption}")
+        return lines
+
 
 def show(console: Console, sheet: Sheet) -> None:
-    console.print(sheet.table())
+    """The rich table when the console is a terminal that fits it at its natural width,
+    else ``key = value`` lines."""
+    table = sheet.table()
+    natural = console.measure(table, options=console.options.update_width(1_000_000)).maximum
+    if console.is_terminal and natural <= console.width:
+        console.print(table)
+    else:
+        for line in sheet.lines():
+            console.print(line)
 
 
 # --- the console --------------------------------------------------------------------------
