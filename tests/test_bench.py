@@ -304,7 +304,10 @@ def _printed_results(console: Console) -> str:
             "pgbench_apply_fill", LABELS[2], "transaction", error="PgbenchFailed: boom"
         ),
     }
-    hot.ratios = {"a_over_b": 20.0, "a_over_d": 0.5}
+    hot.variants["client"].extra = {"fills_per_second_by_round": [40_000, 42_468]}
+    hot.variants["client_per_call"].extra = {"transactions": 906}
+    hot.ratios = {"a_over_b": 20.0, "a_over_c": 0.75, "a_over_d": 0.5}
+    hot.extra = {"setup_seconds": 1.5}
     hot.reads = {
         "portfolio_snapshot_sql_narrow": ReadResult(
             "portfolio_snapshot_sql_narrow", 10, 50, 0.41, 0.9, 0.45
@@ -332,6 +335,10 @@ def test_an_80_column_terminal_gets_key_value_lines_with_every_name_whole() -> N
     # The reads table fits in 80 columns, so it stays a table.
     assert any(re.match(r"│ portfolio_snapshot_sql_narrow +│ +10 │", line) for line in lines)
     assert "    target = (a) fills/s >= 50,000 fills/s" in lines
+    # Ratios and other numbers: too many for one 80-column line, so one per line.
+    assert "  a_over_c = 0.75" in lines
+    assert "  client_per_call: transactions = 906" in lines
+    assert "  setup_seconds = 1.50" in lines
     assert "    result = MISS by 18% (x1.21 off)" in lines
 
 
@@ -346,6 +353,8 @@ def test_a_terminal_wide_enough_keeps_the_rich_table() -> None:
         Console(file=io.StringIO(), width=250, force_terminal=True, color_system=None)
     )
     assert "fills/s =" not in printed
+    line = "  a_over_b = 20.00; a_over_c = 0.75; a_over_d = 0.50; "
+    assert line + "client_per_call: transactions = 906; setup_seconds = 1.50" in printed
     header = next(line for line in printed.splitlines() if "variant" in line)
     assert re.search(r"┃ variant +┃ +fills/s ┃", header), header
     for label in (*LABELS, "portfolio_snapshot_sql_narrow"):

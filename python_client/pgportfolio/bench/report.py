@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
 
@@ -202,7 +203,10 @@ def print_results(
             if isinstance(val, int | float)
         ]
         if extras:
-            console.print("  " + "; ".join(extras))
+            # One line while it fits; else one per line, so that no pair is split.
+            line = "  " + "; ".join(extras)
+            for text in [line] if cell_len(line) <= console.width else ["  " + e for e in extras]:
+                console.print(text)
         for v in scenario.variants.values():
             if v.server_waits:
                 waits = ", ".join(f"{event} {share:.0%}" for event, share in v.server_waits.items())
