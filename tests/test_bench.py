@@ -16,18 +16,22 @@ import psycopg
 import pytest
 from rich.console import Console
 
+import pgportfolio.bench
 from pgportfolio.bench import (
+    EXIT_TARGET_MISSED,
     FULL,
     QUICK,
     ReadResult,
     ScenarioResult,
     Target,
+    TargetOutcome,
     VariantResult,
     apply_fill_script,
     apply_fills_script,
     build_targets,
     default_scenarios,
     evaluate,
+    exit_status,
     parse_pgbench_log,
     parse_pgbench_summary,
     parse_scenarios,
@@ -35,6 +39,7 @@ from pgportfolio.bench import (
     print_results,
     ratio,
 )
+from pgportfolio.bench.settings import BenchSettings
 from pgportfolio.cli import main
 from pgportfolio.monitor import LatencyHistogram
 
@@ -359,3 +364,41 @@ def test_a_terminal_wide_enough_keeps_the_rich_table() -> None:
     assert re.search(r"┃ variant +┃ +fills/s ┃", header), header
     for label in (*LABELS, "portfolio_snapshot_sql_narrow"):
         assert label in printed
+
+
+# --- the exit status ----------------------------------------------------------------------
+
+
+def _outcomes(*measured: float | None) -> list[TargetOutcome]:
+    return [evaluate(Target("hot", "(a) p99", "<=", 5.0, "ms", m)) for m in measured]
+
+
+def test_strict_exits_3_when_a_target_is_missed_or_not_measured() -> None:
+    hot = ScenarioResult("hot", "fake", variants={"client": _variant("client", 1.0, 7.0)})
+    results = {"hot": hot}
+    assert exit_status(results, _outcomes(4.0, 7.0), strict=True) == EXIT_TARGET_MISSED == 3
+    assert exit_status(results, _outcomes(4.0, None), strict=True) == 3
+    assert exit_status(results, _outcomes(4.0, 5.0), strict=True) == 0
+    assert exit_status(results, _outcomes(4.0, 7.0), strict=False) == 0  # numbers, not a verdict
+
+
+def test_a_failed_variant_exits_1_strict_or_not() -> None:
+    hot = ScenarioResult("hot", "fake")
+    hot.variants = {"client": VariantResult("client", "a", "fill call", error="RuntimeError: x")}
+    for strict in (True, False):
+        assert exit_status({"hot": hot}, _outcomes(7.0), strict=strict) == 1
+    failed = ScenarioResult("soak", "fake", error="RuntimeError: setup")
+    assert exit_status({"soak": failed}, [], strict=False) == 1
+
+
+def test_the_strict_option_reaches_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[BenchSettings] = []
+
+    def fake_run(settings: BenchSettings) -> int:
+        seen.append(settings)
+        return 3 if settings.strict else 0
+
+    monkeypatch.setattr(pgportfolio.bench, "run_bench", fake_run)
+    assert main(["bench", "--quick", "--strict"]) == 3
+    assert main(["bench", "--quick"]) == 0
+    assert [s.strict for s in seen] == [True, False]

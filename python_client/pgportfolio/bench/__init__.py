@@ -15,7 +15,7 @@ scenarios (the registry) -> harness (measuring a variant) -> database, pgbench, 
 -> results -> measure -> fills, settings.
 """
 
-from pgportfolio.bench.command import run_bench
+from pgportfolio.bench.command import EXIT_TARGET_MISSED, exit_status, run_bench
 from pgportfolio.bench.measure import percentile, ratio
 from pgportfolio.bench.pgbench import (
     apply_fill_script,
@@ -30,6 +30,7 @@ from pgportfolio.bench.settings import FULL, QUICK, BenchSettings, Sizes
 from pgportfolio.bench.targets import Target, TargetOutcome, evaluate
 
 __all__ = [
+    "EXIT_TARGET_MISSED",
     "FULL",
     "QUICK",
     "BenchSettings",
@@ -44,6 +45,7 @@ __all__ = [
     "build_targets",
     "default_scenarios",
     "evaluate",
+    "exit_status",
     "parse_pgbench_log",
     "parse_pgbench_summary",
     "parse_scenarios",

@@ -19,12 +19,16 @@ from pgportfolio.bench.report import build_report, print_results, write_json, wr
 from pgportfolio.bench.results import ScenarioResult
 from pgportfolio.bench.scenarios import build_targets, default_scenarios, run_scenarios
 from pgportfolio.bench.settings import BenchSettings
-from pgportfolio.bench.targets import evaluate
+from pgportfolio.bench.targets import TargetOutcome, evaluate
+
+# A target missed (or not measured) under --strict: distinct from 1, where something broke.
+EXIT_TARGET_MISSED = 3
 
 
 def run_bench(settings: BenchSettings, console: Console | None = None) -> int:
-    """The command. 0: every variant was measured (whatever the targets say); 1: some
-    variant or scenario failed; 2: it could not start."""
+    """The command. 0: every variant was measured (whatever the targets say, unless
+    strict); 1: some variant or scenario failed; 2: it could not start; 3: strict, and a
+    target was missed or not measured."""
     console = console or Console()
     if settings.plot_path is not None and importlib.util.find_spec("matplotlib") is None:
         console.print(
@@ -68,8 +72,11 @@ def run_bench(settings: BenchSettings, console: Console | None = None) -> int:
     if settings.plot_path is not None:
         write_plot(report, settings.plot_path)
         console.print(f"wrote {settings.plot_path}")
-    failed = any(r.error or any(v.error for v in r.variants.values()) for r in results.values())
-    return 1 if failed else 0
+    status = exit_status(results, outcomes, strict=settings.strict)
+    if status == EXIT_TARGET_MISSED:
+        missed = sum(o.status != "PASS" for o in outcomes)
+        console.print(f"[red]--strict: {missed} of {len(outcomes)} targets not met[/]")
+    return status
 
 
 async def _run_async(
@@ -83,3 +90,16 @@ async def _run_async(
             console.print("[yellow]pgbench not found: the pgbench variants will show errors[/]")
         results = await run_scenarios(bench, names)
     return results, server
+
+
+def exit_status(
+    results: dict[str, ScenarioResult], outcomes: Sequence[TargetOutcome], *, strict: bool
+) -> int:
+    """1 when a variant or scenario failed; else, with strict, 3 when a target is not
+    PASS (MISS, or ERROR: not measured); else 0."""
+    failed = any(r.error or any(v.error for v in r.variants.values()) for r in results.values())
+    if failed:
+        return 1
+    if strict and any(o.status != "PASS" for o in outcomes):
+        return EXIT_TARGET_MISSED
+    return 0

@@ -67,6 +67,7 @@ class BenchSettings:
     json_path: Path | None = None
     plot_path: Path | None = None
     seed: int = 1
+    strict: bool = False  # a missed target makes the exit status non-zero
 
     @property
     def sizes(self) -> Sizes:
