@@ -10,9 +10,10 @@ With no DSN a throwaway server is started (as ``pgportfolio demo`` does). With a
 superuser's), a database ``pgportfolio_bench_<hex>`` is created on that server, migrated,
 and dropped at the end. Nothing is simulated: a variant that fails shows as an error.
 
-The modules, from the top down: command (the run) -> report (tables, JSON, chart) ->
-scenarios (the registry) -> harness (measuring a variant) -> database, pgbench, targets
--> results -> measure -> fills, settings.
+The modules, each importing only those below it: command (the run); scenarios (the
+registry: each scenario's body and targets) and report (tables, JSON, chart); harness
+(measuring a variant) and targets; database and results; measure and pgbench; fills and
+settings.
 """
 
 from pgportfolio.bench.command import EXIT_TARGET_MISSED, exit_status, run_bench
