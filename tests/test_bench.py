@@ -11,6 +11,7 @@ import json
 import math
 import re
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -38,8 +39,11 @@ from pgportfolio.bench import (
     percentile,
     print_results,
     ratio,
+    scenarios,
 )
+from pgportfolio.bench.harness import Bench
 from pgportfolio.bench.settings import BenchSettings
+from pgportfolio.bench.targets import TargetSpec, ratio_value
 from pgportfolio.cli import main
 from pgportfolio.monitor import LatencyHistogram
 
@@ -288,7 +292,7 @@ LABELS = (
 
 def _printed_results(console: Console) -> str:
     """print_results of a hot scenario (three variants, one failed) and a read, as text."""
-    measured = {
+    measured: dict[str, Any] = {
         "fills_per_second": 41_234.0,
         "p50_ms": 1.25,
         "p99_ms": 6.5,
@@ -402,3 +406,27 @@ def test_the_strict_option_reaches_the_run(monkeypatch: pytest.MonkeyPatch) -> N
     assert main(["bench", "--quick", "--strict"]) == 3
     assert main(["bench", "--quick"]) == 0
     assert [s.strict for s in seen] == [True, False]
+
+
+# --- the registry -------------------------------------------------------------------------
+
+
+def test_a_scenario_is_registered_in_one_place_and_known_everywhere(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(scenarios, "REGISTRY", dict(scenarios.REGISTRY))
+    spec = TargetSpec("warmth", ">=", 1.0, "x", ratio_value("warm_over_cold"))
+
+    @scenarios.scenario("lukewarm", "{traders} traders, gently", targets=[spec])
+    async def lukewarm(bench: Bench, result: ScenarioResult) -> None:
+        raise AssertionError("not run here")
+
+    assert parse_scenarios("lukewarm,hot") == ("hot", "lukewarm")
+    assert default_scenarios(quick=False)[-1] == "lukewarm"  # registration order
+    assert scenarios.REGISTRY["lukewarm"].describe(QUICK) == "10 traders, gently"
+    result = ScenarioResult("lukewarm", "", ratios={"warm_over_cold": 0.5})
+    assert build_targets({"lukewarm": result}, QUICK) == [
+        Target("lukewarm", "warmth", ">=", 1.0, "x", 0.5)
+    ]
+    with pytest.raises(ValueError, match="registered twice"):
+        scenarios.scenario("hot", "again")(lukewarm)
