@@ -6,31 +6,44 @@ tables were printed; it asserts no performance target (that is what the bench re
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import re
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
+from rich.console import Console
 
+import pgportfolio.bench
 from pgportfolio.bench import (
+    EXIT_TARGET_MISSED,
     FULL,
     QUICK,
+    ReadResult,
     ScenarioResult,
     Target,
+    TargetOutcome,
     VariantResult,
     apply_fill_script,
     apply_fills_script,
     build_targets,
     default_scenarios,
     evaluate,
+    exit_status,
     parse_pgbench_log,
     parse_pgbench_summary,
     parse_scenarios,
     percentile,
+    print_results,
     ratio,
+    scenarios,
 )
+from pgportfolio.bench.harness import Bench
+from pgportfolio.bench.settings import BenchSettings
+from pgportfolio.bench.targets import TargetSpec, ratio_value
 from pgportfolio.cli import main
 from pgportfolio.monitor import LatencyHistogram
 
@@ -47,9 +60,7 @@ def test_quick_run_measures_every_selected_variant(
     admin_conninfo: str,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("COLUMNS", "220")  # rich: room for the whole table
     out = tmp_path / "bench.json"
     code = main(
         [
@@ -91,6 +102,8 @@ def test_quick_run_measures_every_selected_variant(
     for title in ("hot: 1 portfolio", "uncontended: one caller", "targets", "fills/s", "p99.9"):
         assert title in printed
     assert re.search(r"\(d\) pgbench apply_fills x50", printed)
+    assert "    p99 ms = " in printed  # captured, not a terminal: key = value lines
+    assert "…" not in printed  # nothing cut short
 
     with psycopg.connect(admin_conninfo) as conn:  # the run's database is gone
         cur = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [report["database"]])
@@ -266,3 +279,154 @@ def test_scenarios_parse_in_canonical_order_and_soak_needs_asking_in_quick_mode(
     assert default_scenarios(quick=False)[-1] == "soak"
     assert QUICK.duration <= 1
     assert FULL.soak_fills == 5_000_000
+
+
+# --- the printed tables -------------------------------------------------------------------
+
+LABELS = (
+    "(a) client as shipped (coalescing)",
+    "(b) client, one apply_fill per call",
+    "(c) pgbench apply_fill, -c 16",
+)
+
+
+def _printed_results(console: Console) -> str:
+    """print_results of a hot scenario (three variants, one failed) and a read, as text."""
+    measured: dict[str, Any] = {
+        "fills_per_second": 41_234.0,
+        "p50_ms": 1.25,
+        "p99_ms": 6.5,
+        "p999_ms": 9.75,
+        "client_cpu": 0.9,
+        "cpu_us_per_fill": 21.0,
+        "machine_busy": 0.97,
+        "retries": 0,
+        "version_conflicts": 0,
+        "lock_contention_rate": 0.012,
+        "mean_batch": 31.5,
+    }
+    hot = ScenarioResult("hot", "1 portfolio, 10,000 symbols, 100 traders")
+    hot.variants = {
+        "client": VariantResult("client", LABELS[0], "fill call", **measured),
+        "client_per_call": VariantResult("client_per_call", LABELS[1], "fill call", **measured),
+        "pgbench_apply_fill": VariantResult(
+            "pgbench_apply_fill", LABELS[2], "transaction", error="PgbenchFailed: boom"
+        ),
+    }
+    hot.variants["client"].extra = {"fills_per_second_by_round": [40_000, 42_468]}
+    hot.variants["client_per_call"].extra = {"transactions": 906}
+    hot.ratios = {"a_over_b": 20.0, "a_over_c": 0.75, "a_over_d": 0.5}
+    hot.extra = {"setup_seconds": 1.5}
+    hot.reads = {
+        "portfolio_snapshot_sql_narrow": ReadResult(
+            "portfolio_snapshot_sql_narrow", 10, 50, 0.41, 0.9, 0.45
+        )
+    }
+    outcomes = [evaluate(t) for t in build_targets({"hot": hot}, FULL)]
+    print_results(console, {"hot": hot}, outcomes)
+    assert isinstance(console.file, io.StringIO)
+    return console.file.getvalue()
+
+
+def test_an_80_column_terminal_gets_key_value_lines_with_every_name_whole() -> None:
+    printed = _printed_results(
+        Console(file=io.StringIO(), width=80, force_terminal=True, color_system=None)
+    )
+    lines = printed.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert "…" not in printed
+    for label in LABELS:
+        assert f"  {label}" in lines
+    assert "    fills/s = 41,234" in lines
+    assert "    p99.9 ms = 9.750" in lines
+    assert "    latency of = fill call" in lines
+    assert "    ERROR: PgbenchFailed: boom" in lines
+    # The reads table fits in 80 columns, so it stays a table.
+    assert any(re.match(r"│ portfolio_snapshot_sql_narrow +│ +10 │", line) for line in lines)
+    assert "    target = (a) fills/s >= 50,000 fills/s" in lines
+    # Ratios and other numbers: too many for one 80-column line, so one per line.
+    assert "  a_over_c = 0.75" in lines
+    assert "  client_per_call: transactions = 906" in lines
+    assert "  setup_seconds = 1.50" in lines
+    assert "    result = MISS by 18% (x1.21 off)" in lines
+
+
+def test_output_that_is_not_a_terminal_gets_lines_however_wide() -> None:
+    printed = _printed_results(Console(file=io.StringIO(), width=250))  # a pipe, a CI log
+    assert "    fills/s = 41,234" in printed.splitlines()
+    assert "┃" not in printed
+
+
+def test_a_terminal_wide_enough_keeps_the_rich_table() -> None:
+    printed = _printed_results(
+        Console(file=io.StringIO(), width=250, force_terminal=True, color_system=None)
+    )
+    assert "fills/s =" not in printed
+    line = "  a_over_b = 20.00; a_over_c = 0.75; a_over_d = 0.50; "
+    assert line + "client_per_call: transactions = 906; setup_seconds = 1.50" in printed
+    header = next(line for line in printed.splitlines() if "variant" in line)
+    assert re.search(r"┃ variant +┃ +fills/s ┃", header), header
+    for label in (*LABELS, "portfolio_snapshot_sql_narrow"):
+        assert label in printed
+
+
+# --- the exit status ----------------------------------------------------------------------
+
+
+def _outcomes(*measured: float | None) -> list[TargetOutcome]:
+    return [evaluate(Target("hot", "(a) p99", "<=", 5.0, "ms", m)) for m in measured]
+
+
+def test_strict_exits_3_when_a_target_is_missed_or_not_measured() -> None:
+    hot = ScenarioResult("hot", "fake", variants={"client": _variant("client", 1.0, 7.0)})
+    results = {"hot": hot}
+    assert exit_status(results, _outcomes(4.0, 7.0), strict=True) == EXIT_TARGET_MISSED == 3
+    assert exit_status(results, _outcomes(4.0, None), strict=True) == 3
+    assert exit_status(results, _outcomes(4.0, 5.0), strict=True) == 0
+    assert exit_status(results, _outcomes(4.0, 7.0), strict=False) == 0  # numbers, not a verdict
+
+
+def test_a_failed_variant_exits_1_strict_or_not() -> None:
+    hot = ScenarioResult("hot", "fake")
+    hot.variants = {"client": VariantResult("client", "a", "fill call", error="RuntimeError: x")}
+    for strict in (True, False):
+        assert exit_status({"hot": hot}, _outcomes(7.0), strict=strict) == 1
+    failed = ScenarioResult("soak", "fake", error="RuntimeError: setup")
+    assert exit_status({"soak": failed}, [], strict=False) == 1
+
+
+def test_the_strict_option_reaches_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[BenchSettings] = []
+
+    def fake_run(settings: BenchSettings) -> int:
+        seen.append(settings)
+        return 3 if settings.strict else 0
+
+    monkeypatch.setattr(pgportfolio.bench, "run_bench", fake_run)
+    assert main(["bench", "--quick", "--strict"]) == 3
+    assert main(["bench", "--quick"]) == 0
+    assert [s.strict for s in seen] == [True, False]
+
+
+# --- the registry -------------------------------------------------------------------------
+
+
+def test_a_scenario_is_registered_in_one_place_and_known_everywhere(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(scenarios, "REGISTRY", dict(scenarios.REGISTRY))
+    spec = TargetSpec("warmth", ">=", 1.0, "x", ratio_value("warm_over_cold"))
+
+    @scenarios.scenario("lukewarm", "{traders} traders, gently", targets=[spec])
+    async def lukewarm(bench: Bench, result: ScenarioResult) -> None:
+        raise AssertionError("not run here")
+
+    assert parse_scenarios("lukewarm,hot") == ("hot", "lukewarm")
+    assert default_scenarios(quick=False)[-1] == "lukewarm"  # registration order
+    assert scenarios.REGISTRY["lukewarm"].describe(QUICK) == "10 traders, gently"
+    result = ScenarioResult("lukewarm", "", ratios={"warm_over_cold": 0.5})
+    assert build_targets({"lukewarm": result}, QUICK) == [
+        Target("lukewarm", "warmth", ">=", 1.0, "x", 0.5)
+    ]
+    with pytest.raises(ValueError, match="registered twice"):
+        scenarios.scenario("hot", "again")(lukewarm)

@@ -63,6 +63,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             json_path=Path(args.json) if args.json else None,
             plot_path=Path(args.plot) if args.plot else None,
             seed=args.seed,
+            strict=args.strict,
         )
     )
 
@@ -144,6 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--plot", metavar="FILE", help="write a latency chart PNG (needs pgportfolio[plot])"
     )
     bench.add_argument("--seed", type=int, default=1)
+    bench.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 3 when a target is missed or not measured (default: exit 0 whatever "
+        "the targets say, as long as every variant was measured)",
+    )
     bench.set_defaults(handler=_cmd_bench)
     return parser
 

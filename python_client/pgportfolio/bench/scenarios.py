@@ -1,0 +1,489 @@
+"""The scenarios, registered in one place: each one's description, body and targets.
+
+Adding a scenario is one ``@scenario(...)`` function in this file: its name becomes valid
+for ``--scenarios``, it runs in registration order, and its targets are checked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from pgportfolio import AsyncPortfolioClient
+from pgportfolio.bench.fills import FillPlan, symbol_names
+from pgportfolio.bench.harness import Bench, Variant
+from pgportfolio.bench.measure import (
+    MachineClock,
+    Measurement,
+    TickStats,
+    ratio,
+    rss_mb,
+    time_reads,
+)
+from pgportfolio.bench.results import ReadResult, ScenarioResult, describe_error
+from pgportfolio.bench.settings import Sizes
+from pgportfolio.bench.targets import (
+    Target,
+    TargetSpec,
+    extra_value,
+    ratio_value,
+    read_p50,
+    variant_value,
+)
+from pgportfolio.errors import PortfolioError
+from pgportfolio.monitor import Monitor
+
+# --- the registry -------------------------------------------------------------------------
+
+Run = Callable[[Bench, ScenarioResult], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str  # with {fields} from the run's Sizes: see describe
+    run: Run
+    targets: tuple[TargetSpec, ...] = ()
+
+    def describe(self, sizes: Sizes) -> str:
+        return self.description.format(
+            symbols=f"{sizes.symbols:,}",
+            traders=sizes.traders,
+            portfolios=f"{sizes.spread_portfolios:,}",
+            ticks_per_second=f"{sizes.ticks_per_second:,}",
+            wide=f"{sizes.wide_positions:,}",
+            narrow=sizes.narrow_positions,
+            soak_fills=f"{sizes.soak_fills:,}",
+        )
+
+
+# Name -> scenario, in canonical order: the order of the registrations below.
+REGISTRY: dict[str, Scenario] = {}
+
+
+def scenario(
+    name: str, description: str, *, targets: Sequence[TargetSpec] = ()
+) -> Callable[[Run], Run]:
+    def register(run: Run) -> Run:
+        if name in REGISTRY:
+            raise ValueError(f"scenario {name} registered twice")
+        REGISTRY[name] = Scenario(name, description, run, tuple(targets))
+        return run
+
+    return register
+
+
+def default_scenarios(quick: bool) -> tuple[str, ...]:
+    """Everything in a full run; a quick run leaves the soak out unless it is asked for."""
+    return tuple(s for s in REGISTRY if not (quick and s == "soak"))
+
+
+def parse_scenarios(text: str | None) -> tuple[str, ...]:
+    """``hot,spread`` -> ("hot", "spread") in canonical order; ``all`` or empty: ()."""
+    if not text or text.strip() == "all":
+        return ()
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = sorted(set(names) - set(REGISTRY))
+    if unknown:
+        raise ValueError(f"unknown scenario(s): {', '.join(unknown)}; known: {', '.join(REGISTRY)}")
+    return tuple(s for s in REGISTRY if s in names)
+
+
+async def run_scenarios(bench: Bench, names: Sequence[str]) -> dict[str, ScenarioResult]:
+    """Each named scenario in turn; a failed one shows as an error, the others still run."""
+    results: dict[str, ScenarioResult] = {}
+    for name in names:
+        entry = REGISTRY[name]
+        result = ScenarioResult(name, entry.describe(bench.sizes))
+        results[name] = result
+        bench.console.print(f"[bold]{name}[/]: {result.description}")
+        try:
+            await entry.run(bench, result)
+        except Exception as exc:
+            result.error = describe_error(exc)
+            bench.console.print(f"  [red]{name} failed: {result.error}[/]")
+    return results
+
+
+def build_targets(results: dict[str, ScenarioResult], sizes: Sizes) -> list[Target]:
+    """The targets of the scenarios that ran, in canonical order."""
+    return [
+        spec.target(name, results[name])
+        for name, entry in REGISTRY.items()
+        if name in results
+        for spec in entry.targets
+    ]
+
+
+# --- what the scenarios share -------------------------------------------------------------
+
+LABEL_CLIENT = "(a) client as shipped (coalescing)"
+LABEL_PER_CALL = "(b) client, one apply_fill per call"
+
+WIDE_OPEN_QUANTITY = 10_000  # far above a +-100 random walk: wide positions stay open
+NARROW_OPEN_QUANTITY = 1_000_000
+
+
+def _throughput_targets(*, per_call: bool) -> tuple[TargetSpec, ...]:
+    """hot and spread: (a) against its bounds, against (b) (hot only) and against (d)."""
+    return (
+        TargetSpec(
+            "(a) fills/s", ">=", 50_000, "fills/s", variant_value("client", "fills_per_second")
+        ),
+        TargetSpec("(a) p99 per fill", "<=", 5.0, "ms", variant_value("client", "p99_ms")),
+        *(
+            [TargetSpec("(a) / (b) fills/s", ">=", 10.0, "x", ratio_value("a_over_b"))]
+            if per_call
+            else []
+        ),
+        TargetSpec("(a) / (d) fills/s", ">=", 0.8, "x", ratio_value("a_over_d")),
+    )
+
+
+async def _four_variants(bench: Bench, result: ScenarioResult, plan: FillPlan) -> None:
+    """(a), (b), (c) and (d) one after the other, and (a) over each of the others."""
+    await bench.measure_each(
+        result,
+        [
+            bench.client_variant("client", LABEL_CLIENT, plan),
+            bench.client_variant("client_per_call", LABEL_PER_CALL, plan, coalesce=False),
+            bench.pgbench_variant("pgbench_apply_fill", plan, batch=1),
+            bench.pgbench_variant("pgbench_apply_fills", plan, batch=bench.settings.batch),
+        ],
+    )
+    v = result.variants
+    a = v["client"].fills_per_second
+    result.ratios["a_over_b"] = ratio(a, v["client_per_call"].fills_per_second)
+    result.ratios["a_over_c"] = ratio(a, v["pgbench_apply_fill"].fills_per_second)
+    result.ratios["a_over_d"] = ratio(a, v["pgbench_apply_fills"].fills_per_second)
+
+
+# --- the scenarios, in canonical order ----------------------------------------------------
+
+
+@scenario(
+    "hot",
+    "1 portfolio, {symbols} symbols, {traders} traders",
+    targets=_throughput_targets(per_call=True),
+)
+async def hot(bench: Bench, result: ScenarioResult) -> None:
+    ids = await bench.ledger.create_portfolios(1, "hot")
+    await _four_variants(bench, result, FillPlan.of(ids, bench.sizes.symbols))
+
+
+@scenario(
+    "spread",
+    "{portfolios} portfolios, {symbols} symbols, {traders} traders",
+    targets=_throughput_targets(per_call=False),
+)
+async def spread(bench: Bench, result: ScenarioResult) -> None:
+    ids = await bench.ledger.create_portfolios(bench.sizes.spread_portfolios, "spread")
+    await _four_variants(bench, result, FillPlan.of(ids, bench.sizes.symbols))
+
+
+@scenario(
+    "ticks",
+    "hot, plus {ticks_per_second} marks/s through update_market_prices",
+    targets=[
+        TargetSpec(
+            "(a) fills/s with ticks / without",
+            ">=",
+            0.9,
+            "x",
+            ratio_value("client_ticks_over_client"),
+        )
+    ],
+)
+async def ticks(bench: Bench, result: ScenarioResult) -> None:
+    s = bench.sizes
+    plan = FillPlan.of(await bench.ledger.create_portfolios(1, "ticks"), s.symbols)
+    half = s.duration / s.rounds
+    client_ticks, pgbench_ticks = TickStats(), TickStats()
+    batch = bench.settings.batch
+    await bench.measure_alternating(
+        result,
+        [
+            bench.client_variant("client", LABEL_CLIENT, plan, duration=half),
+            bench.client_variant(
+                "client_ticks",
+                LABEL_CLIENT + " + ticks",
+                plan,
+                duration=half,
+                ticks=client_ticks,
+            ),
+        ],
+    )
+    await bench.measure_alternating(
+        result,
+        [
+            bench.pgbench_variant("pgbench_apply_fills", plan, batch=batch, duration=half),
+            bench.pgbench_variant(
+                "pgbench_apply_fills_ticks",
+                plan,
+                batch=batch,
+                duration=half,
+                ticks=pgbench_ticks,
+                suffix=" + ticks",
+            ),
+        ],
+    )
+    v = result.variants
+    result.ratios["client_ticks_over_client"] = ratio(
+        v["client_ticks"].fills_per_second, v["client"].fills_per_second
+    )
+    result.ratios["pgbench_ticks_over_pgbench"] = ratio(
+        v["pgbench_apply_fills_ticks"].fills_per_second,
+        v["pgbench_apply_fills"].fills_per_second,
+    )
+    for name, stats in (
+        ("client_ticks", client_ticks),
+        ("pgbench_apply_fills_ticks", pgbench_ticks),
+    ):
+        v[name].extra["ticks_per_second"] = stats.ticks / stats.seconds if stats.seconds else 0
+        v[name].extra["tick_call_p99_ms"] = stats.latency.quantile(0.99) * 1000
+
+
+@scenario(
+    "wide",
+    "{wide} open positions vs {narrow}, {traders} traders; reads timed alone",
+    targets=[
+        TargetSpec(
+            "(a) p99 per fill, wide / narrow", "<=", 1.2, "x", ratio_value("p99_wide_over_narrow")
+        ),
+        TargetSpec("get_portfolio (client), p50", "<=", 20.0, "ms", read_p50("get_portfolio_wide")),
+        TargetSpec(
+            "portfolio_summary row, p50", "<=", 10.0, "ms", read_p50("portfolio_summary_wide")
+        ),
+    ],
+)
+async def wide(bench: Bench, result: ScenarioResult) -> None:
+    s = bench.sizes
+    wide_id, narrow_id = await bench.ledger.create_portfolios(2, "wide")
+    symbols = symbol_names(s.wide_positions)
+    started = time.perf_counter()
+    await bench.ledger.open_positions(wide_id, symbols, WIDE_OPEN_QUANTITY)
+    result.extra["setup_seconds"] = time.perf_counter() - started
+    await bench.ledger.open_positions(
+        narrow_id, symbols[: s.narrow_positions], NARROW_OPEN_QUANTITY
+    )
+    half = s.duration / s.rounds
+    await bench.measure_alternating(
+        result,
+        [
+            bench.client_variant(
+                "client_wide",
+                f"{LABEL_CLIENT}, {s.wide_positions:,} positions",
+                FillPlan.of([wide_id], s.wide_positions),
+                duration=half,
+            ),
+            bench.client_variant(
+                "client_narrow",
+                f"{LABEL_CLIENT}, {s.narrow_positions} positions",
+                FillPlan.of([narrow_id], s.narrow_positions),
+                duration=half,
+            ),
+        ],
+    )
+    v = result.variants
+    result.ratios["p99_wide_over_narrow"] = ratio(
+        v["client_wide"].p99_ms, v["client_narrow"].p99_ms
+    )
+    bench.console.print(f"  {result.name}: reads ...")
+    async with bench.client(connections=1) as client:
+        for pid, tag in ((wide_id, "wide"), (narrow_id, "narrow")):
+            reads = {
+                f"get_portfolio_{tag}": _snapshot_read(client, pid),
+                f"get_portfolio_sql_{tag}": _sql_read(
+                    client, "SELECT * FROM pgportfolio.get_portfolio(%s)", pid
+                ),
+                # What the client's get_portfolio sends: one row, positions as arrays.
+                f"portfolio_snapshot_sql_{tag}": _sql_read(
+                    client, "SELECT * FROM pgportfolio.portfolio_snapshot(%s)", pid
+                ),
+                f"portfolio_summary_{tag}": _sql_read(
+                    client,
+                    "SELECT * FROM pgportfolio.portfolio_summary WHERE portfolio_id = %s",
+                    pid,
+                ),
+            }
+            for name, read in reads.items():
+                rows, durations = await time_reads(read, s.read_samples)
+                result.reads[name] = ReadResult.from_durations(name, rows, durations)
+
+
+def _snapshot_read(client: AsyncPortfolioClient, portfolio_id: int) -> Callable[[], Awaitable[int]]:
+    async def read() -> int:
+        return len((await client.get_portfolio(portfolio_id)).positions)
+
+    return read
+
+
+def _sql_read(
+    client: AsyncPortfolioClient, query: str, portfolio_id: int
+) -> Callable[[], Awaitable[int]]:
+    async def read() -> int:
+        async with client.pool.connection() as conn:
+            cur = await conn.execute(query, [portfolio_id])
+            return len(await cur.fetchall())
+
+    return read
+
+
+@scenario(
+    "uncontended",
+    "one caller, one portfolio",
+    targets=[
+        TargetSpec("(a) p50 per fill", "<=", 0.5, "ms", variant_value("client", "p50_ms")),
+        TargetSpec("(a) p99 per fill", "<=", 1.0, "ms", variant_value("client", "p99_ms")),
+        TargetSpec(
+            "mean latency, coalescing on / off", "<=", 1.10, "x", ratio_value("mean_on_over_off")
+        ),
+    ],
+)
+async def uncontended(bench: Bench, result: ScenarioResult) -> None:
+    ids = await bench.ledger.create_portfolios(1, "uncontended")
+    plan = FillPlan.of(ids, bench.sizes.symbols)
+    half = bench.sizes.duration / bench.sizes.rounds
+    await bench.measure_alternating(
+        result,
+        [
+            bench.client_variant(
+                "client", LABEL_CLIENT + ", 1 caller", plan, traders=1, duration=half
+            ),
+            bench.client_variant(
+                "client_per_call",
+                LABEL_PER_CALL + ", 1 caller",
+                plan,
+                coalesce=False,
+                traders=1,
+                duration=half,
+            ),
+        ],
+    )
+    await bench.measure_each(
+        result, [bench.pgbench_variant("pgbench_apply_fill", plan, batch=1, clients=1)]
+    )
+    v = result.variants
+    result.ratios["mean_on_over_off"] = ratio(v["client"].mean_ms, v["client_per_call"].mean_ms)
+    result.ratios["p50_on_over_off"] = ratio(v["client"].p50_ms, v["client_per_call"].p50_ms)
+
+
+@scenario(
+    "monitoring",
+    "hot with Monitor(enabled=True) vs Monitor(enabled=False)",
+    targets=[TargetSpec("fills/s, monitor on / off", ">=", 0.97, "x", ratio_value("on_over_off"))],
+)
+async def monitoring(bench: Bench, result: ScenarioResult) -> None:
+    ids = await bench.ledger.create_portfolios(1, "monitoring")
+    plan = FillPlan.of(ids, bench.sizes.symbols)
+    half = bench.sizes.duration / bench.sizes.rounds
+    await bench.measure_alternating(
+        result,
+        [
+            bench.client_variant(
+                "monitor_on",
+                LABEL_CLIENT + ", Monitor(enabled=True)",
+                plan,
+                duration=half,
+                monitor=Monitor(enabled=True),
+            ),
+            bench.client_variant(
+                "monitor_off",
+                LABEL_CLIENT + ", Monitor(enabled=False)",
+                plan,
+                duration=half,
+                monitor=Monitor(enabled=False),
+            ),
+        ],
+    )
+    v = result.variants
+    result.ratios["on_over_off"] = ratio(
+        v["monitor_on"].fills_per_second, v["monitor_off"].fills_per_second
+    )
+
+
+def _soak_note(result: ScenarioResult) -> str:
+    """The RSS target is stated for 5,000,000 fills: say so when the soak was shorter."""
+    fills = result.extra.get("fills")
+    return "" if fills == 5_000_000 else f"over {fills:,} fills, not 5,000,000" if fills else ""
+
+
+# Last: the soak grows the event log the most.
+@scenario(
+    "soak",
+    "client RSS over {soak_fills} fills (hot pattern)",
+    targets=[
+        TargetSpec("client RSS growth", "<=", 10.0, "MB", extra_value("rss_growth_mb"), _soak_note)
+    ],
+)
+async def soak(bench: Bench, result: ScenarioResult) -> None:
+    plan = FillPlan.of(await bench.ledger.create_portfolios(1, "soak"), bench.sizes.symbols)
+    label = f"{LABEL_CLIENT}, {bench.sizes.soak_fills:,} fills"
+    await bench.measure_each(
+        result, [Variant("client", label, "fill call", lambda: _soak(bench, result, plan))]
+    )
+
+
+async def _soak(bench: Bench, result: ScenarioResult, plan: FillPlan) -> Measurement:
+    """Fills until the count is reached. RSS is read after a warm-up (the first 5%),
+    then every 10% and at the end, each time after a full garbage collection; the
+    latency and counters cover the fills after the warm-up."""
+    total = bench.sizes.soak_fills
+    warm = max(1, total // 20)
+    m = Measurement()
+    done = 0
+    samples: list[tuple[int, float]] = []
+    next_sample = warm
+    clocks: list[MachineClock] = []
+
+    async with bench.client() as client:
+
+        async def trade(rng: random.Random) -> None:
+            nonlocal done, next_sample
+            while done < total:
+                pid, symbol, quantity, price = plan.draw(rng)
+                started = time.perf_counter()
+                try:
+                    await client.apply_fill(pid, symbol, quantity, price)
+                except PortfolioError as exc:
+                    m.errors[type(exc).__name__] += 1
+                    continue
+                done += 1
+                if clocks:
+                    m.fills += 1
+                    m.latency.record(time.perf_counter() - started)
+                if done >= next_sample:
+                    # In line: no other task runs until this one awaits again.
+                    gc.collect()
+                    samples.append((done, rss_mb()))
+                    if not clocks:
+                        client.monitor.reset()
+                        clocks.append(MachineClock())
+                    next_sample += max(1, (total - warm) // 10)
+
+        async with asyncio.TaskGroup() as group:
+            for n in range(bench.sizes.traders):
+                group.create_task(trade(random.Random(bench.next_seed() * 7919 + n)))
+        end = MachineClock()
+        m.add_monitor(client.monitor.snapshot())
+    gc.collect()
+    final = rss_mb()
+    start = clocks[0] if clocks else end
+    m.seconds = end.wall - start.wall
+    m.add_window(start, end)
+    baseline = samples[0][1] if samples else None
+    result.extra.update(
+        {
+            "fills": done,
+            "warmup_fills": warm,
+            "rss_before_mb": baseline,
+            "rss_after_mb": final,
+            "rss_growth_mb": None if baseline is None else final - baseline,
+            "rss_samples": samples,
+        }
+    )
+    return m
