@@ -15,7 +15,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-pytest_plugins = ["tests.pgtap_plugin"]
+pytest_plugins = ["tests.support.pgtap"]
 
 DatabaseFactory = Callable[..., str]
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.pgtap_plugin import parse_tap, run_pgtap_file
+from tests.support.pgtap import parse_tap, run_pgtap_file
 
 PGTAP_DIR = Path(__file__).parent / "pgtap"
 PGTAP_FILES = sorted(PGTAP_DIR.glob("*.sql"))
