@@ -25,3 +25,15 @@ def test_parse_tap_reports_failures_and_plan_mismatch() -> None:
     assert result.diagnostics[2] == ["# Failed test 2", "# got: 1"]
     assert "planned 3 assertions, ran 2" in result.problems()
     assert parse_tap("ok 1\n").problems() == ["no plan was printed (1..N)"]
+
+
+SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
+
+
+def test_every_pgtap_file_is_numbered_like_the_sql_file_it_tests() -> None:
+    # tests/pgtap/145_apply_fills.sql tests sql/145_apply_fills.sql; a file with several
+    # concerns of one SQL file adds a suffix (140_fill_*.sql), never a number of its own.
+    sql_numbers = {path.name.split("_", 1)[0] for path in SQL_DIR.glob("*.sql")}
+    assert sql_numbers
+    unmatched = [p.name for p in PGTAP_FILES if p.name.split("_", 1)[0] not in sql_numbers]
+    assert unmatched == [], f"no sql/ file has the number of {unmatched}"
