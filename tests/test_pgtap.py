@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import pgtap
 from tests.support.pgtap import parse_tap, run_pgtap_file
 
 PGTAP_DIR = Path(__file__).parent / "pgtap"
@@ -37,3 +38,42 @@ def test_every_pgtap_file_is_numbered_like_the_sql_file_it_tests() -> None:
     assert sql_numbers
     unmatched = [p.name for p in PGTAP_FILES if p.name.split("_", 1)[0] not in sql_numbers]
     assert unmatched == [], f"no sql/ file has the number of {unmatched}"
+
+
+def test_parse_tap_counts_skips_and_todos_apart_from_passes() -> None:
+    # pgTAP's own output for skip('no server', 2) and todo('later', 2) around two checks.
+    result = parse_tap(
+        "1..5\n"
+        "ok 1 - first\n"
+        "ok 2 # SKIP no server\n"
+        "ok 3 - third # SKIP no server\n"
+        "not ok 4 - fourth # TODO later\n"
+        '# Failed (TODO) test 4: "fourth"\n'
+        "ok 5 - fifth # TODO later\n"
+    )
+    assert result.passed == ["#1 first"]
+    assert result.skipped == ["#2 (SKIP no server)", "#3 third (SKIP no server)"]
+    assert result.todo == ["#4 fourth (TODO later)", "#5 fifth (TODO later)"]
+    assert result.failed == []
+    assert result.problems() == []  # five planned, five ran
+
+
+def test_a_pgtap_file_with_a_skip_or_a_todo_is_not_a_pass(
+    db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "skips.sql"
+    path.write_text(
+        "BEGIN;\nSELECT plan(3);\nSELECT ok(true, 'runs');\n"
+        "SELECT skip('no reason', 1);\n"
+        "SELECT todo('later', 1);\nSELECT ok(false, 'not yet');\n"
+        "SELECT * FROM finish();\nROLLBACK;\n"
+    )
+    # keep this file out of the run's pgTAP totals
+    monkeypatch.setattr(pgtap, "_TOTALS", dict.fromkeys(pgtap._TOTALS, 0))
+    with pytest.raises(pytest.skip.Exception) as skipped:
+        run_pgtap_file(db, path)
+    assert str(skipped.value) == (
+        "skips.sql: 1 pgTAP assertion(s) skipped, 1 todo:"
+        " #2 (SKIP no reason); #3 not yet (TODO later)"
+    )
+    assert pgtap._TOTALS == {"files": 1, "passed": 1, "failed": 0, "skipped": 1, "todo": 1}
