@@ -15,7 +15,14 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-pytest_plugins = ["tests.pgtap_plugin"]
+# pgTAP runner; skips fail in CI; pgTAP and plpgsql_check checked (or installed) before
+# the first test; pytester for the tests of these plugins.
+pytest_plugins = [
+    "tests.support.pgtap",
+    "tests.support.strict_skips",
+    "tests.support.preflight",
+    "pytester",
+]
 
 DatabaseFactory = Callable[..., str]
 

@@ -14,8 +14,8 @@ import psycopg
 import pytest
 from psycopg import errors
 
-from tests.broken_variants import install_broken_variant
-from tests.sessions import Background, wait_until_blocked
+from tests.support.broken_variants import install_broken_variant
+from tests.support.sessions import Background, wait_until_blocked
 
 
 def _create_portfolio(conn: psycopg.Connection[Any], cash: str = "1000000") -> int:

@@ -10,12 +10,12 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from pgportfolio import AsyncPortfolioClient, Monitor, PortfolioClient, RetryPolicy
-from tests.proxy import FaultyProxy
+from tests.support.faultproxy import FaultProxy
 
 D = Decimal
 
 
-def _through(proxy: FaultyProxy, conninfo: str) -> str:
+def _through(proxy: FaultProxy, conninfo: str) -> str:
     return make_conninfo(conninfo, host="127.0.0.1", port=str(proxy.port))
 
 
@@ -35,7 +35,7 @@ def _applied(conninfo: str, portfolio_id: int, symbol: str) -> int:
 
 
 async def test_lost_reply_is_resolved_by_request_id(shared_db: str) -> None:
-    with FaultyProxy(*_target(shared_db)) as proxy:
+    with FaultProxy(*_target(shared_db)) as proxy:
         monitor = Monitor()
         async with AsyncPortfolioClient(
             _through(proxy, shared_db),
@@ -58,7 +58,7 @@ async def test_lost_reply_is_resolved_by_request_id(shared_db: str) -> None:
 
 def test_lost_reply_sync_client(shared_db: str) -> None:
     with (
-        FaultyProxy(*_target(shared_db)) as proxy,
+        FaultProxy(*_target(shared_db)) as proxy,
         PortfolioClient(
             _through(proxy, shared_db),
             min_size=1,
@@ -78,7 +78,7 @@ def test_lost_reply_sync_client(shared_db: str) -> None:
 def test_negative_control_blind_replay_applies_twice(shared_db: str) -> None:
     """What the resolution prevents: resending after a lost reply under a NEW request id
     (a blind replay) applies the fill twice, and the check above would catch it."""
-    with FaultyProxy(*_target(shared_db)) as proxy:
+    with FaultProxy(*_target(shared_db)) as proxy:
         with psycopg.connect(shared_db, autocommit=True) as conn:
             row = conn.execute("SELECT pgportfolio.create_portfolio('blind', 1000)").fetchone()
             assert row is not None

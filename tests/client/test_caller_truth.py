@@ -27,7 +27,7 @@ from pgportfolio import (
     PortfolioClient,
     RetryPolicy,
 )
-from tests.proxy import FaultyProxy
+from tests.support.faultproxy import FaultProxy
 
 D = Decimal
 
@@ -98,7 +98,7 @@ def _verified(conninfo: str, portfolio_id: int) -> list[Any]:
         return client.verify_portfolio(portfolio_id)
 
 
-class _DarkAfterDrop(FaultyProxy):
+class _DarkAfterDrop(FaultProxy):
     """Once the marked message has passed (its reply will be thrown away), every new
     connection is refused: the server is unreachable, so the outcome of the lost call
     cannot be learnt."""
@@ -113,7 +113,7 @@ class _DarkAfterDrop(FaultyProxy):
         return self.armed and self._marker is None
 
 
-def _through(proxy: FaultyProxy, conninfo: str) -> str:
+def _through(proxy: FaultProxy, conninfo: str) -> str:
     return make_conninfo(conninfo, host="127.0.0.1", port=str(proxy.port))
 
 

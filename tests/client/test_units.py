@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import subprocess
 import sys
 import threading
@@ -25,6 +26,7 @@ from pgportfolio import (
     get_global_monitor,
 )
 from pgportfolio.errors import (
+    RETRYABLE_SQLSTATES,
     ConnectionLost,
     ConnectionUnavailable,
     InsufficientCash,
@@ -34,6 +36,7 @@ from pgportfolio.errors import (
     TransientConflict,
     VersionConflict,
     error_from_database,
+    error_from_sqlstate,
 )
 from pgportfolio.monitor import LatencyHistogram
 from pgportfolio.prometheus import register
@@ -90,6 +93,38 @@ def test_only_safe_errors_are_retryable() -> None:
     assert retry_cause(InProcessLockTimeout("local")) is None
     # In flight: handled as "in doubt" by the client (resent under the same request id).
     assert retry_cause(error_from_database(psycopg.OperationalError("x"))) is None
+
+
+def _ledger_sqlstates() -> list[str]:
+    # read from the SQL itself, so that a new PFnnn is covered too
+    source = "".join(path.read_text() for path in (ROOT / "sql").glob("*.sql"))
+    return sorted(set(re.findall(r"ERRCODE = '(PF\d{3})'", source)))
+
+
+LEDGER_SQLSTATES = _ledger_sqlstates()
+# Errors a retry can never fix: business refusals, constraint violations, internal errors.
+NEVER_RETRIED = ["23505", "23514", "23503", "23502", "22023", "22003", "42501", "XX000"]
+
+
+def test_the_sql_raises_ledger_sqlstates() -> None:
+    assert len(LEDGER_SQLSTATES) >= 6, LEDGER_SQLSTATES  # the scan found the PF codes
+
+
+@pytest.mark.parametrize("sqlstate", NEVER_RETRIED + LEDGER_SQLSTATES)
+def test_final_errors_are_never_retried(sqlstate: str) -> None:
+    # Retrying a unique or check violation would repeat a refused change, or hide a bug.
+    error = error_from_sqlstate(sqlstate, "refused", portfolio_id=7)
+    assert retry_cause(error) is None
+    assert sqlstate not in RETRYABLE_SQLSTATES
+
+
+@pytest.mark.parametrize(
+    ("sqlstate", "cause"),
+    [("40001", "serialization"), ("40P01", "deadlock"), ("55P03", "lock_timeout")],
+)
+def test_transient_errors_are_retried(sqlstate: str, cause: str) -> None:
+    assert retry_cause(error_from_sqlstate(sqlstate, "transient", portfolio_id=7)) == cause
+    assert sqlstate in RETRYABLE_SQLSTATES
 
 
 def test_backoff_is_capped_exponential_with_full_jitter() -> None:

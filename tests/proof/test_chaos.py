@@ -41,8 +41,9 @@ from pgportfolio import (
     RetryPolicy,
 )
 from pgportfolio.servers import LocalCluster
-from tests.broken_variants import install_broken_variant
-from tests.proof.chaos import (
+from tests.proof.conftest import SOAK, ProofScale
+from tests.support.broken_variants import install_broken_variant
+from tests.support.chaos import (
     CONTROL_MIX,
     EXPECTED_KINDS,
     INVARIANTS,
@@ -59,8 +60,7 @@ from tests.proof.chaos import (
     create_portfolios,
     publish,
 )
-from tests.proof.conftest import SOAK, ProofScale
-from tests.proxy import FaultyProxy
+from tests.support.faultproxy import FaultProxy
 
 D = Decimal
 
@@ -189,7 +189,7 @@ async def test_lost_reply_to_reused_request_id_is_refused(db: str, operation: st
     apply_fills batch (the client's default): both resolve a lost reply by request id."""
     params = conninfo_to_dict(db)
     target = (str(params.get("host", "127.0.0.1")), int(str(params.get("port", 5432))))
-    with FaultyProxy(*target) as proxy:
+    with FaultProxy(*target) as proxy:
         async with AsyncPortfolioClient(
             make_conninfo(db, host="127.0.0.1", port=str(proxy.port)),
             min_size=1,

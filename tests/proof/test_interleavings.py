@@ -1,6 +1,6 @@
 """Issue test 3, "Interleavings": exact two- and three-session schedules.
 
-Each scenario is a function that runs one schedule through :mod:`tests.proof.interleave`
+Each scenario is a function that runs one schedule through :mod:`tests.support.interleave`
 and returns a :class:`Result`: the problems it found (deviations of the transcript from
 the schedule's expectations, plus checks of the state left behind) and the transcript.
 It runs once against the real functions (no problem allowed) and, where a broken copy
@@ -30,8 +30,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.broken_variants import install_broken_variant
-from tests.proof.interleave import (
+from tests.support.broken_variants import install_broken_variant
+from tests.support.interleave import (
     BLOCKS,
     OK,
     Interleaving,

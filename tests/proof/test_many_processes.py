@@ -26,8 +26,9 @@ import pytest
 
 from pgportfolio import AsyncPortfolioClient, Monitor
 from pgportfolio.servers import LocalCluster
-from tests.broken_variants import install_broken_variant
-from tests.proof.chaos import (
+from tests.proof.conftest import SOAK, ProofScale
+from tests.support.broken_variants import install_broken_variant
+from tests.support.chaos import (
     EXPECTED_KINDS,
     KNOWN_BUG_KINDS,
     FaultInjector,
@@ -39,7 +40,6 @@ from tests.proof.chaos import (
     publish,
     trading_process,
 )
-from tests.proof.conftest import SOAK, ProofScale
 
 PROCESSES = 4
 PORTFOLIOS = 3

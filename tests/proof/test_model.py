@@ -48,7 +48,7 @@ from psycopg.conninfo import make_conninfo
 
 from pgportfolio import Monitor, MutationResult, PortfolioClient, PortfolioError
 from tests.proof.conftest import ProofScale
-from tests.proof.reference_ledger import (
+from tests.support.reference_ledger import (
     CASH_OPERATIONS,
     EXACT,
     Event,

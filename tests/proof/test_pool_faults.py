@@ -2,7 +2,7 @@
 
 Every scenario runs against a throwaway cluster of our own, never the shared server: its
 backends are killed, it is restarted and stopped, and a proxy in front of it goes silent
-(``tests/proof/faultnet.py``). The cluster is made as ``fault_cluster`` makes its own
+(``tests/support/faultproxy.py``). The cluster is made as ``fault_cluster`` makes its own
 (local binaries, migrated) but once per module, to keep initdb out of every test; each
 test starts from a running cluster with no client session left (checked) and uses
 portfolios of its own.
@@ -57,7 +57,7 @@ from pgportfolio import (
 )
 from pgportfolio.migrate import migrate
 from pgportfolio.servers import LocalCluster, find_local_bindir, local_cluster
-from tests.proof.faultnet import StallingProxy
+from tests.support.faultproxy import FaultProxy
 
 D = Decimal
 KINDS = ["async", "sync"]
@@ -649,7 +649,7 @@ async def test_silent_peer(kind: str, cluster: LocalCluster) -> None:
         ConnectionLost: (call_timeout, pool_timeout + 2 * call_timeout),
     }
     pids = create_portfolios(cluster, 5)
-    with StallingProxy("127.0.0.1", port_of(cluster.dsn)) as proxy:
+    with FaultProxy("127.0.0.1", port_of(cluster.dsn)) as proxy:
         async with Driver(
             kind,
             make_conninfo(cluster.dsn, port=str(proxy.port)),
@@ -732,7 +732,7 @@ async def test_advisory_lock_behind_a_silent_peer_is_bounded(cluster: LocalClust
     (Regression: it used to wait until the network came back.)"""
     call_timeout, lock_wait = 0.5, 1.0
     key = 424242
-    with StallingProxy("127.0.0.1", port_of(cluster.dsn)) as proxy:
+    with FaultProxy("127.0.0.1", port_of(cluster.dsn)) as proxy:
         async with AsyncPortfolioClient(
             make_conninfo(cluster.dsn, port=str(proxy.port)),
             min_size=1,

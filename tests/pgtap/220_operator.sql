@@ -1,3 +1,4 @@
+-- Operator reads (sql/220_operator.sql): recent_portfolios, server_wait_events, current_lock_waits.
 BEGIN;
 SELECT plan(6);
 

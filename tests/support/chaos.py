@@ -1,6 +1,6 @@
 """Chaos workload, outcome recorder and ledger checker (issue tests 1, 2 and 10).
 
-Three parts, used by ``test_chaos.py`` and ``test_many_processes.py``:
+Three parts, used by ``tests/proof/test_chaos.py`` and ``tests/proof/test_many_processes.py``:
 
 - :class:`Workload`: concurrent traders (asyncio tasks) sending a seeded mix of every
   mutation through one :class:`AsyncPortfolioClient` (public API only), plus price
@@ -1481,7 +1481,7 @@ def _check_monitors(
         report.add("unexpected_error", f"errors outside the documented ones: {dict(unexpected)}")
 
 
-# What each broken variant of tests/broken_variants.py must make the checker report
+# What each broken variant of tests/support/broken_variants.py must make the checker report
 # (at least one of these kinds).
 EXPECTED_KINDS: dict[str, set[str]] = {
     # Lost updates of positions: the log's running quantities and the stored rows part.

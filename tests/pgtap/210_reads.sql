@@ -1,3 +1,4 @@
+-- Reads for programs (sql/210_reads.sql): get_portfolio, portfolio_snapshot, events_since, find_request.
 BEGIN;
 SELECT plan(20);
 

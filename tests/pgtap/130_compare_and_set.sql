@@ -1,5 +1,5 @@
--- Optimistic concurrency (p_expected_version): a mismatch is PF001 with
--- DETAIL 'expected version X, found version Y', and nothing changes.
+-- Optimistic concurrency (p_expected_version, checked in sql/130_cash.sql and sql/140_fill.sql):
+-- a mismatch is PF001 with DETAIL 'expected version X, found version Y', and nothing changes.
 BEGIN;
 SELECT plan(36);
 

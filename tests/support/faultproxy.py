@@ -1,15 +1,19 @@
-"""A loopback TCP proxy whose peer can go silent: ``stall()`` stops forwarding in both
-directions but keeps every socket open, as a hung server, a dead NAT entry or a
-half-broken network does; ``resume()`` forwards what was held back and carries on.
+"""The suite's one TCP fault proxy: forward a loopback port to a server, and break the
+connection on demand in one of two ways.
 
-Unlike ``tests/proxy.py`` (which drops one reply), nothing is ever closed by the proxy
-while it stalls: the client sees neither an error nor an EOF, only silence, so the only
-thing that can end its wait is its own timeout. New connections made during a stall are
-accepted and held too (the TCP handshake completes, the PostgreSQL startup does not).
+``drop_reply_after(marker)``: the next client message containing ``marker`` reaches the
+server, but the server's reply is thrown away and both sockets are closed, so the client
+cannot know whether its statement committed.
 
-Data held during a stall is delivered on ``resume()``, as a network that recovers would
-deliver packets in flight: a statement sent into the stall may still reach the server
-after its client gave up. Tests must (and do) account for that.
+``stall()`` / ``resume()``: stop forwarding in both directions on every connection (old
+and new) but keep every socket open, as a hung server, a dead NAT entry or a half-broken
+network does. The client sees neither an error nor an EOF, only silence, so only its own
+timeout can end its wait. Connections made during a stall are accepted and held too (the
+TCP handshake completes, the PostgreSQL startup does not). What was held back is
+delivered on ``resume()``, as a network that recovers delivers packets in flight: a
+statement sent into the stall may still reach the server after its client gave up.
+
+Everything else is forwarded untouched.
 """
 
 from __future__ import annotations
@@ -20,13 +24,14 @@ import threading
 from types import TracebackType
 
 
-class StallingProxy:
-    """Forward 127.0.0.1:``port`` to ``target``; ``stall()`` / ``resume()`` the flow."""
+class FaultProxy:
+    """Forward 127.0.0.1:``port`` to ``target``."""
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self._listener.getsockname()[1]
+        self._marker: bytes | None = None
         self._flowing = threading.Event()
         self._flowing.set()
         self._guard = threading.Lock()
@@ -37,11 +42,17 @@ class StallingProxy:
         self.connections_during_stall = 0
         self.chunks_held = 0
         self.upstream_failures = 0
-        accept = threading.Thread(target=self._accept, name="stall-proxy-accept", daemon=True)
+        self.replies_dropped = 0
+        accept = threading.Thread(target=self._accept, name="fault-proxy-accept", daemon=True)
         self._threads.append(accept)
         accept.start()
 
     # -- control -----------------------------------------------------------------------
+
+    def drop_reply_after(self, marker: bytes) -> None:
+        """Cut the connection that next sends ``marker`` as soon as the server answers."""
+        with self._guard:
+            self._marker = marker
 
     @property
     def stalled(self) -> bool:
@@ -67,13 +78,18 @@ class StallingProxy:
         for thread in threads:
             thread.join(timeout=5)
 
-    def __enter__(self) -> StallingProxy:
+    def __enter__(self) -> FaultProxy:
         return self
 
     def __exit__(
         self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+    def refusing(self) -> bool:
+        """Whether a new connection is closed at once, as by a server that is down.
+        Subclasses decide when."""
+        return False
 
     # -- machinery ---------------------------------------------------------------------
 
@@ -83,6 +99,9 @@ class StallingProxy:
                 client, _ = self._listener.accept()
             except OSError:
                 return
+            if self.refusing():
+                _close(client)
+                continue
             with self._guard:
                 self.connections += 1
                 if self.stalled:
@@ -96,17 +115,22 @@ class StallingProxy:
                     self.upstream_failures += 1
                 _close(client)
                 continue
+            doomed = threading.Event()  # set when this connection's next reply is dropped
             with self._guard:
                 self._sockets.append(server)
-                for source, sink, name in ((client, server, "up"), (server, client, "down")):
+                for source, sink, upstream in ((client, server, True), (server, client, False)):
                     pump = threading.Thread(
-                        target=self._pump, args=(source, sink), name=f"stall-proxy-{name}"
+                        target=self._pump,
+                        args=(source, sink, doomed, upstream),
+                        name=f"fault-proxy-{'up' if upstream else 'down'}",
+                        daemon=True,
                     )
-                    pump.daemon = True
                     self._threads.append(pump)
                     pump.start()
 
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+    def _pump(
+        self, source: socket.socket, sink: socket.socket, doomed: threading.Event, upstream: bool
+    ) -> None:
         while chunk := _recv(source):
             if not self._flowing.is_set():
                 with self._guard:
@@ -114,6 +138,15 @@ class StallingProxy:
                 self._flowing.wait()  # hold the chunk, keep both sockets open
             if self._closed:
                 break
+            if upstream:
+                with self._guard:
+                    if self._marker is not None and self._marker in chunk:
+                        self._marker = None
+                        doomed.set()
+            elif doomed.is_set():
+                with self._guard:
+                    self.replies_dropped += 1
+                break  # the reply is lost: close both sides below
             try:
                 sink.sendall(chunk)
             except OSError:

@@ -1,4 +1,5 @@
--- Every error leaves the portfolio's version (and the rest of its state) unchanged.
+-- Every error leaves the portfolio's version (and the rest of its state) unchanged: the input
+-- checks of sql/100_validation.sql above all, and the access, cash and fill refusals.
 -- One throws_ok per case, each followed by a check of the version. (55P03, a lock
 -- timeout, needs a second session and is not exercised here.)
 BEGIN;

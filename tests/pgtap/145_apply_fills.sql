@@ -1,3 +1,4 @@
+-- apply_fills (sql/145_apply_fills.sql): a batch of fills across portfolios, one result row each.
 BEGIN;
 SELECT plan(24);
 

@@ -1,3 +1,4 @@
+-- acquire_advisory_lock (sql/190_advisory_lock.sql): a bounded wait for an advisory lock.
 BEGIN;
 SELECT plan(5);
 
