@@ -21,7 +21,9 @@ CREATE TYPE pgportfolio.fill_result AS (
     realized_pnl numeric,
     duplicate boolean,
     sqlstate text,
-    message text
+    message text,
+    detail text,
+    hint text
 );
 
 CREATE FUNCTION pgportfolio.apply_fills(p_fills jsonb)
@@ -46,6 +48,8 @@ DECLARE
     f_expected bigint[];
     f_state text[];       -- SQLSTATE of an element refused before locking
     f_message text[];
+    f_detail text[];      -- a refusal's DETAIL and HINT, as the single functions raise them
+    f_hint text[];
     -- portfolios, by slot
     p_ids bigint[];
     p_cash numeric[];
@@ -73,6 +77,11 @@ DECLARE
     v_result pgportfolio.fill_result;
     v_refusal_state text;
     v_refusal_message text;
+    v_refusal_detail text;
+    v_refusal_hint text;
+    v_error_message text;
+    v_error_detail text;
+    v_error_hint text;
     v_row record;
     ps integer;
     ks integer;
@@ -130,6 +139,8 @@ BEGIN
     --    exception block that captures the exact message.
     f_state := array_fill(NULL::text, ARRAY[v_n]);
     f_message := array_fill(NULL::text, ARRAY[v_n]);
+    f_detail := array_fill(NULL::text, ARRAY[v_n]);
+    f_hint := array_fill(NULL::text, ARRAY[v_n]);
     FOR i IN 1 .. v_n LOOP
         IF f_pid[i] IS NULL THEN
             f_state[i] := '22023';
@@ -153,7 +164,11 @@ BEGIN
                     PERFORM pgportfolio._check_request(f_request[i], f_expected[i]);
                 EXCEPTION WHEN invalid_parameter_value THEN
                     f_state[i] := '22023';
-                    f_message[i] := sqlerrm;
+                    GET STACKED DIAGNOSTICS
+                        v_error_message = MESSAGE_TEXT, v_error_detail = PG_EXCEPTION_DETAIL, v_error_hint = PG_EXCEPTION_HINT;
+                    f_message[i] := v_error_message;
+                    f_detail[i] := v_error_detail;
+                    f_hint[i] := v_error_hint;
                 END;
             ELSE
                 f_amount[i] := trim_scale(f_amount[i]);
@@ -183,7 +198,11 @@ BEGIN
                 PERFORM pgportfolio._check_request(f_request[i], f_expected[i]);
             EXCEPTION WHEN invalid_parameter_value THEN
                 f_state[i] := '22023';
-                f_message[i] := sqlerrm;
+                GET STACKED DIAGNOSTICS
+                    v_error_message = MESSAGE_TEXT, v_error_detail = PG_EXCEPTION_DETAIL, v_error_hint = PG_EXCEPTION_HINT;
+                f_message[i] := v_error_message;
+                f_detail[i] := v_error_detail;
+                f_hint[i] := v_error_hint;
             END;
         ELSE
             f_quantity[i] := trim_scale(f_quantity[i]);
@@ -205,7 +224,11 @@ BEGIN
             FOR i IN 1 .. v_n LOOP
                 IF f_pid[i] = p_ids[ps] AND f_state[i] IS NULL THEN
                     f_state[i] := sqlstate;
-                    f_message[i] := sqlerrm;
+                    GET STACKED DIAGNOSTICS
+                        v_error_message = MESSAGE_TEXT, v_error_detail = PG_EXCEPTION_DETAIL, v_error_hint = PG_EXCEPTION_HINT;
+                    f_message[i] := v_error_message;
+                    f_detail[i] := v_error_detail;
+                    f_hint[i] := v_error_hint;
                 END IF;
             END LOOP;
             p_ids[ps] := NULL;
@@ -273,7 +296,10 @@ BEGIN
         IF f_state[i] IS NOT NULL THEN
             v_refusal_state := f_state[i];
             v_refusal_message := f_message[i];
-            v_result := ROW(i, f_pid[i], NULL, NULL, f_symbol[i], NULL, NULL, NULL, false, v_refusal_state, v_refusal_message);
+            v_result := ROW(
+                i, f_pid[i], NULL, NULL, f_symbol[i], NULL, NULL, NULL, false,
+                v_refusal_state, v_refusal_message, nullif(f_detail[i], ''), nullif(f_hint[i], '')
+            );
             RETURN NEXT v_result;
             CONTINUE;
         END IF;
@@ -298,7 +324,8 @@ BEGIN
                         'request id %s was already used with different arguments', quote_literal(f_request[i])
                     );
                     v_result := ROW(
-                        i, f_pid[i], NULL, NULL, f_symbol[i], NULL, NULL, NULL, false, v_refusal_state, v_refusal_message
+                        i, f_pid[i], NULL, NULL, f_symbol[i], NULL, NULL, NULL, false,
+                        v_refusal_state, v_refusal_message, NULL, NULL
                     );
                 ELSE
                     v_result := ROW(
@@ -306,7 +333,7 @@ BEGIN
                         v_event.position_quantity,
                         CASE WHEN v_event.position_quantity <> 0
                             THEN round(v_event.position_cost_basis / v_event.position_quantity, 8) END,
-                        v_event.realized_pnl, true, NULL, NULL
+                        v_event.realized_pnl, true, NULL, NULL, NULL, NULL
                     );
                 END IF;
                 RETURN NEXT v_result;
@@ -316,11 +343,13 @@ BEGIN
 
         IF f_expected[i] IS NOT NULL AND f_expected[i] <> p_version[ps] THEN
             v_refusal_state := 'PF001';
-            v_refusal_message := format(
-                'version conflict on portfolio %s: expected version %s, found version %s',
-                f_pid[i], f_expected[i], p_version[ps]
+            v_refusal_message := format('version conflict on portfolio %s', f_pid[i]);
+            v_refusal_detail := format('expected version %s, found version %s', f_expected[i], p_version[ps]);
+            v_refusal_hint := 'Reload the portfolio and retry with its current version.';
+            v_result := ROW(
+                i, f_pid[i], NULL, NULL, f_symbol[i], NULL, NULL, NULL, false,
+                v_refusal_state, v_refusal_message, v_refusal_detail, v_refusal_hint
             );
-            v_result := ROW(i, f_pid[i], NULL, NULL, f_symbol[i], NULL, NULL, NULL, false, v_refusal_state, v_refusal_message);
             RETURN NEXT v_result;
             CONTINUE;
         END IF;
@@ -352,7 +381,13 @@ BEGIN
             IF abs(v_new_quantity) >= 1e15 THEN
                 v_refusal_state := '22023';
                 v_refusal_message := format('position in %s would be out of range', f_symbol[i]);
-                v_result := ROW(i, f_pid[i], NULL, NULL, f_symbol[i], NULL, NULL, NULL, false, v_refusal_state, v_refusal_message);
+                v_refusal_detail := format(
+                    'Open %s plus fill %s; the absolute value must stay below 10^15.', v_held, f_quantity[i]
+                );
+                v_result := ROW(
+                    i, f_pid[i], NULL, NULL, f_symbol[i], NULL, NULL, NULL, false,
+                    v_refusal_state, v_refusal_message, v_refusal_detail, NULL
+                );
                 RETURN NEXT v_result;
                 CONTINUE;
             END IF;
@@ -383,10 +418,12 @@ BEGIN
 
         IF p_cash[ps] + v_cash_delta < 0 THEN
             v_refusal_state := 'PF002';
-            v_refusal_message := format(
-                'insufficient cash in portfolio %s: needed %s, available %s', f_pid[i], -v_cash_delta, p_cash[ps]
+            v_refusal_message := format('insufficient cash in portfolio %s', f_pid[i]);
+            v_refusal_detail := format('needed %s, available %s', -v_cash_delta, p_cash[ps]);
+            v_result := ROW(
+                i, f_pid[i], NULL, NULL, f_symbol[i], NULL, NULL, NULL, false,
+                v_refusal_state, v_refusal_message, v_refusal_detail, NULL
             );
-            v_result := ROW(i, f_pid[i], NULL, NULL, f_symbol[i], NULL, NULL, NULL, false, v_refusal_state, v_refusal_message);
             RETURN NEXT v_result;
             CONTINUE;
         END IF;
@@ -400,7 +437,7 @@ BEGIN
                 f_pid[i], p_version[ps], v_kind, f_operation[i], NULL, NULL, NULL, v_fee, f_amount[i], v_cash_delta,
                 v_realized, p_cash[ps], NULL, NULL, f_request[i], v_args, v_actor, now()
             );
-            v_result := ROW(i, f_pid[i], p_version[ps], p_cash[ps], NULL, NULL, NULL, v_realized, false, NULL, NULL);
+            v_result := ROW(i, f_pid[i], p_version[ps], p_cash[ps], NULL, NULL, NULL, v_realized, false, NULL, NULL, NULL, NULL);
         ELSE
             -- A position that went flat and opens again starts a new row life, as it would
             -- after a DELETE and an INSERT by apply_fill.
@@ -423,7 +460,7 @@ BEGIN
             v_result := ROW(
                 i, f_pid[i], p_version[ps], p_cash[ps], f_symbol[i], v_new_quantity,
                 CASE WHEN v_new_quantity <> 0 THEN round(v_new_basis / v_new_quantity, 8) END,
-                v_realized, false, NULL, NULL
+                v_realized, false, NULL, NULL, NULL, NULL
             );
         END IF;
         e_rows := e_rows || v_event;

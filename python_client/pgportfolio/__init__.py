@@ -4,6 +4,8 @@ The database is the source of truth; see docs/sql-api.md. This package adds what
 process can add: per-portfolio locks, retries, request ids, measurement.
 """
 
+import logging
+
 from pgportfolio._async.client import AsyncPortfolioClient
 from pgportfolio._async.handles import AsyncPortfolio, AsyncPositionManager
 from pgportfolio._async.locks import AsyncLockRegistry, AsyncMonitoredLock
@@ -40,6 +42,12 @@ from pgportfolio.models import (
 from pgportfolio.monitor import Monitor, get_global_monitor
 from pgportfolio.operations import ChargeFee, Deposit, Fill, Order, Withdraw
 from pgportfolio.retry import RetryPolicy
+
+# The "pgportfolio" logger says what a caller may need to act on: retries (INFO), a call
+# resolved by its request id after a lost connection (WARNING), an unknown outcome
+# (ERROR), a pool that cannot connect (WARNING). Silent unless the application configures
+# logging, as libraries should be.
+logging.getLogger("pgportfolio").addHandler(logging.NullHandler())
 
 # The seed's name for the measured lock is the asyncio one.
 MonitoredLock = AsyncMonitoredLock

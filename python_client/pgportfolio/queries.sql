@@ -87,7 +87,7 @@ SELECT waiting_pid, waiting_role, relation::text, mode, extract(epoch FROM waiti
 
 -- name: apply_fills
 -- Many signed fills in one call (coalescing); one result row per element, in order.
-SELECT item, portfolio_id, portfolio_version, cash_balance, symbol, position_quantity, position_avg_price, realized_pnl, duplicate, sqlstate, message FROM pgportfolio.apply_fills(p_fills => %(fills)s::jsonb);
+SELECT item, portfolio_id, portfolio_version, cash_balance, symbol, position_quantity, position_avg_price, realized_pnl, duplicate, sqlstate, message, detail, hint FROM pgportfolio.apply_fills(p_fills => %(fills)s::jsonb);
 
 -- name: update_market_prices
 -- Many marks at once, all or nothing; returns the number of symbols written.

@@ -11,20 +11,23 @@ from decimal import Decimal
 from pgportfolio.errors import InvalidInput
 
 
+_ACCEPTED = "Money and quantities are a decimal.Decimal or an int"
+
+
 def as_decimal(name: str, value: object) -> Decimal:
     """``value`` as a Decimal. ``int`` is exact and accepted; ``float`` and ``bool`` are not."""
-    if isinstance(value, bool):
-        raise InvalidInput(f"{name} must be a Decimal, not bool")
     if isinstance(value, Decimal):
         return value
-    if isinstance(value, int):
+    if isinstance(value, int) and not isinstance(value, bool):
         return Decimal(value)
     if isinstance(value, float):
         raise InvalidInput(
-            f"{name} must be a Decimal, not float ({value!r}): floats are inexact; "
-            f"use Decimal('{value}') or a string"
+            f"{name} must be a Decimal, not float ({value!r}): floats are inexact",
+            hint=f"{_ACCEPTED}: Decimal('{value}') if that is the exact value meant.",
         )
-    raise InvalidInput(f"{name} must be a Decimal, not {type(value).__name__}")
+    raise InvalidInput(
+        f"{name} must be a Decimal, not {type(value).__name__}", hint=f"{_ACCEPTED}."
+    )
 
 
 def optional_decimal(name: str, value: object) -> Decimal | None:

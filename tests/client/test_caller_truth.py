@@ -123,7 +123,9 @@ def _target(conninfo: str) -> tuple[str, int]:
 
 
 @pytest.mark.parametrize("together", [1, 3], ids=["alone", "batch"])
-async def test_outcome_unknown_names_its_request(shared_db: str, together: int) -> None:
+async def test_outcome_unknown_names_its_request(
+    shared_db: str, together: int, caplog: pytest.LogCaptureFixture
+) -> None:
     """The connection dies with the call in flight and the server stays unreachable: each
     caller's OutcomeUnknown carries the operation, the portfolio and the request id the
     client made up, and find_request with them tells the truth afterwards."""
@@ -162,6 +164,12 @@ async def test_outcome_unknown_names_its_request(shared_db: str, together: int) 
         fates = [await direct.find_request(pid, a.request_id) for a in unknown]
     # The statement reached the server, so each one committed: find_request says so.
     assert all(f is not None for f in fates)
+    # The "pgportfolio" logger said so too, at ERROR, naming each request.
+    logged = [r.getMessage() for r in caplog.records if r.name == "pgportfolio"]
+    errors = [
+        r.getMessage() for r in caplog.records if r.name == "pgportfolio" and r.levelname == "ERROR"
+    ]
+    assert all(any(a.request_id in m for m in errors) for a in unknown), logged
 
 
 def _bad_role(conninfo: str) -> str:
@@ -235,3 +243,55 @@ async def test_timed_out_callers_leave_no_unretrieved_future(shared_db: str) -> 
     finally:
         loop.set_exception_handler(previous)
     assert unretrieved == []
+
+
+async def test_a_refusal_reads_the_same_alone_and_in_a_batch(shared_db: str) -> None:
+    """The same refusal has the same class, SQLSTATE, message, detail and hint whether
+    its call went alone or in an apply_fills batch; messages use the client's names."""
+    from pgportfolio import Fill, InsufficientCash, PortfolioError
+
+    async with (
+        AsyncPortfolioClient(shared_db, min_size=1, max_size=2, coalesce=False) as alone,
+        AsyncPortfolioClient(shared_db, min_size=1, max_size=2) as batched,
+    ):
+        pid = await alone.create_portfolio("same words", D("100"))
+        cases: list[tuple[str, D, D, int | None]] = [
+            ("CASH", D("1"), D("100.5"), None),  # short by half a unit of cash: PF002
+            ("NAN", D("NaN"), D("1"), None),  # 22023 with a DETAIL
+            ("DEC", D("0.123456789"), D("1"), None),  # 22023 with a HINT
+            ("CAS", D("1"), D("1"), 99),  # PF001
+        ]
+
+        def shape(exc: PortfolioError) -> tuple[object, ...]:
+            return (type(exc), exc.sqlstate, str(exc), exc.detail, exc.hint, exc.portfolio_id)
+
+        singles = []
+        for symbol, quantity, price, expected in cases:
+            with pytest.raises(PortfolioError) as info:
+                await alone.apply_fill(pid, symbol, quantity, price, expected_version=expected)
+            singles.append(info.value)
+        conflict = await asyncio.gather(
+            *(batched.apply_fill(pid, "CAS", D("1"), D("1"), expected_version=v) for v in (99, 99)),
+            return_exceptions=True,
+        )
+        fills = [(pid, Fill(s, q, p)) for s, q, p, _ in cases[:3]]
+        answers = await batched.apply_fills([*fills, (pid, Fill("OK", D("1"), D("1")))])
+    in_batch = [*answers[:3], conflict[0]]
+    assert all(isinstance(a, PortfolioError) for a in in_batch)
+    assert [shape(a) for a in in_batch] == [shape(e) for e in singles]  # type: ignore[arg-type]
+    assert isinstance(answers[3], MutationResult)  # its neighbours' refusals changed nothing for it
+    cash = singles[0]
+    assert isinstance(cash, InsufficientCash)
+    assert (cash.needed, cash.available) == (D("100.5"), D("100"))
+    assert str(singles[1]).startswith("quantity must")  # not p_quantity
+
+
+def test_a_float_is_refused_with_a_hint_naming_what_is_accepted() -> None:
+    from pgportfolio import InvalidInput
+    from pgportfolio.values import as_decimal
+
+    with pytest.raises(InvalidInput) as info:
+        as_decimal("price", 1.1)
+    assert info.value.hint is not None
+    assert "Decimal('1.1')" in info.value.hint
+    assert "int" in info.value.hint

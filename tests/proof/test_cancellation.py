@@ -13,7 +13,7 @@ calling thread (as KeyboardInterrupt is into the main thread).
 from __future__ import annotations
 
 import asyncio
-import ctypes
+import concurrent.futures
 import random
 import threading
 import time
@@ -162,18 +162,52 @@ async def test_cancelled_callers_change_nothing_for_the_others(
 
 
 class _Interrupted(BaseException):
-    """What the test raises into a calling thread, as a signal raises KeyboardInterrupt."""
+    """What a thread's caller is interrupted with, as the main thread is with
+    KeyboardInterrupt."""
 
 
-def _interrupt(thread: threading.Thread) -> None:
-    assert thread.ident is not None
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(
-        ctypes.c_ulong(thread.ident), ctypes.py_object(_Interrupted)
-    )
+class _Interrupts:
+    """Interrupts a calling thread while it waits for its answer, as a signal interrupts
+    the main thread's blocking wait. (An exception raised into a thread at an arbitrary
+    bytecode can break any Python-level lock, threading.Condition included; so the
+    interruption is delivered where a real one lands: in the wait.)"""
+
+    def __init__(self) -> None:
+        self.pending: set[int] = set()
+        self.guard = threading.Lock()
+
+    def request(self, ident: int) -> None:
+        with self.guard:
+            self.pending.add(ident)
+
+    def clear(self, ident: int) -> None:
+        with self.guard:
+            self.pending.discard(ident)
+
+    def wait_future(self, future: Any, timeout: float | None) -> bool:
+        ident = threading.get_ident()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self.guard:
+                if ident in self.pending:
+                    self.pending.discard(ident)
+                    raise _Interrupted
+            step = 0.0005 if deadline is None else min(0.0005, deadline - time.monotonic())
+            if future.done():
+                return True
+            if step <= 0:
+                return False
+            concurrent.futures.wait([future], timeout=step)
 
 
 @pytest.mark.timeout(300)
-def test_interrupted_threads_change_nothing_for_the_others(shared_db: str, proof_seed: int) -> None:
+def test_interrupted_threads_change_nothing_for_the_others(
+    shared_db: str, proof_seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pgportfolio._sync import compat
+
+    interrupts = _Interrupts()
+    monkeypatch.setattr(compat, "wait_future", interrupts.wait_future)
     tally = Tally()
     guard = threading.Lock()
     with PortfolioClient(shared_db, min_size=4, max_size=16) as client:
@@ -182,22 +216,16 @@ def test_interrupted_threads_change_nothing_for_the_others(shared_db: str, proof
 
         def caller(number: int) -> None:
             rng = random.Random(proof_seed * 1000 + number)
-            me = threading.current_thread()
+            me = threading.get_ident()
             for n in range(per_caller):
                 name, pid, args = _operation(rng, pids)
                 request_id = f"s{number}-{n}"
                 timer = None
                 if rng.random() < CANCELLED_SHARE:
-                    timer = threading.Timer(rng.uniform(0, 0.004), _interrupt, (me,))
+                    timer = threading.Timer(rng.uniform(0, 0.004), interrupts.request, (me,))
+                    timer.start()
                 try:
-                    try:
-                        if timer is not None:
-                            timer.start()
-                        result = getattr(client, name)(pid, *args, request_id=request_id)
-                    finally:
-                        if timer is not None:
-                            timer.cancel()
-                            timer.join()
+                    result = getattr(client, name)(pid, *args, request_id=request_id)
                 except _Interrupted:
                     with guard:
                         tally.cancelled.add(request_id)
@@ -209,9 +237,12 @@ def test_interrupted_threads_change_nothing_for_the_others(shared_db: str, proof
                         else:
                             tally.refused[request_id] = type(exc).__name__
                     continue
+                finally:
+                    if timer is not None:
+                        timer.cancel()
+                        timer.join()
+                        interrupts.clear(me)  # fired too late: the call had returned
                 with guard:
-                    if timer is not None and timer.finished.is_set() and False:
-                        pass
                     assert isinstance(result, MutationResult)
                     tally.succeeded.add(request_id)
 

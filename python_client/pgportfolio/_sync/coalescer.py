@@ -275,9 +275,11 @@ class Coalescer:
 
     def _settle(self, item: Pending, row: tuple[Any, ...], in_doubt: bool) -> None:
         request = item.request
-        sqlstate, message = row[9], row[10]
+        sqlstate, message, detail, hint = row[9:13]
         if sqlstate is not None:
-            error = error_from_sqlstate(sqlstate, message, portfolio_id=request.portfolio_id)
+            error = error_from_sqlstate(
+                sqlstate, message, detail=detail, hint=hint, portfolio_id=request.portfolio_id
+            )
             if isinstance(error, VersionConflict):
                 self.monitor.record_version_conflict()
             item.future.set_exception(
