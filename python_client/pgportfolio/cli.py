@@ -95,7 +95,7 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
         for m in migrations:
             when = f"{m.applied_at:%Y-%m-%d %H:%M:%S%z}" if m.applied_at else "-"
             checksum = m.checksum or m.recorded_checksum
-            line = f"{m.state:<8} {m.name}  applied {when}  sha256 {checksum}"
+            line = f"{m.state:<8} {m.name}  {when}  sha256 {checksum}"
             if m.state == "changed":
                 line += f" (recorded when applied: {m.recorded_checksum})"
             if m.state == "unknown":

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -71,6 +72,8 @@ class DemoOutcome:
     unexpected: Counter[str] = field(default_factory=Counter)
     checks: dict[int, list[VerificationCheck]] = field(default_factory=dict)
     elapsed: float = 0.0
+    interrupted: bool = False
+    """Ctrl-C stopped the trading early (the portfolios were still verified)."""
 
     @property
     def ok(self) -> bool:
@@ -100,7 +103,7 @@ async def _trader(
     deadline: float,
     outcome: DemoOutcome,
 ) -> None:
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not outcome.interrupted:
         pid = rng.choice(portfolio_ids)
         roll = rng.random()
         symbol = rng.choice(SYMBOLS)
@@ -174,6 +177,12 @@ def _progress(
     return table
 
 
+def _stop(outcome: DemoOutcome, loop: asyncio.AbstractEventLoop) -> None:
+    outcome.interrupted = True
+    # A second Ctrl-C interrupts at once.
+    loop.remove_signal_handler(signal.SIGINT)
+
+
 async def simulate(
     dsn: str, settings: DemoSettings, console: Console, monitor: Monitor
 ) -> DemoOutcome:
@@ -189,6 +198,13 @@ async def simulate(
             await client.update_market_price(symbol, price)
         started = time.monotonic()
         deadline = started + settings.duration
+        # Ctrl-C ends the trading at each trader's next step, so that no call is cut off
+        # half-way (a cancelled call leaves its connection to be discarded, and logs so).
+        loop = asyncio.get_running_loop()
+        stoppable = False
+        with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows
+            loop.add_signal_handler(signal.SIGINT, _stop, outcome, loop)
+            stoppable = True
         traders = [
             asyncio.create_task(
                 _trader(
@@ -215,6 +231,8 @@ async def simulate(
                 task.cancel()
             await asyncio.gather(*traders, return_exceptions=True)
         outcome.elapsed = time.monotonic() - started
+        if stoppable:
+            loop.remove_signal_handler(signal.SIGINT)
         if not console.is_terminal:  # a log gets the final numbers once, in full
             print_table(
                 console,
@@ -257,6 +275,8 @@ def run_demo(settings: DemoSettings, console: Console | None = None) -> int:
     )
     for error, n in outcome.unexpected.most_common(10):
         console.print(f"[red]unexpected ({n}x): {error}[/]")
+    if outcome.interrupted:
+        raise KeyboardInterrupt  # the caller reports it (the command: exit status 130)
     if outcome.ok:
         console.print("[bold green]every verification passed[/]")
         return 0

@@ -58,9 +58,9 @@ def print_table(
         table.add_column(column, justify="right" if column in right else "left", no_wrap=True)
     for row in rows:
         table.add_row(*row)
-    if console.is_terminal and Measurement.get(console, console.options, table).maximum <= (
-        console.width
-    ):
+    # The width the table needs to show every cell whole (unclamped by the console's).
+    needed = Measurement.get(console, console.options.update_width(1 << 16), table).maximum
+    if console.is_terminal and needed <= console.width:
         console.print(table)
         return
     _line(console, f"{title}:")
