@@ -289,6 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import psycopg
 
+    from pgportfolio.errors import PortfolioError
     from pgportfolio.migrate import MigrationError
 
     try:
@@ -296,9 +297,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"pgportfolio {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (psycopg.Error, MigrationError, OSError) as exc:
-        # Expected failures: no server, a refused login, a missing schema, a refused
-        # migration, an unwritable output file. A bug still shows its traceback.
+    except (psycopg.Error, PortfolioError, MigrationError, OSError) as exc:
+        # Expected failures: no server, a refused login, a missing schema, an error the
+        # client raised (its own class, e.g. no connection within the pool timeout), a
+        # refused migration, an unwritable output file. A bug still shows its traceback.
         print(f"pgportfolio {args.command}: {_one_line(exc)}", file=sys.stderr)
         return EXIT_FAILED
     return result

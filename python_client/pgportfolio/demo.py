@@ -202,7 +202,8 @@ async def simulate(
         # half-way (a cancelled call leaves its connection to be discarded, and logs so).
         loop = asyncio.get_running_loop()
         stoppable = False
-        with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows
+        # Not on Windows, nor outside the main thread: there Ctrl-C cancels as usual.
+        with contextlib.suppress(NotImplementedError, ValueError, RuntimeError):
             loop.add_signal_handler(signal.SIGINT, _stop, outcome, loop)
             stoppable = True
         traders = [
@@ -225,14 +226,14 @@ async def simulate(
                         live.update(_progress(outcome, monitor, started, settings))
             await asyncio.gather(*traders)
         finally:
-            # Interrupted (Ctrl-C cancels this task): stop the traders before the client
-            # closes under them, so that none is left to fail during shutdown.
+            if stoppable:
+                loop.remove_signal_handler(signal.SIGINT)
+            # Cancelled (a second Ctrl-C): stop the traders before the client closes
+            # under them, so that none is left to fail during shutdown.
             for task in traders:
                 task.cancel()
             await asyncio.gather(*traders, return_exceptions=True)
         outcome.elapsed = time.monotonic() - started
-        if stoppable:
-            loop.remove_signal_handler(signal.SIGINT)
         if not console.is_terminal:  # a log gets the final numbers once, in full
             print_table(
                 console,
