@@ -6,7 +6,10 @@ from __future__ import annotations
 import hashlib
 import re
 import shutil
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import psycopg
@@ -14,18 +17,22 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 from pgportfolio.migrate import (
+    LOCK_KEY,
     MIGRATION_NAME,
     BadMigrationNames,
     ChecksumMismatch,
     Migration,
     MigrationError,
+    MigrationLockTimeout,
     UnknownAppliedMigration,
     applied_migrations,
     load_migrations,
     migrate,
+    migration_status,
+    pending_sql,
 )
 from pgportfolio.schema import migrations_dir
-from tests.conftest import DatabaseFactory
+from tests.conftest import DatabaseFactory, dbname_of
 
 # A conninfo that cannot work: tests that must fail before connecting use it.
 UNREACHABLE = "host=/nonexistent/socket/dir dbname=none connect_timeout=1"
@@ -433,3 +440,222 @@ def test_every_real_migration_sets_lock_timeout_first(migration: Migration) -> N
     assert _SETS_LOCK_TIMEOUT.match(first_statement), (
         f"{migration.path.name} must begin with SET LOCAL lock_timeout = '...';"
     )
+
+
+# --------------------------------------------------------------------------- the lock
+
+
+def _hold_migration_lock(conninfo: str, application_name: str) -> psycopg.Connection:
+    """Another session holding the migration lock's key, as any role could."""
+    holder = psycopg.connect(conninfo, autocommit=True, application_name=application_name)
+    holder.execute("SELECT pg_catalog.pg_advisory_lock(%s)", (LOCK_KEY,))
+    return holder
+
+
+def test_held_migration_lock_fails_within_the_bound_and_names_the_holder(
+    database_factory: DatabaseFactory,
+) -> None:
+    conninfo = database_factory()
+    with _hold_migration_lock(conninfo, "nightly-report") as holder:
+        pid = holder.info.backend_pid
+        started = time.monotonic()
+        with pytest.raises(MigrationLockTimeout) as caught:
+            migrate(conninfo, lock_wait=0.5)
+        waited = time.monotonic() - started
+
+        assert 0.4 <= waited < 5, waited
+        [found] = caught.value.holders
+        assert (found.pid, found.user, found.application_name) == (
+            pid,
+            "postgres",
+            "nightly-report",
+        )
+        assert found.backend_start is not None
+        message = str(caught.value)
+        for fragment in (f"pid {pid}", "user postgres", "'nightly-report'", "backend started"):
+            assert fragment in message, message
+        assert dbname_of(conninfo) in message
+        assert applied_migrations(conninfo) == []
+
+        # lock_wait=0: no wait at all.
+        started = time.monotonic()
+        with pytest.raises(MigrationLockTimeout):
+            migrate(conninfo, lock_wait=0)
+        assert time.monotonic() - started < 2
+
+    # Negative control: released, the same call migrates.
+    assert migrate(conninfo, lock_wait=0.5) == [m.name for m in load_migrations()]
+
+
+def test_migrate_command_with_the_lock_held_is_one_line_naming_the_holder(
+    database_factory: DatabaseFactory,
+) -> None:
+    conninfo = database_factory()
+    with _hold_migration_lock(conninfo, "stuck-session") as holder:
+        done = _pgportfolio("migrate", "--dsn", conninfo, "--lock-wait", "0.3")
+        pid = holder.info.backend_pid
+    assert "Traceback" not in done.stdout + done.stderr
+    assert done.returncode == 1, done.stdout + done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("pgportfolio migrate: the migration lock"), line
+    assert f"pid {pid}" in line
+    assert "'stuck-session'" in line
+    assert applied_migrations(conninfo) == []
+
+
+# --------------------------------------------------------------------------- --status, --sql
+
+
+def _pgportfolio(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pgportfolio", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_status_lists_applied_and_pending_with_checksums(
+    database_factory: DatabaseFactory, tmp_path: Path
+) -> None:
+    conninfo = database_factory()
+    directory = _copy_migrations(tmp_path / "migrations")
+    first = load_migrations(directory)[0]
+
+    database, before = migration_status(conninfo, directory)
+    assert dbname_of(conninfo) in database
+    assert [(m.name, m.state, m.checksum, m.recorded_checksum) for m in before] == [
+        (first.name, "pending", first.checksum, None)
+    ]
+
+    migrate(conninfo, directory)
+    _write(directory, "0002_add_note.sql", "ALTER TABLE pgportfolio.portfolios ADD note text;\n")
+    second = load_migrations(directory)[1]
+    _, after = migration_status(conninfo, directory)
+    assert [(m.name, m.state, m.checksum, m.recorded_checksum) for m in after] == [
+        (first.name, "applied", first.checksum, first.checksum),
+        (second.name, "pending", second.checksum, None),
+    ]
+    assert after[0].applied_at is not None
+
+    done = _pgportfolio("migrate", "--dsn", conninfo, "--migrations", str(directory), "--status")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == database
+    assert lines[1].startswith("applied  0001_initial  20")
+    assert lines[1].endswith(f"sha256 {first.checksum}")
+    assert lines[2] == f"pending  0002_add_note  -  sha256 {second.checksum}"
+    assert lines[3] == "1 applied, 1 pending"
+    assert applied_migrations(conninfo) == [(first.name, first.checksum)]  # changed nothing
+
+
+def test_status_reports_an_edited_or_unknown_migration_and_exits_1(
+    database_factory: DatabaseFactory, tmp_path: Path
+) -> None:
+    conninfo = database_factory()
+    directory = _copy_migrations(tmp_path / "migrations")
+    _write(directory, "0002_extra.sql", "SELECT 1;\n")
+    migrate(conninfo, directory)
+    recorded = dict(applied_migrations(conninfo))
+    (directory / "0002_extra.sql").unlink()
+    edited = directory / "0001_initial.sql"
+    edited.write_bytes(edited.read_bytes() + b"\n-- edited\n")
+
+    _, status = migration_status(conninfo, directory)
+    assert [(m.name, m.state) for m in status] == [
+        ("0001_initial", "changed"),
+        ("0002_extra", "unknown"),
+    ]
+    assert status[0].recorded_checksum == recorded["0001_initial"]
+    assert status[0].checksum == load_migrations(directory)[0].checksum
+
+    done = _pgportfolio("migrate", "--dsn", conninfo, "--migrations", str(directory), "--status")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "changed  0001_initial" in done.stdout
+    assert f"(recorded when applied: {recorded['0001_initial']})" in done.stdout
+    assert "unknown  0002_extra" in done.stdout
+    assert "Traceback" not in done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert "0001_initial, 0002_extra" in line
+
+
+def test_sql_prints_what_migrate_would_run_and_runs_nothing(
+    database_factory: DatabaseFactory,
+) -> None:
+    """Run the printed script by hand on one database and migrate another: the same
+    migrations are recorded with the same checksums, and the same catalog results."""
+    printed_on = database_factory()
+    migrated = database_factory()
+
+    done = _pgportfolio("migrate", "--dsn", printed_on, "--sql")
+    assert done.returncode == 0, done.stderr
+    script = done.stdout
+    assert applied_migrations(printed_on) == []  # --sql ran nothing
+    assert _scalar(printed_on, "SELECT pg_catalog.to_regnamespace('pgportfolio') IS NULL")
+    assert dbname_of(printed_on) in script.splitlines()[0]
+    for m in load_migrations():
+        assert f"-- {m.name} (sha256 {m.checksum})" in script
+
+    with psycopg.connect(printed_on, autocommit=True) as conn:
+        conn.execute(script.encode())
+    migrate(migrated)
+
+    expected = applied_migrations(migrated)
+    assert applied_migrations(printed_on) == expected
+    assert migrate(printed_on) == []  # nothing left to do: it is the same history
+    assert _catalog_summary(printed_on) == _catalog_summary(migrated)
+
+    # On a migrated database there is nothing to print but the header.
+    done = _pgportfolio("migrate", "--dsn", printed_on, "--sql")
+    assert done.returncode == 0, done.stderr
+    assert "0 pending migration(s)" in done.stdout
+    assert "BEGIN" not in done.stdout
+
+
+def test_sql_prints_only_the_pending_migrations(
+    database_factory: DatabaseFactory, tmp_path: Path
+) -> None:
+    conninfo = database_factory()
+    directory = _copy_migrations(tmp_path / "migrations")
+    migrate(conninfo, directory)
+    _write(directory, "0002_note.sql", "ALTER TABLE pgportfolio.portfolios ADD note text;\n")
+
+    _database, names, script = pending_sql(conninfo, directory, lock_timeout="7s")
+
+    assert names == ["0002_note"]
+    assert "0001_initial" not in script
+    assert "CREATE SCHEMA" not in script  # the bookkeeping exists already
+    assert "set_config('lock_timeout', '7s', true)" in script
+    assert "ALTER TABLE pgportfolio.portfolios ADD note text;" in script
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(script.encode())
+    assert migrate(conninfo, directory) == []
+    assert [n for n, _ in applied_migrations(conninfo)] == ["0001_initial", "0002_note"]
+
+
+def test_sql_refuses_an_edited_history_as_migrate_does(
+    database_factory: DatabaseFactory, tmp_path: Path
+) -> None:
+    conninfo = database_factory()
+    directory = _copy_migrations(tmp_path / "migrations")
+    migrate(conninfo, directory)
+    edited = directory / "0001_initial.sql"
+    edited.write_bytes(edited.read_bytes() + b"\n-- edited\n")
+    with pytest.raises(ChecksumMismatch):
+        pending_sql(conninfo, directory)
+
+
+def _catalog_summary(conninfo: str) -> list[tuple[str, str]]:
+    """Every relation and function of the ledger's schemas, with its kind or arguments."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        return conn.execute(
+            """
+            SELECT c.oid::regclass::text, c.relkind::text FROM pg_catalog.pg_class AS c
+             WHERE c.relnamespace::regnamespace::text LIKE 'pgportfolio%'
+            UNION ALL
+            SELECT p.oid::regprocedure::text, 'f' FROM pg_catalog.pg_proc AS p
+             WHERE p.pronamespace::regnamespace::text LIKE 'pgportfolio%'
+             ORDER BY 1
+            """
+        ).fetchall()

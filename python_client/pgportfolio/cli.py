@@ -1,25 +1,124 @@
-"""The ``pgportfolio`` command."""
+"""The ``pgportfolio`` command.
+
+Every failure is one line on stderr, ``pgportfolio <command>: <what happened>`` (for a
+connection, libpq's own words), and an exit status from :data:`EXIT_STATUS_HELP`.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
-def _cmd_migrate(args: argparse.Namespace) -> int:
+EXIT_STATUS_HELP = """\
+exit status:
+  0    success (demo: every verification passed; migrate: applied, or nothing to apply;
+       migrate --status: no applied migration was changed or is unknown)
+  1    failure, reported in one line on stderr: cannot connect, a database error, a
+       migration refused or failed (also: the migration lock stayed held past
+       --lock-wait), demo found a failed check or an unexpected error, a bench
+       variant failed
+  2    usage error: a bad option or value (bench: also cannot start, e.g. --plot
+       without matplotlib)
+  130  interrupted (Ctrl-C)
+"""
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("pgportfolio")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
+        from pgportfolio import __version__
+
+        return __version__
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _seconds(text: str, *, allow_zero: bool) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        bound = "zero or more" if allow_zero else "more than zero"
+        raise argparse.ArgumentTypeError(f"must be {bound} seconds, not {text}")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    return _seconds(text, allow_zero=False)
+
+
+def _non_negative_seconds(text: str) -> float:
+    return _seconds(text, allow_zero=True)
+
+
+def _one_line(exc: BaseException) -> str:
+    """The error as one line: a server error's own message (with its SQLSTATE and hint),
+    a client-side one (libpq's words: connection refused, bad conninfo) with its lines
+    joined, and any notes the code added (which migration failed)."""
     import psycopg
 
-    from pgportfolio.migrate import MigrationError, migrate
+    text = str(exc)
+    if isinstance(exc, psycopg.Error) and exc.diag.message_primary:
+        text = f"{exc.diag.message_primary} (SQLSTATE {exc.diag.sqlstate})"
+        if exc.diag.message_hint:
+            text += f"; hint: {exc.diag.message_hint}"
+    parts = [text, *getattr(exc, "__notes__", ())]
+    return " ".join(line.strip() for part in parts for line in part.splitlines() if line.strip())
 
-    try:
-        applied = migrate(args.dsn, Path(args.migrations) if args.migrations else None, log=print)
-    except (MigrationError, psycopg.Error) as exc:
-        print(f"pgportfolio migrate: {exc}", file=sys.stderr)
-        return 2
+
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    from pgportfolio.migrate import migrate, migration_status, pending_sql
+
+    directory = Path(args.migrations) if args.migrations else None
+    if args.status:
+        database, migrations = migration_status(args.dsn, directory)
+        print(database)
+        for m in migrations:
+            when = f"{m.applied_at:%Y-%m-%d %H:%M:%S%z}" if m.applied_at else "-"
+            checksum = m.checksum or m.recorded_checksum
+            line = f"{m.state:<8} {m.name}  {when}  sha256 {checksum}"
+            if m.state == "changed":
+                line += f" (recorded when applied: {m.recorded_checksum})"
+            if m.state == "unknown":
+                line += " (recorded in the database; no such file)"
+            print(line)
+        counts = {s: sum(m.state == s for m in migrations) for s in ("applied", "pending")}
+        broken = [m.name for m in migrations if m.state in ("changed", "unknown")]
+        print(f"{counts['applied']} applied, {counts['pending']} pending")
+        if broken:
+            print(
+                f"pgportfolio migrate: applied history does not match the files: "
+                f"{', '.join(broken)}; migrate will refuse to run",
+                file=sys.stderr,
+            )
+            return EXIT_FAILED
+        return EXIT_OK
+    if args.sql:
+        _database, _names, script = pending_sql(args.dsn, directory)
+        sys.stdout.write(script)
+        return EXIT_OK
+    applied = migrate(args.dsn, directory, lock_wait=args.lock_wait, log=print)
     print(f"applied {len(applied)} migration(s)" if applied else "already up to date")
-    return 0
+    return EXIT_OK
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -70,12 +169,25 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="pgportfolio", description="PostgreSQL-native portfolio and position ledger."
+        prog="pgportfolio",
+        description="PostgreSQL-native portfolio and position ledger.",
+        epilog=EXIT_STATUS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    migrate = commands.add_parser(
-        "migrate", help="bring a database to the current schema (a second run changes nothing)"
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return commands.add_parser(
+            name,
+            help=help,
+            description=help,
+            epilog=EXIT_STATUS_HELP,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+
+    migrate = command(
+        "migrate", "bring a database to the current schema (a second run changes nothing)"
     )
     migrate.add_argument(
         "--dsn",
@@ -85,27 +197,46 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_argument(
         "--migrations", help="directory of NNNN_name.sql files (default: built in)"
     )
+    mode = migrate.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--status",
+        action="store_true",
+        help="list applied and pending migrations with their sha256 checksums; change nothing",
+    )
+    mode.add_argument(
+        "--sql",
+        action="store_true",
+        help="print the SQL that migrate would run on this database now; run nothing",
+    )
+    migrate.add_argument(
+        "--lock-wait",
+        type=_non_negative_seconds,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long to wait for another session holding the migration lock, then fail "
+        "naming it (default 10; 0: do not wait)",
+    )
     migrate.set_defaults(handler=_cmd_migrate)
 
-    demo = commands.add_parser(
-        "demo", help="trade with many concurrent traders, then verify every portfolio"
-    )
+    demo = command("demo", "trade with many concurrent traders, then verify every portfolio")
     demo.add_argument("--dsn", help="use this database (default: start a throwaway server)")
-    demo.add_argument("--traders", type=int, default=100)
-    demo.add_argument("--portfolios", type=int, default=4)
-    demo.add_argument("--duration", type=float, default=20.0, help="seconds of trading")
+    demo.add_argument("--traders", type=_positive_int, default=100)
+    demo.add_argument("--portfolios", type=_positive_int, default=4)
+    demo.add_argument("--duration", type=_positive_seconds, default=20.0, help="seconds of trading")
     demo.add_argument("--seed", type=int, default=1)
     demo.set_defaults(handler=_cmd_demo)
 
-    top = commands.add_parser("top", help="live lock waits, busy portfolios and wait events")
+    top = command("top", "live lock waits, busy portfolios and wait events (q quits)")
     top.add_argument("--dsn", default="", help="default: the standard PG* environment variables")
-    top.add_argument("--interval", type=float, default=1.0)
-    top.add_argument("--iterations", type=int, help="stop after this many refreshes")
+    top.add_argument(
+        "--interval", type=_positive_seconds, default=1.0, help="seconds between refreshes"
+    )
+    top.add_argument("--iterations", type=_positive_int, help="stop after this many refreshes")
     top.set_defaults(handler=_cmd_top)
 
-    bench = commands.add_parser(
+    bench = command(
         "bench",
-        help="throughput and latency of the client and of the SQL functions (pgbench), "
+        "throughput and latency of the client and of the SQL functions (pgbench), "
         "against the targets",
     )
     bench.add_argument(
@@ -119,18 +250,22 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: all; with --quick, all but soak)",
     )
     bench.add_argument(
-        "--duration", type=float, help="seconds per measurement (default 10; 1 with --quick)"
+        "--duration",
+        type=_positive_seconds,
+        help="seconds per measurement (default 10; 1 with --quick)",
     )
-    bench.add_argument("--traders", type=int, default=100, help="concurrent apply_fill callers")
+    bench.add_argument(
+        "--traders", type=_positive_int, default=100, help="concurrent apply_fill callers"
+    )
     bench.add_argument(
         "--batch",
-        type=int,
+        type=_positive_int,
         default=50,
         help="fills per apply_fills call: pgbench's batch and the client's max_batch",
     )
     bench.add_argument(
         "--connections",
-        type=int,
+        type=_positive_int,
         default=16,
         help="the client's pool size and pgbench's -c (default 16, the client's max_size)",
     )
@@ -138,7 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--quick", action="store_true", help="tiny sizes and 1 s measurements (for tests)"
     )
     bench.add_argument(
-        "--soak-fills", type=int, help="fills in the soak (default 5,000,000; 3,000 with --quick)"
+        "--soak-fills",
+        type=_positive_int,
+        help="fills in the soak (default 5,000,000; 3,000 with --quick)",
     )
     bench.add_argument("--json", metavar="FILE", help="write every number to FILE")
     bench.add_argument(
@@ -157,8 +294,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = args.handler
-    result: int = handler(args)
+    import psycopg
+
+    from pgportfolio.errors import PortfolioError
+    from pgportfolio.migrate import MigrationError
+
+    try:
+        result: int = args.handler(args)
+    except KeyboardInterrupt:
+        print(f"pgportfolio {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (psycopg.Error, PortfolioError, MigrationError, OSError) as exc:
+        # Expected failures: no server, a refused login, a missing schema, an error the
+        # client raised (its own class, e.g. no connection within the pool timeout), a
+        # refused migration, an unwritable output file. A bug still shows its traceback.
+        print(f"pgportfolio {args.command}: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_FAILED
     return result
 
 

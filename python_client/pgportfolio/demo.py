@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ from pgportfolio import (
     VerificationCheck,
 )
 from pgportfolio.migrate import migrate
+from pgportfolio.report import print_report, print_table
 
 SYMBOLS = (
     "AAPL",
@@ -56,6 +58,12 @@ class DemoSettings:
     seed: int = 1
     initial_cash: Decimal = Decimal("10000000")
 
+    def __post_init__(self) -> None:
+        # Zero traders or no time would "pass" every verification having tested nothing.
+        for name in ("traders", "portfolios", "duration", "initial_cash"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, not {getattr(self, name)}")
+
 
 @dataclass
 class DemoOutcome:
@@ -64,6 +72,8 @@ class DemoOutcome:
     unexpected: Counter[str] = field(default_factory=Counter)
     checks: dict[int, list[VerificationCheck]] = field(default_factory=dict)
     elapsed: float = 0.0
+    interrupted: bool = False
+    """Ctrl-C stopped the trading early (the portfolios were still verified)."""
 
     @property
     def ok(self) -> bool:
@@ -93,7 +103,7 @@ async def _trader(
     deadline: float,
     outcome: DemoOutcome,
 ) -> None:
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not outcome.interrupted:
         pid = rng.choice(portfolio_ids)
         roll = rng.random()
         symbol = rng.choice(SYMBOLS)
@@ -122,35 +132,55 @@ async def _trader(
             outcome.unexpected[f"{type(exc).__name__}: {exc}"] += 1
 
 
-def _progress(
+_PROGRESS_COLUMNS = (
+    "elapsed s",
+    "operations",
+    "ops/s",
+    "rejected",
+    "unexpected",
+    "retries",
+    "coalescer waits",
+)
+
+
+def _progress_row(
     outcome: DemoOutcome, monitor: Monitor, started: float, settings: DemoSettings
-) -> Table:
+) -> list[str]:
     elapsed = time.monotonic() - started
     done = sum(outcome.operations.values())
     snap = monitor.snapshot()
-    table = Table(
-        title=f"pgportfolio demo: {settings.traders} traders, {settings.portfolios} portfolios"
-    )
-    for column in (
-        "elapsed s",
-        "operations",
-        "ops/s",
-        "rejected",
-        "unexpected",
-        "retries",
-        "lock contention",
-    ):
-        table.add_column(column, justify="right")
-    table.add_row(
+    # The share of coalesced calls that waited for a turn in the client's queue; this is
+    # not PostgreSQL lock contention (the report says so in full).
+    coalescer = snap["locks"].get("coalescer")
+    return [
         f"{elapsed:.1f}/{settings.duration:.0f}",
         str(done),
         f"{done / elapsed:.0f}" if elapsed > 0 else "-",
         str(sum(outcome.rejected.values())),
         str(sum(outcome.unexpected.values())),
         str(sum(snap["retries"].values())),
-        f"{snap['lock_contention_rate']:.1%}",
-    )
+        f"{coalescer['contention_rate']:.1%}" if coalescer else "-",
+    ]
+
+
+def _progress_title(settings: DemoSettings) -> str:
+    return f"pgportfolio demo: {settings.traders} traders, {settings.portfolios} portfolios"
+
+
+def _progress(
+    outcome: DemoOutcome, monitor: Monitor, started: float, settings: DemoSettings
+) -> Table:
+    table = Table(title=_progress_title(settings))
+    for column in _PROGRESS_COLUMNS:
+        table.add_column(column, justify="right")
+    table.add_row(*_progress_row(outcome, monitor, started, settings))
     return table
+
+
+def _stop(outcome: DemoOutcome, loop: asyncio.AbstractEventLoop) -> None:
+    outcome.interrupted = True
+    # A second Ctrl-C interrupts at once.
+    loop.remove_signal_handler(signal.SIGINT)
 
 
 async def simulate(
@@ -168,6 +198,14 @@ async def simulate(
             await client.update_market_price(symbol, price)
         started = time.monotonic()
         deadline = started + settings.duration
+        # Ctrl-C ends the trading at each trader's next step, so that no call is cut off
+        # half-way (a cancelled call leaves its connection to be discarded, and logs so).
+        loop = asyncio.get_running_loop()
+        stoppable = False
+        # Not on Windows, nor outside the main thread: there Ctrl-C cancels as usual.
+        with contextlib.suppress(NotImplementedError, ValueError, RuntimeError):
+            loop.add_signal_handler(signal.SIGINT, _stop, outcome, loop)
+            stoppable = True
         traders = [
             asyncio.create_task(
                 _trader(
@@ -176,31 +214,49 @@ async def simulate(
             )
             for _ in range(settings.traders)
         ]
-        with Live(
-            _progress(outcome, monitor, started, settings), console=console, refresh_per_second=4
-        ) as live:
-            while not all(t.done() for t in traders):
-                await asyncio.sleep(0.25)
-                live.update(_progress(outcome, monitor, started, settings))
-        await asyncio.gather(*traders)
+        try:
+            if console.is_terminal:
+                with Live(
+                    _progress(outcome, monitor, started, settings),
+                    console=console,
+                    refresh_per_second=4,
+                ) as live:
+                    while not all(t.done() for t in traders):
+                        await asyncio.sleep(0.25)
+                        live.update(_progress(outcome, monitor, started, settings))
+            await asyncio.gather(*traders)
+        finally:
+            if stoppable:
+                loop.remove_signal_handler(signal.SIGINT)
+            # Cancelled (a second Ctrl-C): stop the traders before the client closes
+            # under them, so that none is left to fail during shutdown.
+            for task in traders:
+                task.cancel()
+            await asyncio.gather(*traders, return_exceptions=True)
         outcome.elapsed = time.monotonic() - started
+        if not console.is_terminal:  # a log gets the final numbers once, in full
+            print_table(
+                console,
+                _progress_title(settings),
+                ("demo", *_PROGRESS_COLUMNS),
+                [["totals", *_progress_row(outcome, monitor, started, settings)]],
+            )
         for pid in portfolio_ids:
             outcome.checks[pid] = await client.verify_portfolio(pid)
     return outcome
 
 
 def _print_verification(outcome: DemoOutcome, console: Console) -> None:
-    table = Table(title="verify_portfolio")
-    for column in ("portfolio", "checks", "failed", "cash", "version"):
-        table.add_column(column, justify="right")
+    rows = []
     for pid, checks in outcome.checks.items():
         failed = [c.check_name for c in checks if not c.ok]
         cash = next((c.actual for c in checks if c.check_name == "cash_balance"), None)
         version = next((c.actual for c in checks if c.check_name == "version"), None)
-        table.add_row(
-            str(pid), str(len(checks)), ", ".join(failed) or "none", str(cash), str(version)
+        rows.append(
+            [str(pid), str(len(checks)), ",".join(failed) or "none", str(cash), str(version)]
         )
-    console.print(table)
+    columns = ("portfolio", "checks", "failed", "cash", "version")
+    print_table(console, "verify_portfolio", columns, rows, right=columns)
 
 
 def run_demo(settings: DemoSettings, console: Console | None = None) -> int:
@@ -210,7 +266,7 @@ def run_demo(settings: DemoSettings, console: Console | None = None) -> int:
         applied = migrate(dsn)
         console.print(f"migrated: {', '.join(applied) or 'already up to date'}")
         outcome = asyncio.run(simulate(dsn, settings, console, monitor))
-    monitor.print_report(console)
+    print_report(monitor, console)
     _print_verification(outcome, console)
     total = sum(outcome.operations.values())
     rate = total / max(outcome.elapsed, 1e-9)
@@ -220,6 +276,8 @@ def run_demo(settings: DemoSettings, console: Console | None = None) -> int:
     )
     for error, n in outcome.unexpected.most_common(10):
         console.print(f"[red]unexpected ({n}x): {error}[/]")
+    if outcome.interrupted:
+        raise KeyboardInterrupt  # the caller reports it (the command: exit status 130)
     if outcome.ok:
         console.print("[bold green]every verification passed[/]")
         return 0

@@ -8,20 +8,28 @@ the fix is a new numbered migration.
 
 Each pending migration runs in its own transaction together with its bookkeeping row,
 so it is applied entirely or not at all. A session-level advisory lock serialises
-migrators on the same database: a second one waits, then finds nothing left to do.
+migrators on the same database: a second one waits, then finds nothing left to do. The
+wait is bounded (``lock_wait``): any role can take any advisory lock key, so a session
+that holds ours and never lets go must not hang a deploy; the error names that session.
+
+:func:`migration_status` lists applied and pending migrations with their checksums, and
+:func:`pending_sql` returns the SQL that :func:`migrate` would run, without running it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import hashlib
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import TupleRow
 
 from pgportfolio.schema import migrations_dir
@@ -33,10 +41,17 @@ __all__ = [
     "ChecksumMismatch",
     "Migration",
     "MigrationError",
+    "MigrationLockHolder",
+    "MigrationLockTimeout",
+    "MigrationState",
+    "MigrationStatus",
     "UnknownAppliedMigration",
     "applied_migrations",
+    "describe_database",
     "load_migrations",
     "migrate",
+    "migration_status",
+    "pending_sql",
 ]
 
 MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9]+(?:_[a-z0-9]+)*)\.sql$")
@@ -96,6 +111,43 @@ class UnknownAppliedMigration(MigrationError):
         super().__init__(
             f"the database records migration(s) {', '.join(unknown)} that are not in "
             f"{directory}; is this checkout older than the database, or was a file renamed?"
+        )
+
+
+@dataclass(frozen=True)
+class MigrationLockHolder:
+    """A session holding the migration lock key, from pg_locks and pg_stat_activity.
+    Fields other than ``pid`` are None where the server hides them from this role."""
+
+    pid: int
+    user: str | None
+    application_name: str | None
+    backend_start: datetime.datetime | None
+    client_addr: str | None
+    state: str | None
+
+    def __str__(self) -> str:
+        started = f"{self.backend_start:%Y-%m-%d %H:%M:%S%z}" if self.backend_start else "unknown"
+        return (
+            f"pid {self.pid} (user {self.user or 'unknown'}, "
+            f"application_name {self.application_name or ''!r}, "
+            f"client {self.client_addr or 'local socket'}, backend started {started}, "
+            f"state {self.state or 'unknown'})"
+        )
+
+
+class MigrationLockTimeout(MigrationError):
+    """Another session held the migration lock for longer than ``lock_wait``."""
+
+    def __init__(self, database: str, waited: float, holders: list[MigrationLockHolder]) -> None:
+        self.database = database
+        self.waited = waited
+        self.holders = holders
+        who = "; ".join(map(str, holders)) or "a session that has released it since"
+        super().__init__(
+            f"the migration lock (advisory lock key {LOCK_KEY}) on {database} is held by "
+            f"{who}; gave up after {waited:g}s. If that is a migration, let it finish and "
+            "run again; if not, end that session (pg_terminate_backend(pid))."
         )
 
 
@@ -177,28 +229,35 @@ def applied_migrations(conninfo: str) -> list[tuple[str, str]]:
         return [(name, checksum) for _, name, checksum in _read_applied(conn)]
 
 
+# Run once, in one transaction, by the first migration of a database; printed by --sql.
+_BOOKKEEPING_DDL: tuple[str, ...] = (
+    "CREATE SCHEMA IF NOT EXISTS pgportfolio_meta",
+    "REVOKE ALL ON SCHEMA pgportfolio_meta FROM PUBLIC",
+    """CREATE TABLE IF NOT EXISTS pgportfolio_meta.schema_migrations (
+    number int PRIMARY KEY,
+    name text NOT NULL,
+    checksum text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+)""",
+    "REVOKE ALL ON pgportfolio_meta.schema_migrations FROM PUBLIC",
+    "COMMENT ON TABLE pgportfolio_meta.schema_migrations IS "
+    "'Migrations applied by pgportfolio migrate. Never edit by hand.'",
+)
+
+_RECORD = (
+    "INSERT INTO pgportfolio_meta.schema_migrations (number, name, checksum) "
+    "VALUES ({number}, {name}, {checksum})"
+)
+_SET_LOCK_TIMEOUT = "SELECT pg_catalog.set_config('lock_timeout', {lock_timeout}, true)"
+
+
 def _ensure_bookkeeping(conn: psycopg.Connection[TupleRow]) -> None:
     """Create the bookkeeping schema and table unless they exist (under the lock)."""
     if _bookkeeping_exists(conn):
         return
     with conn.transaction():
-        conn.execute("CREATE SCHEMA IF NOT EXISTS pgportfolio_meta")
-        conn.execute("REVOKE ALL ON SCHEMA pgportfolio_meta FROM PUBLIC")
-        conn.execute(
-            """
-            CREATE TABLE IF NOT EXISTS pgportfolio_meta.schema_migrations (
-                number int PRIMARY KEY,
-                name text NOT NULL,
-                checksum text NOT NULL,
-                applied_at timestamptz NOT NULL DEFAULT pg_catalog.now()
-            )
-            """
-        )
-        conn.execute("REVOKE ALL ON pgportfolio_meta.schema_migrations FROM PUBLIC")
-        conn.execute(
-            "COMMENT ON TABLE pgportfolio_meta.schema_migrations IS "
-            "'Migrations applied by pgportfolio migrate. Never edit by hand.'"
-        )
+        for statement in _BOOKKEEPING_DDL:
+            conn.execute(statement)
 
 
 def _check_applied(
@@ -234,13 +293,13 @@ def _apply_one(conn: psycopg.Connection[TupleRow], migration: Migration, lock_ti
     if _sha256(script) != migration.checksum:
         raise MigrationError(f"{migration.path} changed while migrating; nothing of it was applied")
     with conn.transaction():
-        conn.execute("SELECT pg_catalog.set_config('lock_timeout', %s, true)", (lock_timeout,))
+        conn.execute(sql.SQL(_SET_LOCK_TIMEOUT).format(lock_timeout=lock_timeout))
         # The row goes in first: the script may SET LOCAL ROLE to a role that may not
         # write the bookkeeping table. Same transaction, so both commit or neither does.
         conn.execute(
-            "INSERT INTO pgportfolio_meta.schema_migrations (number, name, checksum) "
-            "VALUES (%s, %s, %s)",
-            (migration.number, migration.name, migration.checksum),
+            sql.SQL(_RECORD).format(
+                number=migration.number, name=migration.name, checksum=migration.checksum
+            )
         )
         # bytes and no parameters: sent as one multi-statement script, and a '%' in the
         # SQL is not taken for a placeholder.
@@ -250,17 +309,73 @@ def _apply_one(conn: psycopg.Connection[TupleRow], migration: Migration, lock_ti
     conn.execute("RESET ALL")
 
 
+def describe_database(conn: psycopg.Connection[TupleRow]) -> str:
+    """``database "name" on host:port as user``, from the connection itself."""
+    info = conn.info
+    return f"database {info.dbname!r} on {info.host}:{info.port} as {info.user}"
+
+
+def _lock_holders(conn: psycopg.Connection[TupleRow]) -> list[MigrationLockHolder]:
+    # A bigint advisory key is stored as classid (high 32 bits), objid (low), objsubid 1.
+    key = LOCK_KEY & 0xFFFF_FFFF_FFFF_FFFF
+    rows = conn.execute(
+        """
+        SELECT a.pid, a.usename, a.application_name, a.backend_start,
+               a.client_addr::text, a.state
+          FROM pg_catalog.pg_locks AS l
+          JOIN pg_catalog.pg_stat_activity AS a ON a.pid = l.pid
+         WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+           AND l.database = (SELECT oid FROM pg_catalog.pg_database
+                              WHERE datname = pg_catalog.current_database())
+           AND l.classid::bigint = %s AND l.objid::bigint = %s
+           AND l.pid <> pg_catalog.pg_backend_pid()
+         ORDER BY a.pid
+        """,
+        (key >> 32, key & 0xFFFF_FFFF),
+    ).fetchall()
+    return [MigrationLockHolder(*row) for row in rows]
+
+
+def _take_lock(
+    conn: psycopg.Connection[TupleRow], lock_wait: float | None, say: Callable[[str], None]
+) -> None:
+    """The migration lock, waiting at most ``lock_wait`` seconds (None: for ever)."""
+    row = conn.execute("SELECT pg_catalog.pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()
+    if row and row[0]:
+        return
+    holders = ", ".join(f"pid {h.pid}" for h in _lock_holders(conn)) or "another session"
+    bound = "" if lock_wait is None else f" (at most {lock_wait:g}s)"
+    say(f"the migration lock is held by {holders}; waiting for it{bound}")
+    if lock_wait is not None and lock_wait <= 0:
+        raise MigrationLockTimeout(describe_database(conn), 0, _lock_holders(conn))
+    # lock_timeout bounds the wait in the server's own queue (0 would mean no bound).
+    timeout = "0" if lock_wait is None else f"{max(1, round(lock_wait * 1000))}ms"
+    try:
+        with conn.transaction():
+            conn.execute("SELECT pg_catalog.set_config('lock_timeout', %s, true)", (timeout,))
+            # Session-level: still held after this transaction commits.
+            conn.execute("SELECT pg_catalog.pg_advisory_lock(%s)", (LOCK_KEY,))
+    except psycopg.errors.LockNotAvailable:
+        assert lock_wait is not None
+        raise MigrationLockTimeout(
+            describe_database(conn), lock_wait, _lock_holders(conn)
+        ) from None
+
+
 def migrate(
     conninfo: str,
     directory: Path | None = None,
     *,
     lock_timeout: str = "5s",
+    lock_wait: float | None = 10.0,
     log: Callable[[str], None] | None = None,
 ) -> list[str]:
     """Apply every pending migration, in order. Returns the names applied by this call.
 
     ``lock_timeout`` bounds each lock wait inside a migration (``SET LOCAL``), so that a
     migration blocked by live traffic fails fast instead of queueing everyone behind it.
+    ``lock_wait`` bounds, in seconds, the wait for another session holding the migration
+    lock (None: no bound); then :class:`MigrationLockTimeout` names that session.
     """
 
     def say(message: str) -> None:
@@ -272,14 +387,12 @@ def migrate(
     applied_now: list[str] = []
 
     with psycopg.connect(conninfo, autocommit=True) as conn:
+        say(f"migrating {describe_database(conn)}")
         # Refuse a bad lock_timeout before waiting or changing anything.
         with conn.transaction():
             conn.execute("SELECT pg_catalog.set_config('lock_timeout', %s, true)", (lock_timeout,))
 
-        row = conn.execute("SELECT pg_catalog.pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()
-        if not (row and row[0]):
-            say("another migration is running on this database; waiting for it to finish")
-            conn.execute("SELECT pg_catalog.pg_advisory_lock(%s)", (LOCK_KEY,))
+        _take_lock(conn, lock_wait, say)
         try:
             _ensure_bookkeeping(conn)
             applied = _read_applied(conn)
@@ -304,3 +417,98 @@ def migrate(
             # unlock hide the error that brought us here.
             with contextlib.suppress(psycopg.Error):
                 conn.execute("SELECT pg_catalog.pg_advisory_unlock(%s)", (LOCK_KEY,))
+
+
+MigrationState = Literal["applied", "pending", "changed", "unknown"]
+
+
+@dataclass(frozen=True)
+class MigrationStatus:
+    """One migration as :func:`migration_status` sees it.
+
+    ``applied``: recorded and unchanged; ``pending``: not yet applied; ``changed``:
+    applied, but the file's checksum differs from the recorded one; ``unknown``:
+    recorded in the database, with no such file in the directory.
+    """
+
+    number: int
+    name: str
+    state: MigrationState
+    checksum: str | None
+    """sha256 of the file now (None for ``unknown``)."""
+    recorded_checksum: str | None
+    """sha256 recorded when it was applied (None for ``pending``)."""
+    applied_at: datetime.datetime | None
+
+
+def migration_status(
+    conninfo: str, directory: Path | None = None
+) -> tuple[str, list[MigrationStatus]]:
+    """``(database description, every migration in order)``; reads, changes nothing."""
+    migrations = load_migrations(directory)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        database = describe_database(conn)
+        recorded: dict[int, tuple[str, str, datetime.datetime]] = {}
+        if _bookkeeping_exists(conn):
+            for number, name, checksum, applied_at in conn.execute(
+                "SELECT number, name, checksum, applied_at"
+                " FROM pgportfolio_meta.schema_migrations ORDER BY number"
+            ):
+                recorded[int(number)] = (str(name), str(checksum), applied_at)
+    out: list[MigrationStatus] = []
+    for m in migrations:
+        row = recorded.pop(m.number, None)
+        if row is None:
+            out.append(MigrationStatus(m.number, m.name, "pending", m.checksum, None, None))
+            continue
+        name, checksum, applied_at = row
+        if name != m.name:  # the file with this number was renamed: both are listed
+            out.append(MigrationStatus(m.number, name, "unknown", None, checksum, applied_at))
+            out.append(MigrationStatus(m.number, m.name, "pending", m.checksum, None, None))
+            continue
+        state: MigrationState = "applied" if checksum == m.checksum else "changed"
+        out.append(MigrationStatus(m.number, m.name, state, m.checksum, checksum, applied_at))
+    for number, (name, checksum, applied_at) in sorted(recorded.items()):
+        out.append(MigrationStatus(number, name, "unknown", None, checksum, applied_at))
+    return database, out
+
+
+def pending_sql(
+    conninfo: str, directory: Path | None = None, *, lock_timeout: str = "5s"
+) -> tuple[str, list[str], str]:
+    """``(database description, pending names, script)``: the SQL :func:`migrate` would
+    run on this database now, one transaction per migration, without running it.
+
+    Raises what :func:`migrate` would raise for an edited or unknown applied migration.
+    """
+    directory = migrations_dir() if directory is None else directory
+    migrations = load_migrations(directory)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        database = describe_database(conn)
+        has_bookkeeping = _bookkeeping_exists(conn)
+        applied = _read_applied(conn) if has_bookkeeping else []
+        _check_applied(applied, migrations, directory)
+        pending = migrations[len(applied) :]
+        parts = [
+            f"-- pgportfolio migrate for {database}: {len(pending)} pending migration(s).",
+            f"-- It holds advisory lock {LOCK_KEY} (pg_advisory_lock) while it runs these.",
+        ]
+        if not has_bookkeeping:
+            parts += ["", "-- bookkeeping", "BEGIN;", *(f"{s};" for s in _BOOKKEEPING_DDL)]
+            parts.append("COMMIT;")
+        for m in pending:
+            script = m.path.read_text(encoding="utf-8")
+            record = sql.SQL(_RECORD).format(number=m.number, name=m.name, checksum=m.checksum)
+            set_timeout = sql.SQL(_SET_LOCK_TIMEOUT).format(lock_timeout=lock_timeout)
+            parts += [
+                "",
+                f"-- {m.name} (sha256 {m.checksum})",
+                "BEGIN;",
+                f"{set_timeout.as_string(conn)};",
+                f"{record.as_string(conn)};",
+                script.rstrip("\n"),
+                "COMMIT;",
+                "RESET ROLE;",
+                "RESET ALL;",
+            ]
+    return database, [m.name for m in pending], "\n".join(parts) + "\n"

@@ -2,8 +2,11 @@
 
 Memory is bounded whatever the load: latencies go into fixed log-scale buckets (about 2%
 relative error), counters are keyed by operation and error class, never by portfolio.
-``print_report`` prints a table, ``snapshot`` returns plain data, and
-``prometheus_collector`` exports the same numbers through prometheus-client.
+
+This module only records and reads. ``snapshot()`` returns plain data and ``histograms()``
+copies of the latency histograms; the readers build on those and this module imports
+none of them: ``pgportfolio.report.print_report(monitor)`` prints the report and
+``pgportfolio.prometheus.MonitorCollector(monitor)`` exports the numbers to Prometheus.
 """
 
 from __future__ import annotations
@@ -22,25 +25,6 @@ from typing import Any
 _RATIO = 1.02
 BUCKET_BOUNDS: tuple[float, ...] = tuple(
     1e-6 * _RATIO**i for i in range(int(math.log(120 / 1e-6) / math.log(_RATIO)) + 2)
-)
-# The coarser buckets exported to Prometheus (seconds).
-PROMETHEUS_BUCKETS: tuple[float, ...] = (
-    0.0001,
-    0.00025,
-    0.0005,
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
 )
 
 
@@ -113,6 +97,16 @@ class _LockStats:
     contended: int = 0
     timeouts: int = 0
     wait: LatencyHistogram = field(default_factory=LatencyHistogram)
+
+
+@dataclass(frozen=True)
+class Histograms:
+    """Copies of a monitor's histograms, taken together under its guard."""
+
+    operations: dict[str, LatencyHistogram]
+    """Call latency by operation name."""
+    locks: dict[str, LatencyHistogram]
+    """In-process wait by lock name (``"portfolio"``, ``"coalescer"``, your own)."""
 
 
 class Monitor:
@@ -266,23 +260,13 @@ class Monitor:
         data["pools"] = {name: dict(get()) for name, get in pools.items()}
         return data
 
-    def print_report(self, console: Any = None) -> None:
-        """A readable table on the terminal (rich)."""
-        from pgportfolio.report import print_monitor_report
-
-        print_monitor_report(self.snapshot(), console=console)
-
-    def prometheus_collector(self) -> Any:
-        from pgportfolio.prometheus import MonitorCollector
-
-        return MonitorCollector(self)
-
-    def _histograms(self) -> tuple[dict[str, LatencyHistogram], dict[str, LatencyHistogram]]:
-        """Copies of the histograms, for the Prometheus collector."""
+    def histograms(self) -> Histograms:
+        """Copies of the latency histograms (the snapshot has only their summaries)."""
         with self._guard:
-            ops = {n: _copy(s.latency) for n, s in self._operations.items()}
-            locks = {n: _copy(s.wait) for n, s in self._locks.items()}
-        return ops, locks
+            return Histograms(
+                operations={n: _copy(s.latency) for n, s in sorted(self._operations.items())},
+                locks={n: _copy(s.wait) for n, s in sorted(self._locks.items())},
+            )
 
 
 def _copy(h: LatencyHistogram) -> LatencyHistogram:

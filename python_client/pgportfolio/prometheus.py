@@ -1,14 +1,14 @@
 """Prometheus export of a ``Monitor`` through prometheus-client.
 
-Names follow Prometheus conventions: a ``pgportfolio_`` prefix, ``_total`` counters and
-``_seconds`` histograms. Register the collector on a registry of your own, or call
-``start_metrics_server`` for an HTTP endpoint.
+It reads the monitor's public ``snapshot()`` and ``histograms()``; the monitor does not
+know this module. Names follow Prometheus conventions: a ``pgportfolio_`` prefix,
+``_total`` counters and ``_seconds`` histograms. Register the collector on a registry of
+your own, or call ``start_metrics_server`` for an HTTP endpoint.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import (
@@ -19,10 +19,27 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from pgportfolio.monitor import PROMETHEUS_BUCKETS, LatencyHistogram
+from pgportfolio.monitor import LatencyHistogram, Monitor
 
-if TYPE_CHECKING:
-    from pgportfolio.monitor import Monitor
+# The coarser buckets exported to Prometheus (seconds).
+PROMETHEUS_BUCKETS: tuple[float, ...] = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
 
 
 def _histogram_buckets(h: LatencyHistogram) -> list[tuple[str, float]]:
@@ -35,12 +52,14 @@ def _histogram_buckets(h: LatencyHistogram) -> list[tuple[str, float]]:
 
 
 class MonitorCollector(Collector):
+    """Reads the monitor's public ``snapshot()`` and ``histograms()`` at each scrape."""
+
     def __init__(self, monitor: Monitor) -> None:
         self.monitor = monitor
 
     def collect(self) -> Iterator[Metric]:
         snap = self.monitor.snapshot()
-        op_hists, lock_hists = self.monitor._histograms()
+        histograms = self.monitor.histograms()
 
         calls = CounterMetricFamily(
             "pgportfolio_operations",
@@ -58,7 +77,7 @@ class MonitorCollector(Collector):
             "Client operation latency.",
             labels=["operation"],
         )
-        for name, h in sorted(op_hists.items()):
+        for name, h in histograms.operations.items():
             duration.add_metric([name], _histogram_buckets(h), sum_value=h.total)
         yield duration
 
@@ -84,7 +103,7 @@ class MonitorCollector(Collector):
             "Time spent waiting for in-process locks.",
             labels=["lock"],
         )
-        for name, h in sorted(lock_hists.items()):
+        for name, h in histograms.locks.items():
             wait.add_metric([name], _histogram_buckets(h), sum_value=h.total)
         yield wait
 

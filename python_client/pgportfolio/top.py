@@ -2,13 +2,18 @@
 
 Refreshed every second: lock waits (the lock_waits view), the busiest portfolios with
 event rates from their version deltas, and what the server's sessions wait for. Needs
-only the analyst role.
+only the analyst role. On a terminal, ``q`` quits.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import select
+import sys
 import time
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TextIO
 
 import psycopg
 from rich.console import Group
@@ -27,7 +32,7 @@ class TopView:
     def _rows(self, name: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         return self.conn.execute(query(name), params or {}).fetchall()
 
-    def render(self) -> Group:
+    def render(self, footer: str = "") -> Group:
         now = time.monotonic()
         portfolios = Table(title="busiest portfolios", title_justify="left")
         for column in ("portfolio", "name", "version", "events/s", "updated"):
@@ -69,17 +74,72 @@ class TopView:
         for state, kind, event, sessions in self._rows("server_wait_events"):
             events.add_row(str(state), kind, event, str(sessions))
         return Group(
-            f"events/s (top {len(rated)} portfolios): {total:.1f}", portfolios, waits, events
+            f"events/s (top {len(rated)} portfolios): {total:.1f}{footer}",
+            portfolios,
+            waits,
+            events,
         )
 
 
-def run_top(dsn: str, *, interval: float = 1.0, iterations: int | None = None) -> int:
+@contextlib.contextmanager
+def _quit_key(stream: TextIO) -> Iterator[Callable[[float], bool] | None]:
+    """On a terminal: a function that waits up to its argument in seconds and says
+    whether ``q`` was pressed. Keys arrive one by one (cbreak mode: no Enter needed,
+    Ctrl-C still interrupts) and the terminal is restored afterwards. Elsewhere: None."""
+    try:
+        import termios
+        import tty
+    except ImportError:  # not POSIX: Ctrl-C is the way out
+        yield None
+        return
+    if not stream.isatty():
+        yield None
+        return
+    fd = stream.fileno()
+    saved = termios.tcgetattr(fd)
+    tty.setcbreak(fd)
+
+    def pressed_q(timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            ready, _, _ = select.select([fd], [], [], remaining)
+            if ready and b"q" in os.read(fd, 64).lower():
+                return True
+        return False
+
+    try:
+        yield pressed_q
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+
+def run_top(
+    dsn: str,
+    *,
+    interval: float = 1.0,
+    iterations: int | None = None,
+    keys: TextIO | None = None,
+) -> int:
+    """Refresh every ``interval`` seconds, ``iterations`` times (default: until ``q``
+    on a terminal, or Ctrl-C). ``keys`` is where ``q`` is read (default: stdin)."""
+    if not interval > 0:
+        raise ValueError(f"interval must be positive, not {interval}")
+    if iterations is not None and iterations < 1:
+        raise ValueError(f"iterations must be positive, not {iterations}")
     with psycopg.connect(dsn, autocommit=True) as conn:
         view = TopView(conn)
-        with Live(view.render(), refresh_per_second=4, screen=iterations is None) as live:
-            count = 0
-            while iterations is None or count < iterations:
-                time.sleep(interval)
-                live.update(view.render())
-                count += 1
+        with _quit_key(keys or sys.stdin) as pressed_q:
+            footer = "   (q quits)" if pressed_q else ""
+            # The first render runs before the screen is taken, so that an error (no
+            # schema, no privilege) is printed on the normal screen.
+            first = view.render(footer)
+            with Live(first, refresh_per_second=4, screen=iterations is None) as live:
+                count = 0
+                while iterations is None or count < iterations:
+                    if pressed_q is None:
+                        time.sleep(interval)
+                    elif pressed_q(interval):
+                        break
+                    live.update(view.render(footer))
+                    count += 1
     return 0
