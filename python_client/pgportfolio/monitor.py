@@ -260,6 +260,13 @@ class Monitor:
         data["pools"] = {name: dict(get()) for name, get in pools.items()}
         return data
 
+    def print_report(self) -> None:
+        """Print the report to stdout (the seed's monitoring example). The report module
+        reads only ``snapshot()``: it does not import this one."""
+        from pgportfolio.report import print_monitor_report
+
+        print_monitor_report(self.snapshot())
+
     def histograms(self) -> Histograms:
         """Copies of the latency histograms (the snapshot has only their summaries)."""
         with self._guard:

@@ -10,7 +10,6 @@ from decimal import Decimal
 
 from pgportfolio.errors import InvalidInput
 
-
 _ACCEPTED = "Money and quantities are a decimal.Decimal or an int"
 
 

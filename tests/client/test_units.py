@@ -183,7 +183,7 @@ def test_monitor_counts_and_report(capsys: pytest.CaptureFixture[str]) -> None:
     m.print_report()
     out = capsys.readouterr().out
     assert "apply_fill" in out
-    assert "contention 50.00%" in out
+    assert "per-portfolio in-process lock: 50.00% of 2 acquisitions waited" in out
 
 
 def test_global_monitor_report() -> None:
