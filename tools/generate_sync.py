@@ -29,6 +29,7 @@ REPLACEMENTS = {
     "AsyncPositionManager": "PositionManager",
     "AsyncLockRegistry": "LockRegistry",
     "AsyncTransport": "Transport",
+    "AsyncLedgerCalls": "LedgerCalls",
     "AsyncCoalescer": "Coalescer",
     "AsyncMonitoredLock": "MonitoredLock",
     "AsyncConnectionPool": "ConnectionPool",

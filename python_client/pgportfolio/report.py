@@ -10,14 +10,19 @@ import it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
 
-if TYPE_CHECKING:
-    from pgportfolio.monitor import Monitor
+
+class HasSnapshot(Protocol):
+    """What the report reads of a monitor: its public snapshot (so this module need not
+    import the monitor, which calls it for the seed's ``monitor.print_report()``)."""
+
+    def snapshot(self) -> dict[str, Any]: ...
+
 
 __all__ = ["print_monitor_report", "print_report", "print_table", "wait_summaries"]
 
@@ -84,7 +89,7 @@ def wait_summaries(snapshot: dict[str, Any]) -> list[str]:
     return lines or ["in-process waits: none recorded"]
 
 
-def print_report(monitor: Monitor, console: Console | None = None) -> None:
+def print_report(monitor: HasSnapshot, console: Console | None = None) -> None:
     """The report of ``monitor`` (see :func:`print_monitor_report`)."""
     print_monitor_report(monitor.snapshot(), console)
 

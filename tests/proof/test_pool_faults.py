@@ -442,10 +442,12 @@ async def test_exhausted_pool_times_out_then_recovers(kind: str, cluster: LocalC
                 "SELECT 1 FROM pgportfolio.portfolios WHERE portfolio_id = ANY(%s) FOR UPDATE",
                 (pids[:2],),
             )
-            blocked = [
-                asyncio.ensure_future(driver.deposit(pid, f"blocked-{pid}")) for pid in pids[:2]
-            ]
-            await _wait_for_lock_waiters(cluster, 2)
+            # One after the other, so that each waits on its own connection (started
+            # together, a coalescing client would send both in one batch).
+            blocked = []
+            for waiting, pid in enumerate(pids[:2], start=1):
+                blocked.append(asyncio.ensure_future(driver.deposit(pid, f"blocked-{pid}")))
+                await _wait_for_lock_waiters(cluster, waiting)
             starved_b = await driver.deposit(pids[2], "starved-b")
         assert isinstance(starved_b.error, ConnectionUnavailable), starved_b.describe()
         assert starved_b.error.pool_timeout

@@ -5,20 +5,105 @@ from __future__ import annotations
 
 import dataclasses
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from pgportfolio.models import MutationResult, PortfolioSnapshot, PositionRequest, PositionSnapshot
 from pgportfolio.operations import Order
 from pgportfolio.values import as_decimal
 
-if TYPE_CHECKING:  # the client makes handles; a handle only calls it
-    from pgportfolio._async.client import AsyncPortfolioClient
+Amount = Decimal | int
+
+
+class AsyncLedgerCalls(Protocol):
+    """The client's calls that a handle uses. The client makes handles, so this module
+    names what it needs instead of importing the client."""
+
+    async def get_portfolio(self, portfolio_id: int) -> PortfolioSnapshot: ...
+
+    async def apply_fill(
+        self,
+        portfolio_id: int,
+        symbol: str,
+        quantity: Amount,
+        price: Amount,
+        *,
+        fee: Amount = 0,
+        request_id: str | None = None,
+        expected_version: int | None = None,
+    ) -> MutationResult: ...
+
+    async def open_position(
+        self,
+        portfolio_id: int,
+        symbol: str,
+        quantity: Amount,
+        price: Amount,
+        *,
+        fee: Amount = 0,
+        request_id: str | None = None,
+        expected_version: int | None = None,
+    ) -> MutationResult: ...
+
+    async def add_to_position(
+        self,
+        portfolio_id: int,
+        symbol: str,
+        quantity: Amount,
+        price: Amount,
+        *,
+        fee: Amount = 0,
+        request_id: str | None = None,
+        expected_version: int | None = None,
+    ) -> MutationResult: ...
+
+    async def reduce_position(
+        self,
+        portfolio_id: int,
+        symbol: str,
+        quantity: Amount,
+        price: Amount,
+        *,
+        fee: Amount = 0,
+        request_id: str | None = None,
+        expected_version: int | None = None,
+    ) -> MutationResult: ...
+
+    async def close_position(
+        self,
+        portfolio_id: int,
+        symbol: str,
+        price: Amount,
+        *,
+        fee: Amount = 0,
+        request_id: str | None = None,
+        expected_version: int | None = None,
+    ) -> MutationResult: ...
+
+    async def update_market_price(self, symbol: str, price: Amount) -> None: ...
+
+    async def deposit_cash(
+        self,
+        portfolio_id: int,
+        amount: Amount,
+        *,
+        request_id: str | None = None,
+        expected_version: int | None = None,
+    ) -> MutationResult: ...
+
+    async def withdraw_cash(
+        self,
+        portfolio_id: int,
+        amount: Amount,
+        *,
+        request_id: str | None = None,
+        expected_version: int | None = None,
+    ) -> MutationResult: ...
 
 
 class AsyncPortfolio:
     """One portfolio, in the seed's object style."""
 
-    def __init__(self, client: AsyncPortfolioClient, portfolio_id: int) -> None:
+    def __init__(self, client: AsyncLedgerCalls, portfolio_id: int) -> None:
         self.client = client
         self.portfolio_id = portfolio_id
 
@@ -77,7 +162,7 @@ class AsyncPortfolio:
 class AsyncPositionManager:
     """The seed's position-manager names on top of the client."""
 
-    def __init__(self, client: AsyncPortfolioClient) -> None:
+    def __init__(self, client: AsyncLedgerCalls) -> None:
         self.client = client
 
     async def _position(self, portfolio_id: int, symbol: str) -> PositionSnapshot | None:
