@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 # demo and bench without --dsn: no throwaway server of the kind asked for could be had
@@ -26,42 +25,19 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-@contextlib.contextmanager
-def _no_server_exits(command: str) -> Iterator[None]:
-    from pgportfolio.servers import NoServerAvailable
-
-    try:
-        yield
-    except NoServerAvailable as exc:  # its message names the install that gives one
-        print(f"pgportfolio {command}: {exc}", file=sys.stderr)
-
-
-def _add_server_option(command: argparse.ArgumentParser) -> None:
-    command.add_argument(
-        "--server",
-        choices=("auto", "docker", "local", "embedded"),
-        default="auto",
-        help="the throwaway server when there is no --dsn: docker (testcontainers), local "
-        "(this machine's PostgreSQL binaries), embedded (the pgportfolio[embedded] wheel); "
-        f"auto: the first available in that order. Exit {EXIT_NO_SERVER} if none is",
-    )
-
-
 def _cmd_demo(args: argparse.Namespace) -> int:
     from pgportfolio.demo import DemoSettings, run_demo
 
-    with _no_server_exits("demo"):
-        return run_demo(
-            DemoSettings(
-                dsn=args.dsn,
-                traders=args.traders,
-                portfolios=args.portfolios,
-                duration=args.duration,
-                seed=args.seed,
-                server=args.server,
-            )
+    return run_demo(
+        DemoSettings(
+            dsn=args.dsn,
+            traders=args.traders,
+            portfolios=args.portfolios,
+            duration=args.duration,
+            seed=args.seed,
+            server=args.server,
         )
-    return EXIT_NO_SERVER
+    )
 
 
 def _cmd_top(args: argparse.Namespace) -> int:
@@ -78,24 +54,48 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"pgportfolio bench: {exc}", file=sys.stderr)
         return 2
-    with _no_server_exits("bench"):
-        return run_bench(
-            BenchSettings(
-                dsn=args.dsn,
-                scenarios=scenarios,
-                duration=args.duration,
-                traders=args.traders,
-                batch=args.batch,
-                connections=args.connections,
-                quick=args.quick,
-                soak_fills=args.soak_fills,
-                json_path=Path(args.json) if args.json else None,
-                plot_path=Path(args.plot) if args.plot else None,
-                seed=args.seed,
-                server=args.server,
-            )
+    return run_bench(
+        BenchSettings(
+            dsn=args.dsn,
+            scenarios=scenarios,
+            duration=args.duration,
+            traders=args.traders,
+            batch=args.batch,
+            connections=args.connections,
+            quick=args.quick,
+            soak_fills=args.soak_fills,
+            json_path=Path(args.json) if args.json else None,
+            plot_path=Path(args.plot) if args.plot else None,
+            seed=args.seed,
+            server=args.server,
         )
-    return EXIT_NO_SERVER
+    )
+
+
+def _add_server_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--server",
+        choices=("auto", "docker", "local", "embedded"),
+        default="auto",
+        help="the throwaway server when there is no --dsn: docker (testcontainers), local "
+        "(this machine's PostgreSQL binaries), embedded (the pgportfolio[embedded] wheel); "
+        f"auto: the first available in that order. Exit {EXIT_NO_SERVER} if none is",
+    )
+
+
+def _exits_if_no_server(
+    name: str, handler: Callable[[argparse.Namespace], int]
+) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        from pgportfolio.servers import NoServerAvailable
+
+        try:
+            return handler(args)
+        except NoServerAvailable as exc:  # its message names the install that gives one
+            print(f"pgportfolio {name}: {exc}", file=sys.stderr)
+            return EXIT_NO_SERVER
+
+    return run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--duration", type=float, default=20.0, help="seconds of trading")
     demo.add_argument("--seed", type=int, default=1)
     _add_server_option(demo)
-    demo.set_defaults(handler=_cmd_demo)
+    demo.set_defaults(handler=_exits_if_no_server("demo", _cmd_demo))
 
     top = commands.add_parser("top", help="live lock waits, busy portfolios and wait events")
     top.add_argument("--dsn", default="", help="default: the standard PG* environment variables")
@@ -177,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--seed", type=int, default=1)
     _add_server_option(bench)
-    bench.set_defaults(handler=_cmd_bench)
+    bench.set_defaults(handler=_exits_if_no_server("bench", _cmd_bench))
     return parser
 
 
