@@ -538,11 +538,23 @@ async def test_restart_during_calls(kind: str, cluster: LocalCluster, proof_seed
         stop = asyncio.Event()
         stream = asyncio.ensure_future(_stream(driver, pids, stop, "s"))
         restarts: list[str] = []
-        for mode in ("fast", "immediate"):
+        for n, mode in enumerate(("fast", "immediate")):
             await asyncio.sleep(rng.uniform(0.2, 0.6))
+            # A call that is surely in flight at the restart: another session holds one
+            # portfolio's row, so a deposit waits on it inside the server (without it,
+            # whether a short call was on the wire at that instant is luck).
+            holder = _admin(cluster)
+            holder.execute("BEGIN")
+            holder.execute(
+                "SELECT 1 FROM pgportfolio.portfolios WHERE portfolio_id = %s FOR UPDATE",
+                (pids[n],),
+            )
+            await _wait_for_lock_waiters(cluster, 1)
             started = time.monotonic()
             await asyncio.to_thread(cluster.restart, mode)
             restarts.append(f"{mode} {time.monotonic() - started:.2f}s")
+            with contextlib.suppress(psycopg.Error):
+                holder.close()  # the restart ended its session
         await asyncio.sleep(0.5)
         stop.set()
         streamed = await stream
