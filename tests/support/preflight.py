@@ -30,6 +30,7 @@ from pgportfolio.servers import (
     NoServerAvailable,
     choose_provider,
     docker_available,
+    find_embedded_bindir,
     find_local_bindir,
 )
 
@@ -211,7 +212,10 @@ def facts_source(environ: Mapping[str, str]) -> Callable[[], ServerFacts | None]
     """How to learn about the server the suite will use, chosen as the suite chooses it."""
     try:
         kind = choose_provider(
-            environ, docker_available=docker_available, local_bindir=find_local_bindir
+            environ,
+            docker_available=docker_available,
+            local_bindir=find_local_bindir,
+            embedded_bindir=find_embedded_bindir,
         )
     except NoServerAvailable as exc:
         raise pytest.UsageError(str(exc)) from exc
