@@ -1,6 +1,8 @@
 -- Append-only log of every successful mutation. Each row records the portfolio
 -- version it produced and the state right after it, so that verify_portfolio can
 -- rebuild the portfolio and an idempotent replay can return the original result.
+-- chain_hash links each event to the one before it in its portfolio (see
+-- events_chain below), so that an edit made behind the triggers' back shows.
 CREATE TABLE pgportfolio.events (
     portfolio_id bigint NOT NULL REFERENCES pgportfolio.portfolios (portfolio_id),
     portfolio_version bigint NOT NULL,
@@ -20,6 +22,7 @@ CREATE TABLE pgportfolio.events (
     request_args jsonb,
     acting_role name NOT NULL,
     created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    chain_hash bytea NOT NULL,
     CONSTRAINT events_pkey PRIMARY KEY (portfolio_id, portfolio_version),
     CONSTRAINT events_request_id_key UNIQUE (portfolio_id, request_id),
     CONSTRAINT events_kind_valid CHECK (
@@ -49,6 +52,8 @@ CREATE TABLE pgportfolio.events (
 
 COMMENT ON TABLE pgportfolio.events IS
 'Append-only log of every successful mutation. Read event_log instead.';
+COMMENT ON COLUMN pgportfolio.events.chain_hash IS
+'sha256(previous event''s chain_hash || _event_canonical_text(this event)); see events_chain.';
 
 -- The log is evidence: refuse to change or remove what is in it, whoever asks.
 CREATE FUNCTION pgportfolio.events_refuse_change() RETURNS trigger
@@ -68,3 +73,57 @@ FOR EACH ROW EXECUTE FUNCTION pgportfolio.events_refuse_change();
 CREATE TRIGGER events_no_truncate
 BEFORE TRUNCATE ON pgportfolio.events
 FOR EACH STATEMENT EXECUTE FUNCTION pgportfolio.events_refuse_change();
+
+-- The text an event's hash covers: every column but the hash, as a JSON array, in table
+-- order. created_at as seconds since the epoch (exact to the microsecond), so that the
+-- text depends on no session setting (TimeZone, DateStyle); numbers keep their scale.
+CREATE FUNCTION pgportfolio._event_canonical_text(p_event pgportfolio.events)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_build_array(
+        (p_event).portfolio_id, (p_event).portfolio_version, (p_event).kind, (p_event).operation,
+        (p_event).symbol, (p_event).quantity, (p_event).price, (p_event).fee, (p_event).amount,
+        (p_event).cash_delta, (p_event).realized_pnl, (p_event).cash_balance, (p_event).position_quantity,
+        (p_event).position_cost_basis, (p_event).request_id, (p_event).request_args, (p_event).acting_role,
+        extract(EPOCH FROM (p_event).created_at)
+    )::text;
+$$;
+
+-- chain_hash = sha256(chain_hash of the portfolio's previous event (empty for version 1)
+-- || UTF-8 of _event_canonical_text). Computed here, for every insert path at once, and
+-- whatever hash the insert supplied is replaced. Rows inserted earlier by the same
+-- statement (apply_fills writes a batch in one INSERT, in version order) are visible.
+CREATE FUNCTION pgportfolio.events_chain() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_previous bytea := ''::bytea;
+BEGIN
+    IF NEW.portfolio_version > 1 THEN
+        SELECT e.chain_hash INTO v_previous
+        FROM pgportfolio.events AS e
+        WHERE e.portfolio_id = NEW.portfolio_id AND e.portfolio_version = NEW.portfolio_version - 1;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'event % of portfolio % has no previous event', NEW.portfolio_version, NEW.portfolio_id
+                USING ERRCODE = '23514', HINT = 'Events are inserted in version order.';
+        END IF;
+    END IF;
+    NEW.chain_hash := sha256(v_previous || convert_to(pgportfolio._event_canonical_text(NEW), 'UTF8'));
+    RETURN NEW;
+END;
+$$;
+
+CREATE TRIGGER events_chain
+BEFORE INSERT ON pgportfolio.events
+FOR EACH ROW EXECUTE FUNCTION pgportfolio.events_chain();
+
+-- ALWAYS: the triggers fire under session_replication_role = replica too, which a
+-- superuser (or a role granted that setting) could otherwise use to skip them. The
+-- table's owner can still ALTER TABLE ... DISABLE TRIGGER; chain_hash makes what it then
+-- changes visible to verify_portfolio (see docs/sql-api.md, "Event log integrity").
+ALTER TABLE pgportfolio.events ENABLE ALWAYS TRIGGER events_append_only;
+ALTER TABLE pgportfolio.events ENABLE ALWAYS TRIGGER events_no_truncate;
+ALTER TABLE pgportfolio.events ENABLE ALWAYS TRIGGER events_chain;
