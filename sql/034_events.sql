@@ -53,7 +53,7 @@ CREATE TABLE pgportfolio.events (
 COMMENT ON TABLE pgportfolio.events IS
 'Append-only log of every successful mutation. Read event_log instead.';
 COMMENT ON COLUMN pgportfolio.events.chain_hash IS
-'sha256(previous event''s chain_hash || _event_canonical_text(this event)); see events_chain.';
+'sha256(previous event''s chain_hash || canonical text of this event); see events_chain.';
 
 -- The log is evidence: refuse to change or remove what is in it, whoever asks.
 CREATE FUNCTION pgportfolio.events_refuse_change() RETURNS trigger
@@ -74,26 +74,16 @@ CREATE TRIGGER events_no_truncate
 BEFORE TRUNCATE ON pgportfolio.events
 FOR EACH STATEMENT EXECUTE FUNCTION pgportfolio.events_refuse_change();
 
--- The text an event's hash covers: every column but the hash, as a JSON array, in table
--- order. created_at as seconds since the epoch (exact to the microsecond), so that the
--- text depends on no session setting (TimeZone, DateStyle); numbers keep their scale.
-CREATE FUNCTION pgportfolio._event_canonical_text(p_event pgportfolio.events)
-RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT jsonb_build_array(
-        (p_event).portfolio_id, (p_event).portfolio_version, (p_event).kind, (p_event).operation,
-        (p_event).symbol, (p_event).quantity, (p_event).price, (p_event).fee, (p_event).amount,
-        (p_event).cash_delta, (p_event).realized_pnl, (p_event).cash_balance, (p_event).position_quantity,
-        (p_event).position_cost_basis, (p_event).request_id, (p_event).request_args, (p_event).acting_role,
-        extract(EPOCH FROM (p_event).created_at)
-    )::text;
-$$;
-
 -- chain_hash = sha256(chain_hash of the portfolio's previous event (empty for version 1)
--- || UTF-8 of _event_canonical_text). Computed here, for every insert path at once, and
--- whatever hash the insert supplied is replaced. Rows inserted earlier by the same
+-- || UTF-8 of the event's canonical text). The canonical text is every column but the
+-- hash, as a JSON array in table order, with created_at as seconds since the epoch (exact
+-- to the microsecond) so that it depends on no session setting (TimeZone, DateStyle);
+-- numbers keep their scale. verify_portfolio writes the same expression: written out in
+-- both rather than in a shared SQL function, whose call cost per event was measured at
+-- several microseconds (a shared function could only be inlined without a pinned
+-- search_path). If the two ever differed, every healthy portfolio would fail
+-- event_hash_chain, which the tests verify. Computed here, for every insert path at once,
+-- and whatever hash the insert supplied is replaced. Rows inserted earlier by the same
 -- statement (apply_fills writes a batch in one INSERT, in version order) are visible.
 CREATE FUNCTION pgportfolio.events_chain() RETURNS trigger
 LANGUAGE plpgsql
@@ -111,7 +101,11 @@ BEGIN
                 USING ERRCODE = '23514', HINT = 'Events are inserted in version order.';
         END IF;
     END IF;
-    NEW.chain_hash := sha256(v_previous || convert_to(pgportfolio._event_canonical_text(NEW), 'UTF8'));
+    NEW.chain_hash := sha256(v_previous || convert_to(jsonb_build_array(
+        NEW.portfolio_id, NEW.portfolio_version, NEW.kind, NEW.operation, NEW.symbol, NEW.quantity, NEW.price,
+        NEW.fee, NEW.amount, NEW.cash_delta, NEW.realized_pnl, NEW.cash_balance, NEW.position_quantity,
+        NEW.position_cost_basis, NEW.request_id, NEW.request_args, NEW.acting_role, extract(EPOCH FROM NEW.created_at)
+    )::text, 'UTF8'));
     RETURN NEW;
 END;
 $$;

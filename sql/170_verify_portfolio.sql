@@ -27,14 +27,19 @@ BEGIN
             coalesce(
                 lag(e.position_cost_basis) OVER (PARTITION BY e.symbol ORDER BY e.portfolio_version), 0
             ) AS basis_before,
-            -- The hash this event must carry, given the one stored before it (see events_chain).
+            -- The hash this event must carry, given the one stored before it: the same
+            -- expression as the events_chain trigger's (034_events.sql).
             sha256(
                 CASE
                     WHEN e.portfolio_version = 1 THEN ''::bytea
                     WHEN lag(e.portfolio_version) OVER (ORDER BY e.portfolio_version) = e.portfolio_version - 1
                         THEN lag(e.chain_hash) OVER (ORDER BY e.portfolio_version)
                 END
-                || convert_to(pgportfolio._event_canonical_text(e), 'UTF8')
+                || convert_to(jsonb_build_array(
+                    e.portfolio_id, e.portfolio_version, e.kind, e.operation, e.symbol, e.quantity, e.price, e.fee,
+                    e.amount, e.cash_delta, e.realized_pnl, e.cash_balance, e.position_quantity,
+                    e.position_cost_basis, e.request_id, e.request_args, e.acting_role, extract(EPOCH FROM e.created_at)
+                )::text, 'UTF8')
             ) AS chain_hash_expected
         FROM pgportfolio.events AS e
         WHERE e.portfolio_id = p_portfolio_id

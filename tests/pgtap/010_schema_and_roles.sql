@@ -56,7 +56,7 @@ SELECT functions_are('pgportfolio', ARRAY[
     'grant_portfolio', 'open_position', 'recent_portfolios', 'reduce_position', 'revoke_portfolio',
     'server_wait_events', 'update_market_price', 'update_market_prices', 'verify_portfolio', 'withdraw_cash',
     'portfolio_version', 'event_kind_at', 'portfolio_snapshot',
-    '_refused_characters', '_event_canonical_text', 'events_chain', 'event_chain_head',
+    '_refused_characters', 'events_chain', 'event_chain_head',
     '_portfolio_lockers', 'portfolio_lock_holders'
 ], 'pgportfolio has exactly the expected functions');
 SELECT is(

@@ -228,7 +228,11 @@ BEGIN
         SELECT chain_hash INTO v_previous FROM pgportfolio.events
         WHERE portfolio_id = v_event.portfolio_id AND portfolio_version = v_event.portfolio_version - 1;
         UPDATE pgportfolio.events
-        SET chain_hash = sha256(v_previous || convert_to(pgportfolio._event_canonical_text(v_event), 'UTF8'))
+        SET chain_hash = sha256(v_previous || convert_to(jsonb_build_array(
+            v_event.portfolio_id, v_event.portfolio_version, v_event.kind, v_event.operation, v_event.symbol,
+            v_event.quantity, v_event.price, v_event.fee, v_event.amount, v_event.cash_delta, v_event.realized_pnl,
+            v_event.cash_balance, v_event.position_quantity, v_event.position_cost_basis, v_event.request_id,
+            v_event.request_args, v_event.acting_role, extract(EPOCH FROM v_event.created_at))::text, 'UTF8'))
         WHERE portfolio_id = v_event.portfolio_id AND portfolio_version = v_event.portfolio_version;
     END LOOP;
 END
