@@ -172,6 +172,8 @@ COMMENT ON TABLE pgportfolio.market_prices IS 'Latest market price per symbol.';
 -- Append-only log of every successful mutation. Each row records the portfolio
 -- version it produced and the state right after it, so that verify_portfolio can
 -- rebuild the portfolio and an idempotent replay can return the original result.
+-- chain_hash links each event to the one before it in its portfolio (see
+-- events_chain below), so that an edit made behind the triggers' back shows.
 CREATE TABLE pgportfolio.events (
     portfolio_id bigint NOT NULL REFERENCES pgportfolio.portfolios (portfolio_id),
     portfolio_version bigint NOT NULL,
@@ -191,6 +193,7 @@ CREATE TABLE pgportfolio.events (
     request_args jsonb,
     acting_role name NOT NULL,
     created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    chain_hash bytea NOT NULL,
     CONSTRAINT events_pkey PRIMARY KEY (portfolio_id, portfolio_version),
     CONSTRAINT events_request_id_key UNIQUE (portfolio_id, request_id),
     CONSTRAINT events_kind_valid CHECK (
@@ -220,6 +223,8 @@ CREATE TABLE pgportfolio.events (
 
 COMMENT ON TABLE pgportfolio.events IS
 'Append-only log of every successful mutation. Read event_log instead.';
+COMMENT ON COLUMN pgportfolio.events.chain_hash IS
+'sha256(previous event''s chain_hash || canonical text of this event); see events_chain.';
 
 -- The log is evidence: refuse to change or remove what is in it, whoever asks.
 CREATE FUNCTION pgportfolio.events_refuse_change() RETURNS trigger
@@ -239,6 +244,54 @@ FOR EACH ROW EXECUTE FUNCTION pgportfolio.events_refuse_change();
 CREATE TRIGGER events_no_truncate
 BEFORE TRUNCATE ON pgportfolio.events
 FOR EACH STATEMENT EXECUTE FUNCTION pgportfolio.events_refuse_change();
+
+-- chain_hash = sha256(chain_hash of the portfolio's previous event (empty for version 1)
+-- || UTF-8 of the event's canonical text). The canonical text is every column but the
+-- hash, as a JSON array in table order, with created_at as seconds since the epoch (exact
+-- to the microsecond) so that it depends on no session setting (TimeZone, DateStyle);
+-- numbers keep their scale. verify_portfolio writes the same expression: written out in
+-- both rather than in a shared SQL function, whose call cost per event was measured at
+-- several microseconds (a shared function could only be inlined without a pinned
+-- search_path). If the two ever differed, every healthy portfolio would fail
+-- event_hash_chain, which the tests verify. Computed here, for every insert path at once,
+-- and whatever hash the insert supplied is replaced. Rows inserted earlier by the same
+-- statement (apply_fills writes a batch in one INSERT, in version order) are visible.
+CREATE FUNCTION pgportfolio.events_chain() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_previous bytea := ''::bytea;
+BEGIN
+    IF NEW.portfolio_version > 1 THEN
+        SELECT e.chain_hash INTO v_previous
+        FROM pgportfolio.events AS e
+        WHERE e.portfolio_id = NEW.portfolio_id AND e.portfolio_version = NEW.portfolio_version - 1;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'event % of portfolio % has no previous event', NEW.portfolio_version, NEW.portfolio_id
+                USING ERRCODE = '23514', HINT = 'Events are inserted in version order.';
+        END IF;
+    END IF;
+    NEW.chain_hash := sha256(v_previous || convert_to(jsonb_build_array(
+        NEW.portfolio_id, NEW.portfolio_version, NEW.kind, NEW.operation, NEW.symbol, NEW.quantity, NEW.price,
+        NEW.fee, NEW.amount, NEW.cash_delta, NEW.realized_pnl, NEW.cash_balance, NEW.position_quantity,
+        NEW.position_cost_basis, NEW.request_id, NEW.request_args, NEW.acting_role, extract(EPOCH FROM NEW.created_at)
+    )::text, 'UTF8'));
+    RETURN NEW;
+END;
+$$;
+
+CREATE TRIGGER events_chain
+BEFORE INSERT ON pgportfolio.events
+FOR EACH ROW EXECUTE FUNCTION pgportfolio.events_chain();
+
+-- ALWAYS: the triggers fire under session_replication_role = replica too, which a
+-- superuser (or a role granted that setting) could otherwise use to skip them. The
+-- table's owner can still ALTER TABLE ... DISABLE TRIGGER; chain_hash makes what it then
+-- changes visible to verify_portfolio (see docs/sql-api.md, "Event log integrity").
+ALTER TABLE pgportfolio.events ENABLE ALWAYS TRIGGER events_append_only;
+ALTER TABLE pgportfolio.events ENABLE ALWAYS TRIGGER events_no_truncate;
+ALTER TABLE pgportfolio.events ENABLE ALWAYS TRIGGER events_chain;
 
 -- ===== sql/100_validation.sql =====
 -- Input checks shared by the mutation functions. Every failure is SQLSTATE 22023
@@ -281,8 +334,28 @@ BEGIN
 END;
 $$;
 
+-- The characters refused in names and request ids, as one regular-expression bracket:
+-- control characters, and the Unicode format characters (general category Cf: soft
+-- hyphen, zero-width space and joiners, left-to-right and right-to-left marks and
+-- overrides such as U+202E, the byte order mark, tag characters, ...). Format characters
+-- are invisible or reorder what follows, so two different names could print the same in a
+-- report. PostgreSQL's regular expressions have no Unicode category classes, so the Cf
+-- code points of Unicode 15.1 are listed; tests/proof/test_privilege_attacks.py compares
+-- the list with Python's unicodedata, code point by code point.
+CREATE FUNCTION pgportfolio._refused_characters()
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT '[[:cntrl:]\u00AD\u0600-\u0605\u061C\u06DD\u070F\u0890-\u0891\u08E2\u180E\u200B-\u200F'
+        || '\u202A-\u202E\u2060-\u2064\u2066-\u206F\uFEFF\uFFF9-\uFFFB\U000110BD\U000110CD'
+        || '\U00013430-\U0001343F\U0001BCA0-\U0001BCA3\U0001D173-\U0001D17A\U000E0001'
+        || '\U000E0020-\U000E007F]';
+$$;
+
 -- Upper-case ASCII letters, digits and . _ - / : , 1 to 32 characters. Lower case is
--- refused rather than folded, so that one instrument never has two spellings.
+-- refused rather than folded, so that one instrument never has two spellings; being
+-- ASCII, a symbol can hold no control or format character.
 CREATE FUNCTION pgportfolio._check_symbol(p_symbol text)
 RETURNS void
 LANGUAGE plpgsql IMMUTABLE
@@ -301,7 +374,7 @@ BEGIN
 END;
 $$;
 
--- A request id is opaque to us: 1 to 200 characters with no control characters.
+-- A request id is opaque to us: 1 to 200 characters, none of _refused_characters().
 CREATE FUNCTION pgportfolio._check_request(p_request_id text, p_expected_version bigint)
 RETURNS void
 LANGUAGE plpgsql IMMUTABLE
@@ -309,10 +382,10 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF p_request_id IS NOT NULL
-       AND (length(p_request_id) NOT BETWEEN 1 AND 200 OR p_request_id ~ '[[:cntrl:]]') THEN
+       AND (length(p_request_id) NOT BETWEEN 1 AND 200 OR p_request_id ~ pgportfolio._refused_characters()) THEN
         RAISE EXCEPTION 'invalid request id'
             USING ERRCODE = '22023',
-            HINT = 'A request id is 1 to 200 characters without control characters.';
+            HINT = 'A request id is 1 to 200 characters without control or format characters (such as U+202E).';
     END IF;
     IF p_expected_version IS NOT NULL AND p_expected_version < 1 THEN
         RAISE EXCEPTION 'p_expected_version must be at least 1'
@@ -328,10 +401,10 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF p_name IS NULL OR length(p_name) NOT BETWEEN 1 AND 200 OR p_name <> btrim(p_name)
-       OR p_name ~ '[[:cntrl:]]' THEN
+       OR p_name ~ pgportfolio._refused_characters() THEN
         RAISE EXCEPTION 'invalid portfolio name'
             USING ERRCODE = '22023',
-            HINT = 'A name is 1 to 200 characters, without control characters or surrounding spaces.';
+            HINT = 'A name is 1 to 200 characters, without control or format characters (such as U+202E) or surrounding spaces.';
     END IF;
     IF p_currency IS NULL OR p_currency !~ '^[A-Z]{3}$' THEN
         RAISE EXCEPTION 'invalid currency'
@@ -1122,7 +1195,7 @@ BEGIN
             ELSIF NOT coalesce(
                 f_amount[i] NOT IN ('NaN', 'Infinity', '-Infinity') AND f_amount[i] > 0
                 AND f_amount[i] < 1e15 AND min_scale(f_amount[i]) <= 8
-                AND (f_request[i] IS NULL OR (length(f_request[i]) BETWEEN 1 AND 200 AND f_request[i] !~ '[[:cntrl:]]'))
+                AND (f_request[i] IS NULL OR (length(f_request[i]) BETWEEN 1 AND 200 AND f_request[i] !~ pgportfolio._refused_characters()))
                 AND (f_expected[i] IS NULL OR f_expected[i] >= 1),
                 false
             ) THEN
@@ -1153,7 +1226,7 @@ BEGIN
             AND f_price[i] < 1e15 AND min_scale(f_price[i]) <= 8
             AND f_fee[i] NOT IN ('NaN', 'Infinity', '-Infinity') AND f_fee[i] >= 0
             AND f_fee[i] < 1e15 AND min_scale(f_fee[i]) <= 8
-            AND (f_request[i] IS NULL OR (length(f_request[i]) BETWEEN 1 AND 200 AND f_request[i] !~ '[[:cntrl:]]'))
+            AND (f_request[i] IS NULL OR (length(f_request[i]) BETWEEN 1 AND 200 AND f_request[i] !~ pgportfolio._refused_characters()))
             AND (f_expected[i] IS NULL OR f_expected[i] >= 1),
             false
         ) THEN
@@ -1402,7 +1475,8 @@ BEGIN
         IF f_operation[i] <> 'apply_fill' THEN
             v_event := ROW(
                 f_pid[i], p_version[ps], v_kind, f_operation[i], NULL, NULL, NULL, v_fee, f_amount[i], v_cash_delta,
-                v_realized, p_cash[ps], NULL, NULL, f_request[i], v_args, v_actor, now()
+                v_realized, p_cash[ps], NULL, NULL, f_request[i], v_args, v_actor, now(),
+                NULL  -- chain_hash: the events_chain trigger sets it
             );
             v_result := ROW(i, f_pid[i], p_version[ps], p_cash[ps], NULL, NULL, NULL, v_realized, false, NULL, NULL, NULL, NULL);
         ELSE
@@ -1422,7 +1496,7 @@ BEGIN
             v_event := ROW(
                 f_pid[i], p_version[ps], v_kind, 'apply_fill', f_symbol[i], f_quantity[i], f_price[i], f_fee[i],
                 NULL, v_cash_delta, v_realized, p_cash[ps], v_new_quantity, v_new_basis, f_request[i], v_args,
-                v_actor, now()
+                v_actor, now(), NULL  -- chain_hash: the events_chain trigger sets it
             );
             v_result := ROW(
                 i, f_pid[i], p_version[ps], p_cash[ps], f_symbol[i], v_new_quantity,
@@ -1660,7 +1734,21 @@ BEGIN
             sum(e.quantity) OVER (PARTITION BY e.symbol ORDER BY e.portfolio_version) AS running_quantity,
             coalesce(
                 lag(e.position_cost_basis) OVER (PARTITION BY e.symbol ORDER BY e.portfolio_version), 0
-            ) AS basis_before
+            ) AS basis_before,
+            -- The hash this event must carry, given the one stored before it: the same
+            -- expression as the events_chain trigger's (034_events.sql).
+            sha256(
+                CASE
+                    WHEN e.portfolio_version = 1 THEN ''::bytea
+                    WHEN lag(e.portfolio_version) OVER (ORDER BY e.portfolio_version) = e.portfolio_version - 1
+                        THEN lag(e.chain_hash) OVER (ORDER BY e.portfolio_version)
+                END
+                || convert_to(jsonb_build_array(
+                    e.portfolio_id, e.portfolio_version, e.kind, e.operation, e.symbol, e.quantity, e.price, e.fee,
+                    e.amount, e.cash_delta, e.realized_pnl, e.cash_balance, e.position_quantity,
+                    e.position_cost_basis, e.request_id, e.request_args, e.acting_role, extract(EPOCH FROM e.created_at)
+                )::text, 'UTF8')
+            ) AS chain_hash_expected
         FROM pgportfolio.events AS e
         WHERE e.portfolio_id = p_portfolio_id
     ),
@@ -1684,7 +1772,10 @@ BEGIN
             count(*) FILTER (
                 WHERE ev.quantity IS NOT NULL
                 AND ev.realized_pnl <> ev.cash_flow + (ev.position_cost_basis - ev.basis_before) - ev.fee
-            )::numeric AS bad_event_pnl
+            )::numeric AS bad_event_pnl,
+            count(*) FILTER (
+                WHERE ev.chain_hash IS DISTINCT FROM ev.chain_hash_expected
+            )::numeric AS bad_event_hash
         FROM ev
     ),
     rebuilt AS (
@@ -1733,6 +1824,8 @@ BEGIN
         UNION ALL
         SELECT 'event_realized_pnl', 0::numeric, t.bad_event_pnl, 'eq' FROM totals AS t
         UNION ALL
+        SELECT 'event_hash_chain', 0::numeric, t.bad_event_hash, 'eq' FROM totals AS t
+        UNION ALL
         SELECT
             'open_positions',
             (SELECT count(*) FROM open_rebuilt)::numeric,
@@ -1754,6 +1847,38 @@ $$;
 
 COMMENT ON FUNCTION pgportfolio.verify_portfolio(bigint) IS
 'Rebuild a portfolio from its event log and compare with the stored state; every row should be ok.';
+
+-- The hash of one event of a portfolio (the latest by default), in hex. An auditor who
+-- records it keeps an anchor outside the database: if the chain up to that version is
+-- later recomputed by someone who rewrote history, this hash changes.
+CREATE FUNCTION pgportfolio.event_chain_head(p_portfolio_id bigint, p_version bigint DEFAULT NULL)
+RETURNS TABLE (portfolio_version bigint, chain_hash text)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_portfolio_id IS NULL THEN
+        RAISE EXCEPTION 'p_portfolio_id must not be null' USING ERRCODE = '22023';
+    END IF;
+    IF NOT EXISTS (SELECT FROM pgportfolio.portfolios AS p WHERE p.portfolio_id = p_portfolio_id) THEN
+        RAISE EXCEPTION 'portfolio % not found', p_portfolio_id USING ERRCODE = 'PF004';
+    END IF;
+    RETURN QUERY
+    SELECT e.portfolio_version, encode(e.chain_hash, 'hex')
+    FROM pgportfolio.events AS e
+    WHERE e.portfolio_id = p_portfolio_id AND (p_version IS NULL OR e.portfolio_version = p_version)
+    ORDER BY e.portfolio_version DESC
+    LIMIT 1;
+END;
+$$;
+
+COMMENT ON FUNCTION pgportfolio.event_chain_head(bigint, bigint) IS
+'The chain hash of a portfolio''s latest event (or of version p_version), for an auditor to record.';
+
+-- Granted here rather than in 900_privileges.sql's lists, beside its definition.
+REVOKE ALL ON FUNCTION pgportfolio.event_chain_head(bigint, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pgportfolio.event_chain_head(bigint, bigint) TO pgportfolio_trader, pgportfolio_analyst;
 
 -- ===== sql/190_advisory_lock.sql =====
 -- A cross-process critical section for clients: a session-level advisory lock whose wait
@@ -2087,9 +2212,67 @@ AS $$
     SELECT w.* FROM pgportfolio.lock_waits AS w ORDER BY w.waiting_for DESC;
 $$;
 
+-- Which sessions hold a portfolio's row lock right now. A transaction that locked or
+-- changed the row is recorded in the committed row version's xmax; that xid is held as a
+-- transactionid lock by the session whose transaction (or subtransaction) it is. A
+-- holder is listed while nobody waits for it too, and a lock taken jointly by several
+-- transactions (a MultiXact, e.g. two FOR KEY SHARE) is not listed (lock_waits still
+-- names the blockers of whoever waits). SECURITY DEFINER to read the rows' xmax; it
+-- returns only ids. Scans portfolios, not the event log.
+CREATE FUNCTION pgportfolio._portfolio_lockers()
+RETURNS TABLE (portfolio_id bigint, pid integer)
+LANGUAGE sql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT p.portfolio_id, l.pid
+    FROM pgportfolio.portfolios AS p
+    INNER JOIN pg_locks AS l
+        ON l.locktype = 'transactionid' AND l.transactionid = p.xmax AND l.mode = 'ExclusiveLock' AND l.granted
+    -- The holder also has the table open; this rules out a MultiXact id that happens to
+    -- equal some unrelated transaction's xid.
+    WHERE EXISTS (
+        SELECT FROM pg_locks AS r
+        WHERE r.pid = l.pid AND r.locktype = 'relation' AND r.granted
+        AND r.database = (SELECT d.oid FROM pg_database AS d WHERE d.datname = current_database())
+        AND r.relation = 'pgportfolio.portfolios'::regclass
+    );
+$$;
+
+-- The holders with their sessions, read with the caller's rights (like lock_waits):
+-- analysts see every role's sessions through pg_read_all_stats, a trader only its own
+-- login role's details. held_for is the age of the holding transaction (the lock is at
+-- most that old); idle_for, with state 'idle in transaction', is how long it has done
+-- nothing: see docs/sql-api.md, "A session that holds a lock and idles".
+CREATE FUNCTION pgportfolio.portfolio_lock_holders()
+RETURNS TABLE (
+    portfolio_id bigint, holder_pid integer, holder_role name, application_name text, state text,
+    held_for interval, idle_for interval, holder_query text
+)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT
+        h.portfolio_id, h.pid, a.usename, a.application_name, a.state,
+        now() - a.xact_start,
+        CASE WHEN a.state LIKE 'idle%' THEN now() - a.state_change END,
+        a.query
+    FROM pgportfolio._portfolio_lockers() AS h
+    LEFT JOIN pg_stat_activity AS a ON a.pid = h.pid
+    ORDER BY 6 DESC NULLS LAST, 1;
+$$;
+
 COMMENT ON FUNCTION pgportfolio.recent_portfolios(integer) IS 'The most recently changed portfolios.';
 COMMENT ON FUNCTION pgportfolio.server_wait_events() IS 'Sessions of this database by state and wait event.';
 COMMENT ON FUNCTION pgportfolio.current_lock_waits() IS 'The lock_waits view, longest wait first.';
+COMMENT ON FUNCTION pgportfolio._portfolio_lockers() IS 'Portfolios whose row lock a session holds, and its pid.';
+COMMENT ON FUNCTION pgportfolio.portfolio_lock_holders() IS
+'Who holds each locked portfolio, for how long, and whether it is idle in transaction.';
+
+-- Granted here rather than in 900_privileges.sql's lists, beside their definitions.
+REVOKE ALL ON FUNCTION pgportfolio._portfolio_lockers(), pgportfolio.portfolio_lock_holders() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pgportfolio._portfolio_lockers(), pgportfolio.portfolio_lock_holders()
+TO pgportfolio_trader, pgportfolio_analyst;
 
 -- ===== sql/900_privileges.sql =====
 -- Privileges. PUBLIC gets nothing; traders call functions and read views; analysts

@@ -38,8 +38,28 @@ BEGIN
 END;
 $$;
 
+-- The characters refused in names and request ids, as one regular-expression bracket:
+-- control characters, and the Unicode format characters (general category Cf: soft
+-- hyphen, zero-width space and joiners, left-to-right and right-to-left marks and
+-- overrides such as U+202E, the byte order mark, tag characters, ...). Format characters
+-- are invisible or reorder what follows, so two different names could print the same in a
+-- report. PostgreSQL's regular expressions have no Unicode category classes, so the Cf
+-- code points of Unicode 15.1 are listed; tests/proof/test_privilege_attacks.py compares
+-- the list with Python's unicodedata, code point by code point.
+CREATE FUNCTION pgportfolio._refused_characters()
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT '[[:cntrl:]\u00AD\u0600-\u0605\u061C\u06DD\u070F\u0890-\u0891\u08E2\u180E\u200B-\u200F'
+        || '\u202A-\u202E\u2060-\u2064\u2066-\u206F\uFEFF\uFFF9-\uFFFB\U000110BD\U000110CD'
+        || '\U00013430-\U0001343F\U0001BCA0-\U0001BCA3\U0001D173-\U0001D17A\U000E0001'
+        || '\U000E0020-\U000E007F]';
+$$;
+
 -- Upper-case ASCII letters, digits and . _ - / : , 1 to 32 characters. Lower case is
--- refused rather than folded, so that one instrument never has two spellings.
+-- refused rather than folded, so that one instrument never has two spellings; being
+-- ASCII, a symbol can hold no control or format character.
 CREATE FUNCTION pgportfolio._check_symbol(p_symbol text)
 RETURNS void
 LANGUAGE plpgsql IMMUTABLE
@@ -58,7 +78,7 @@ BEGIN
 END;
 $$;
 
--- A request id is opaque to us: 1 to 200 characters with no control characters.
+-- A request id is opaque to us: 1 to 200 characters, none of _refused_characters().
 CREATE FUNCTION pgportfolio._check_request(p_request_id text, p_expected_version bigint)
 RETURNS void
 LANGUAGE plpgsql IMMUTABLE
@@ -66,10 +86,10 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF p_request_id IS NOT NULL
-       AND (length(p_request_id) NOT BETWEEN 1 AND 200 OR p_request_id ~ '[[:cntrl:]]') THEN
+       AND (length(p_request_id) NOT BETWEEN 1 AND 200 OR p_request_id ~ pgportfolio._refused_characters()) THEN
         RAISE EXCEPTION 'invalid request id'
             USING ERRCODE = '22023',
-            HINT = 'A request id is 1 to 200 characters without control characters.';
+            HINT = 'A request id is 1 to 200 characters without control or format characters (such as U+202E).';
     END IF;
     IF p_expected_version IS NOT NULL AND p_expected_version < 1 THEN
         RAISE EXCEPTION 'p_expected_version must be at least 1'
@@ -85,10 +105,10 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF p_name IS NULL OR length(p_name) NOT BETWEEN 1 AND 200 OR p_name <> btrim(p_name)
-       OR p_name ~ '[[:cntrl:]]' THEN
+       OR p_name ~ pgportfolio._refused_characters() THEN
         RAISE EXCEPTION 'invalid portfolio name'
             USING ERRCODE = '22023',
-            HINT = 'A name is 1 to 200 characters, without control characters or surrounding spaces.';
+            HINT = 'A name is 1 to 200 characters, without control or format characters (such as U+202E) or surrounding spaces.';
     END IF;
     IF p_currency IS NULL OR p_currency !~ '^[A-Z]{3}$' THEN
         RAISE EXCEPTION 'invalid currency'

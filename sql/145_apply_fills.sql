@@ -155,7 +155,7 @@ BEGIN
             ELSIF NOT coalesce(
                 f_amount[i] NOT IN ('NaN', 'Infinity', '-Infinity') AND f_amount[i] > 0
                 AND f_amount[i] < 1e15 AND min_scale(f_amount[i]) <= 8
-                AND (f_request[i] IS NULL OR (length(f_request[i]) BETWEEN 1 AND 200 AND f_request[i] !~ '[[:cntrl:]]'))
+                AND (f_request[i] IS NULL OR (length(f_request[i]) BETWEEN 1 AND 200 AND f_request[i] !~ pgportfolio._refused_characters()))
                 AND (f_expected[i] IS NULL OR f_expected[i] >= 1),
                 false
             ) THEN
@@ -186,7 +186,7 @@ BEGIN
             AND f_price[i] < 1e15 AND min_scale(f_price[i]) <= 8
             AND f_fee[i] NOT IN ('NaN', 'Infinity', '-Infinity') AND f_fee[i] >= 0
             AND f_fee[i] < 1e15 AND min_scale(f_fee[i]) <= 8
-            AND (f_request[i] IS NULL OR (length(f_request[i]) BETWEEN 1 AND 200 AND f_request[i] !~ '[[:cntrl:]]'))
+            AND (f_request[i] IS NULL OR (length(f_request[i]) BETWEEN 1 AND 200 AND f_request[i] !~ pgportfolio._refused_characters()))
             AND (f_expected[i] IS NULL OR f_expected[i] >= 1),
             false
         ) THEN
@@ -435,7 +435,8 @@ BEGIN
         IF f_operation[i] <> 'apply_fill' THEN
             v_event := ROW(
                 f_pid[i], p_version[ps], v_kind, f_operation[i], NULL, NULL, NULL, v_fee, f_amount[i], v_cash_delta,
-                v_realized, p_cash[ps], NULL, NULL, f_request[i], v_args, v_actor, now()
+                v_realized, p_cash[ps], NULL, NULL, f_request[i], v_args, v_actor, now(),
+                NULL  -- chain_hash: the events_chain trigger sets it
             );
             v_result := ROW(i, f_pid[i], p_version[ps], p_cash[ps], NULL, NULL, NULL, v_realized, false, NULL, NULL, NULL, NULL);
         ELSE
@@ -455,7 +456,7 @@ BEGIN
             v_event := ROW(
                 f_pid[i], p_version[ps], v_kind, 'apply_fill', f_symbol[i], f_quantity[i], f_price[i], f_fee[i],
                 NULL, v_cash_delta, v_realized, p_cash[ps], v_new_quantity, v_new_basis, f_request[i], v_args,
-                v_actor, now()
+                v_actor, now(), NULL  -- chain_hash: the events_chain trigger sets it
             );
             v_result := ROW(
                 i, f_pid[i], p_version[ps], p_cash[ps], f_symbol[i], v_new_quantity,

@@ -26,7 +26,21 @@ BEGIN
             sum(e.quantity) OVER (PARTITION BY e.symbol ORDER BY e.portfolio_version) AS running_quantity,
             coalesce(
                 lag(e.position_cost_basis) OVER (PARTITION BY e.symbol ORDER BY e.portfolio_version), 0
-            ) AS basis_before
+            ) AS basis_before,
+            -- The hash this event must carry, given the one stored before it: the same
+            -- expression as the events_chain trigger's (034_events.sql).
+            sha256(
+                CASE
+                    WHEN e.portfolio_version = 1 THEN ''::bytea
+                    WHEN lag(e.portfolio_version) OVER (ORDER BY e.portfolio_version) = e.portfolio_version - 1
+                        THEN lag(e.chain_hash) OVER (ORDER BY e.portfolio_version)
+                END
+                || convert_to(jsonb_build_array(
+                    e.portfolio_id, e.portfolio_version, e.kind, e.operation, e.symbol, e.quantity, e.price, e.fee,
+                    e.amount, e.cash_delta, e.realized_pnl, e.cash_balance, e.position_quantity,
+                    e.position_cost_basis, e.request_id, e.request_args, e.acting_role, extract(EPOCH FROM e.created_at)
+                )::text, 'UTF8')
+            ) AS chain_hash_expected
         FROM pgportfolio.events AS e
         WHERE e.portfolio_id = p_portfolio_id
     ),
@@ -50,7 +64,10 @@ BEGIN
             count(*) FILTER (
                 WHERE ev.quantity IS NOT NULL
                 AND ev.realized_pnl <> ev.cash_flow + (ev.position_cost_basis - ev.basis_before) - ev.fee
-            )::numeric AS bad_event_pnl
+            )::numeric AS bad_event_pnl,
+            count(*) FILTER (
+                WHERE ev.chain_hash IS DISTINCT FROM ev.chain_hash_expected
+            )::numeric AS bad_event_hash
         FROM ev
     ),
     rebuilt AS (
@@ -99,6 +116,8 @@ BEGIN
         UNION ALL
         SELECT 'event_realized_pnl', 0::numeric, t.bad_event_pnl, 'eq' FROM totals AS t
         UNION ALL
+        SELECT 'event_hash_chain', 0::numeric, t.bad_event_hash, 'eq' FROM totals AS t
+        UNION ALL
         SELECT
             'open_positions',
             (SELECT count(*) FROM open_rebuilt)::numeric,
@@ -120,3 +139,35 @@ $$;
 
 COMMENT ON FUNCTION pgportfolio.verify_portfolio(bigint) IS
 'Rebuild a portfolio from its event log and compare with the stored state; every row should be ok.';
+
+-- The hash of one event of a portfolio (the latest by default), in hex. An auditor who
+-- records it keeps an anchor outside the database: if the chain up to that version is
+-- later recomputed by someone who rewrote history, this hash changes.
+CREATE FUNCTION pgportfolio.event_chain_head(p_portfolio_id bigint, p_version bigint DEFAULT NULL)
+RETURNS TABLE (portfolio_version bigint, chain_hash text)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_portfolio_id IS NULL THEN
+        RAISE EXCEPTION 'p_portfolio_id must not be null' USING ERRCODE = '22023';
+    END IF;
+    IF NOT EXISTS (SELECT FROM pgportfolio.portfolios AS p WHERE p.portfolio_id = p_portfolio_id) THEN
+        RAISE EXCEPTION 'portfolio % not found', p_portfolio_id USING ERRCODE = 'PF004';
+    END IF;
+    RETURN QUERY
+    SELECT e.portfolio_version, encode(e.chain_hash, 'hex')
+    FROM pgportfolio.events AS e
+    WHERE e.portfolio_id = p_portfolio_id AND (p_version IS NULL OR e.portfolio_version = p_version)
+    ORDER BY e.portfolio_version DESC
+    LIMIT 1;
+END;
+$$;
+
+COMMENT ON FUNCTION pgportfolio.event_chain_head(bigint, bigint) IS
+'The chain hash of a portfolio''s latest event (or of version p_version), for an auditor to record.';
+
+-- Granted here rather than in 900_privileges.sql's lists, beside its definition.
+REVOKE ALL ON FUNCTION pgportfolio.event_chain_head(bigint, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pgportfolio.event_chain_head(bigint, bigint) TO pgportfolio_trader, pgportfolio_analyst;

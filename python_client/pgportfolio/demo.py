@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -51,6 +52,10 @@ SYMBOLS = (
     "BTC-USD",
 )
 CENT = Decimal("0.01")
+# A session that idles inside a transaction keeps its portfolio locked; every other caller
+# gets 55P03 until it ends. The demo's sessions carry this bound (docs/sql-api.md, "A
+# session that holds a lock and idles"), as every login role of a deployment should.
+IDLE_IN_TRANSACTION_TIMEOUT = "30s"
 
 
 @dataclass
@@ -98,6 +103,13 @@ def database(dsn: str | None, console: Console, server: ServerChoice = "auto") -
         console.print(f"server: {throwaway.kind}")
         yield throwaway.dsn
     console.print("throwaway server removed")
+
+
+def bounded_dsn(dsn: str) -> str:
+    """``dsn`` with idle_in_transaction_session_timeout added to its options."""
+    options = conninfo_to_dict(dsn).get("options") or ""
+    bound = f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_TIMEOUT}"
+    return make_conninfo(dsn, options=f"{options} {bound}".strip())
 
 
 async def _trader(
@@ -270,7 +282,7 @@ def run_demo(settings: DemoSettings, console: Console | None = None) -> int:
     with database(settings.dsn, console, settings.server) as dsn:
         applied = migrate(dsn)
         console.print(f"migrated: {', '.join(applied) or 'already up to date'}")
-        outcome = asyncio.run(simulate(dsn, settings, console, monitor))
+        outcome = asyncio.run(simulate(bounded_dsn(dsn), settings, console, monitor))
     print_report(monitor, console)
     _print_verification(outcome, console)
     total = sum(outcome.operations.values())

@@ -85,6 +85,10 @@ SELECT state, wait_event_type, wait_event, sessions FROM pgportfolio.server_wait
 -- Who waits for a lock, behind whom (pgportfolio top).
 SELECT waiting_pid, waiting_role, relation::text, mode, extract(epoch FROM waiting_for), blocking_pids, waiting_query FROM pgportfolio.current_lock_waits();
 
+-- name: portfolio_lock_holders
+-- Who holds each locked portfolio, for how long, idle or not (pgportfolio top).
+SELECT portfolio_id, holder_pid, holder_role, state, extract(epoch FROM held_for), extract(epoch FROM idle_for), holder_query FROM pgportfolio.portfolio_lock_holders();
+
 -- name: apply_fills
 -- Many signed fills in one call (coalescing); one result row per element, in order.
 SELECT item, portfolio_id, portfolio_version, cash_balance, symbol, position_quantity, position_avg_price, realized_pnl, duplicate, sqlstate, message, detail, hint FROM pgportfolio.apply_fills(p_fills => %(fills)s::jsonb);

@@ -1,7 +1,9 @@
 """``pgportfolio top``: a live view of the ledger for whoever runs the database.
 
-Refreshed every second: lock waits (the lock_waits view), the busiest portfolios with
-event rates from their version deltas, and what the server's sessions wait for. Needs
+Refreshed every second: who holds a portfolio locked and for how long (a session idle in
+a transaction holds every other caller of that portfolio off), lock waits (the lock_waits
+view), the busiest portfolios with event rates from their version deltas, and what the
+server's sessions wait for. Needs
 only the analyst role. On a terminal, ``q`` quits.
 """
 
@@ -68,6 +70,20 @@ class TopView:
                 (text or "")[:60],
             )
 
+        holders = Table(title="portfolio locks held", title_justify="left")
+        for column in ("portfolio", "pid", "role", "state", "held s", "idle s", "query"):
+            holders.add_column(column)
+        for pid, holder, role, state, held, idle, text in self._rows("portfolio_lock_holders"):
+            holders.add_row(
+                str(pid),
+                str(holder),
+                str(role),
+                str(state),
+                f"{float(held or 0):.1f}",
+                "" if idle is None else f"{float(idle):.1f}",
+                (text or "")[:60],
+            )
+
         events = Table(title="server sessions by wait event", title_justify="left")
         for column in ("state", "wait type", "wait event", "sessions"):
             events.add_column(column)
@@ -76,6 +92,7 @@ class TopView:
         return Group(
             f"events/s (top {len(rated)} portfolios): {total:.1f}{footer}",
             portfolios,
+            holders,
             waits,
             events,
         )

@@ -2,7 +2,7 @@
 -- 033_market_prices.sql, 034_events.sql). The constraints are the last line of defence
 -- behind the functions, so they are exercised here with direct writes as the superuser.
 BEGIN;
-SELECT plan(141);
+SELECT plan(149);
 
 -- ---------------------------------------------------------------- columns
 SELECT columns_are('pgportfolio', 'portfolios', ARRAY[
@@ -18,7 +18,7 @@ SELECT columns_are('pgportfolio', 'market_prices', ARRAY['symbol', 'price', 'ver
 SELECT columns_are('pgportfolio', 'events', ARRAY[
     'portfolio_id', 'portfolio_version', 'kind', 'operation', 'symbol', 'quantity', 'price', 'fee', 'amount',
     'cash_delta', 'realized_pnl', 'cash_balance', 'position_quantity', 'position_cost_basis', 'request_id',
-    'request_args', 'acting_role', 'created_at'], 'events has the expected columns');
+    'request_args', 'acting_role', 'created_at', 'chain_hash'], 'events has the expected columns');
 
 SELECT col_type_is('pgportfolio', 'portfolios', 'portfolio_id', 'bigint', 'portfolios.portfolio_id is bigint');
 SELECT col_type_is('pgportfolio', 'portfolios', 'name', 'text', 'portfolios.name is text');
@@ -151,11 +151,15 @@ SELECT trigger_is('pgportfolio', 'events', 'events_append_only', 'pgportfolio', 
 SELECT has_trigger('pgportfolio', 'events', 'events_no_truncate', 'events has the no-truncate trigger');
 SELECT trigger_is('pgportfolio', 'events', 'events_no_truncate', 'pgportfolio', 'events_refuse_change',
     'events_no_truncate calls events_refuse_change');
+SELECT has_trigger('pgportfolio', 'events', 'events_chain', 'events has the hash-chain trigger');
+SELECT trigger_is('pgportfolio', 'events', 'events_chain', 'pgportfolio', 'events_chain',
+    'events_chain calls events_chain()');
+-- A (ALWAYS), not O (origin only): session_replication_role = replica must not skip them.
 SELECT is(
     (SELECT array_agg(tgname::text || ':' || tgenabled::text ORDER BY tgname) FROM pg_trigger
      WHERE tgrelid = 'pgportfolio.events'::regclass AND NOT tgisinternal),
-    ARRAY['events_append_only:O', 'events_no_truncate:O'],
-    'both events triggers are enabled'
+    ARRAY['events_append_only:A', 'events_chain:A', 'events_no_truncate:A'],
+    'the three events triggers are ENABLE ALWAYS'
 );
 
 -- ---------------------------------------------------------------- portfolios: direct writes
@@ -518,6 +522,60 @@ SELECT is(
     2::bigint,
     'events: both probe events are still there after the refused changes'
 );
+-- ---------------------------------------------------------------- events: the hash chain
+-- The documented formula, written out here: version 1 hashes its canonical text alone.
+SELECT is(
+    (SELECT chain_hash FROM pgportfolio.events
+     WHERE portfolio_id = current_setting('test.pid')::bigint AND portfolio_version = 1),
+    (SELECT sha256(''::bytea || convert_to(jsonb_build_array(
+        e.portfolio_id, e.portfolio_version, e.kind, e.operation, e.symbol, e.quantity, e.price, e.fee, e.amount,
+        e.cash_delta, e.realized_pnl, e.cash_balance, e.position_quantity, e.position_cost_basis, e.request_id,
+        e.request_args, e.acting_role, extract(EPOCH FROM e.created_at))::text, 'UTF8'))
+     FROM pgportfolio.events AS e
+     WHERE e.portfolio_id = current_setting('test.pid')::bigint AND e.portfolio_version = 1),
+    'events: version 1 carries sha256 of its canonical text'
+);
+SELECT is(
+    (SELECT e2.chain_hash = sha256(e1.chain_hash || convert_to(jsonb_build_array(
+        e2.portfolio_id, e2.portfolio_version, e2.kind, e2.operation, e2.symbol, e2.quantity, e2.price, e2.fee,
+        e2.amount, e2.cash_delta, e2.realized_pnl, e2.cash_balance, e2.position_quantity, e2.position_cost_basis,
+        e2.request_id, e2.request_args, e2.acting_role, extract(EPOCH FROM e2.created_at))::text, 'UTF8'))
+     FROM pgportfolio.events AS e1, pgportfolio.events AS e2
+     WHERE e1.portfolio_id = current_setting('test.pid')::bigint AND e1.portfolio_version = 1
+       AND e2.portfolio_id = e1.portfolio_id AND e2.portfolio_version = 2),
+    true,
+    'events: version 2 is chained to the hash of version 1'
+);
+SAVEPOINT chain;
+INSERT INTO pgportfolio.events (portfolio_id, portfolio_version, kind, operation, amount, cash_delta, cash_balance,
+                                acting_role, chain_hash)
+VALUES (current_setting('test.pid')::bigint, 3, 'deposit', 'deposit_cash', 1, 1, 1, 'postgres', '\x00');
+SELECT isnt(
+    (SELECT chain_hash FROM pgportfolio.events
+     WHERE portfolio_id = current_setting('test.pid')::bigint AND portfolio_version = 3),
+    '\x00'::bytea,
+    'events: a chain_hash supplied by the insert is replaced by the computed one'
+);
+ROLLBACK TO SAVEPOINT chain;
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.events (portfolio_id, portfolio_version, kind, operation, amount, cash_delta,
+                                      cash_balance, acting_role)
+      VALUES (current_setting('test.pid')::bigint, 5, 'deposit', 'deposit_cash', 1, 1, 1, 'postgres')$$,
+    '23514', NULL, 'events: an event with no previous event (a gap in versions) is refused'
+);
+
+SET LOCAL session_replication_role = replica;
+SELECT throws_ok(
+    $$UPDATE pgportfolio.events SET cash_delta = 1 WHERE portfolio_id = current_setting('test.pid')::bigint$$,
+    '42501', 'pgportfolio.events is append-only',
+    'events: UPDATE is refused under session_replication_role = replica too (ENABLE ALWAYS)'
+);
+SELECT throws_ok(
+    $$DELETE FROM pgportfolio.events WHERE portfolio_id = current_setting('test.pid')::bigint$$,
+    '42501', 'pgportfolio.events is append-only',
+    'events: DELETE is refused under session_replication_role = replica too (ENABLE ALWAYS)'
+);
+SET LOCAL session_replication_role = origin;
 SELECT lives_ok(
     $$UPDATE pgportfolio.events SET cash_delta = 1 WHERE false$$,
     'events: an UPDATE that touches no row is harmless (the trigger is per row)'

@@ -1,7 +1,7 @@
 -- Input checks (sql/100_validation.sql): every refusal is SQLSTATE 22023, values are
 -- never rounded, symbols are never folded, and the checks run before any lookup or lock.
 BEGIN;
-SELECT plan(82);
+SELECT plan(93);
 
 DO $$
 BEGIN
@@ -94,6 +94,19 @@ SELECT throws_ok($$SELECT pgportfolio._check_request(E'req\n1', NULL)$$,
     '22023', 'invalid request id', 'request id: a newline is refused');
 SELECT throws_ok($$SELECT pgportfolio._check_request(E'req\x01', NULL)$$,
     '22023', 'invalid request id', 'request id: a control character is refused');
+-- Unicode format characters (category Cf) are invisible or reorder the text after them.
+SELECT throws_ok($$SELECT pgportfolio._check_request(E'order-\u202E1-redro', NULL)$$,
+    '22023', 'invalid request id', 'request id: a right-to-left override (U+202E) is refused');
+SELECT throws_ok($$SELECT pgportfolio._check_request(E'order\u200B1', NULL)$$,
+    '22023', 'invalid request id', 'request id: a zero-width space (U+200B) is refused');
+SELECT throws_ok($$SELECT pgportfolio._check_request(E'\uFEFForder', NULL)$$,
+    '22023', 'invalid request id', 'request id: a byte order mark (U+FEFF) is refused');
+SELECT throws_ok($$SELECT pgportfolio._check_request(E'order\U000E0041', NULL)$$,
+    '22023', 'invalid request id', 'request id: a tag character (U+E0041, outside the BMP) is refused');
+SELECT throws_ok($$SELECT pgportfolio._check_request(E'order\u00AD1', NULL)$$,
+    '22023', 'invalid request id', 'request id: a soft hyphen (U+00AD) is refused');
+SELECT lives_ok($$SELECT pgportfolio._check_request(E'ordre \u00E9t\u00E9 \u05D0\u05D1 \u4E2D', NULL)$$,
+    'request: accented, Hebrew and CJK letters are still accepted');
 SELECT throws_ok($$SELECT pgportfolio._check_request(NULL, 0)$$,
     '22023', 'p_expected_version must be at least 1', 'expected version: 0 is refused');
 SELECT throws_ok($$SELECT pgportfolio._check_request('ok', -1)$$,
@@ -122,6 +135,16 @@ SELECT throws_ok($$SELECT pgportfolio._check_portfolio_attributes('my' || chr(27
     '22023', 'invalid portfolio name', 'name: an escape (control character) is refused');
 SELECT throws_ok($$SELECT pgportfolio._check_portfolio_attributes('my' || chr(127) || 'book', 'USD')$$,
     '22023', 'invalid portfolio name', 'name: DEL (control character) is refused');
+SELECT throws_ok($$SELECT pgportfolio._check_portfolio_attributes(E'Growth \u202Edlo', 'USD')$$,
+    '22023', 'invalid portfolio name', 'name: a right-to-left override (U+202E) is refused');
+SELECT throws_ok($$SELECT pgportfolio._check_portfolio_attributes(E'Gro\u200Dwth', 'USD')$$,
+    '22023', 'invalid portfolio name', 'name: a zero-width joiner (U+200D) is refused');
+SELECT throws_ok($$SELECT pgportfolio._check_portfolio_attributes(E'Growth\u2066', 'USD')$$,
+    '22023', 'invalid portfolio name', 'name: a left-to-right isolate (U+2066) is refused');
+SELECT lives_ok($$SELECT pgportfolio._check_portfolio_attributes(E'Croissance \u00E9t\u00E9', 'USD')$$,
+    'name: accented letters are accepted');
+SELECT throws_ok($$SELECT pgportfolio._check_symbol(E'AAPL\u200B')$$,
+    '22023', 'invalid symbol', 'symbol: a zero-width space is refused (symbols are ASCII)');
 SELECT throws_ok($$SELECT pgportfolio._check_portfolio_attributes(repeat('n', 201), 'USD')$$,
     '22023', 'invalid portfolio name', 'name: 201 characters is too long');
 SELECT throws_ok($$SELECT pgportfolio._check_portfolio_attributes('book', NULL)$$,

@@ -182,8 +182,8 @@ SELECT is(
 SELECT is(
     (SELECT array_agg(p.proname::text ORDER BY p.proname) FROM pg_proc AS p
      WHERE p.pronamespace = 'pgportfolio'::regnamespace AND p.prosecdef),
-    ARRAY['add_to_position', 'apply_fill', 'apply_fills', 'charge_fee', 'close_position', 'create_portfolio',
-          'deposit_cash', 'event_kind_at', 'events_since', 'find_request', 'get_portfolio', 'grant_portfolio',
+    ARRAY['_portfolio_lockers', 'add_to_position', 'apply_fill', 'apply_fills', 'charge_fee', 'close_position', 'create_portfolio',
+          'deposit_cash', 'event_chain_head', 'event_kind_at', 'events_since', 'find_request', 'get_portfolio', 'grant_portfolio',
           'open_position', 'portfolio_snapshot', 'portfolio_version', 'recent_portfolios', 'reduce_position', 'revoke_portfolio',
           'update_market_price', 'update_market_prices', 'verify_portfolio', 'withdraw_cash'],
     'exactly the public API functions (mutations, grants, verify and the client reads) are SECURITY DEFINER'

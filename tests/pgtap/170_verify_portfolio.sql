@@ -2,7 +2,7 @@
 -- sequence of mutations, and each kind of corrupted stored state is reported by the
 -- checks that should see it (and only those).
 BEGIN;
-SELECT plan(32);
+SELECT plan(41);
 
 CREATE FUNCTION pg_temp.pid(p_name text) RETURNS bigint LANGUAGE sql STABLE
 AS $$ SELECT current_setting('test.pid_' || p_name)::bigint $$;
@@ -25,8 +25,8 @@ SELECT set_eq(
     $$SELECT check_name FROM pgportfolio.verify_portfolio(pg_temp.pid('v'))$$,
     ARRAY['version', 'versions_contiguous', 'cash_balance', 'cash_identity', 'cash_never_negative',
           'event_cash_balances', 'realized_pnl', 'realized_identity', 'event_position_quantities',
-          'event_realized_pnl', 'open_positions', 'position_quantities', 'position_cost_basis'],
-    'verify_portfolio reports the thirteen documented checks'
+          'event_realized_pnl', 'event_hash_chain', 'open_positions', 'position_quantities', 'position_cost_basis'],
+    'verify_portfolio reports the fourteen documented checks'
 );
 SELECT is(pg_temp.failing(pg_temp.pid('v')), NULL, 'every check is ok on a new portfolio');
 SELECT is(
@@ -169,12 +169,88 @@ SELECT is(pg_temp.failing(pg_temp.pid('v')),
 ROLLBACK TO SAVEPOINT corrupt;
 
 SAVEPOINT corrupt;
-INSERT INTO pgportfolio.events (portfolio_id, portfolio_version, kind, operation, amount, cash_delta, cash_balance, acting_role)
-SELECT portfolio_id, version + 2, 'deposit', 'deposit_cash', 0, 0, cash_balance, 'postgres'
+-- The chain trigger refuses a gap, so it is switched off, as only the table's owner can.
+ALTER TABLE pgportfolio.events DISABLE TRIGGER events_chain;
+INSERT INTO pgportfolio.events (portfolio_id, portfolio_version, kind, operation, amount, cash_delta, cash_balance,
+                                acting_role, chain_hash)
+SELECT portfolio_id, version + 2, 'deposit', 'deposit_cash', 0, 0, cash_balance, 'postgres', '\x00'
 FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid('v');
-SELECT is(pg_temp.failing(pg_temp.pid('v')), ARRAY['version', 'versions_contiguous'],
-    'an extra event after a gap in the versions: version and versions_contiguous fail');
+SELECT is(pg_temp.failing(pg_temp.pid('v')), ARRAY['event_hash_chain', 'version', 'versions_contiguous'],
+    'an extra event after a gap in the versions: version, versions_contiguous and the hash chain fail');
 ROLLBACK TO SAVEPOINT corrupt;
+
+-- ---------------------------------------------------------------- history rewritten by the table's owner
+SELECT set_config('test.head', (SELECT chain_hash FROM pgportfolio.event_chain_head(pg_temp.pid('v'))), true);
+SELECT set_config('test.head_version',
+    (SELECT portfolio_version FROM pgportfolio.event_chain_head(pg_temp.pid('v')))::text, true);
+SELECT is(
+    (SELECT chain_hash FROM pgportfolio.event_chain_head(pg_temp.pid('v'), 2)),
+    (SELECT encode(chain_hash, 'hex') FROM pgportfolio.events WHERE portfolio_id = pg_temp.pid('v') AND portfolio_version = 2),
+    'event_chain_head of version 2 is the hex chain_hash of that event'
+);
+SELECT is(
+    current_setting('test.head_version')::bigint,
+    (SELECT version FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid('v')),
+    'event_chain_head defaults to the latest event'
+);
+
+SAVEPOINT corrupt;
+-- Blame another role for event 2, behind the append-only trigger's back: no amount changes,
+-- so only the hash chain can see it.
+ALTER TABLE pgportfolio.events DISABLE TRIGGER events_append_only;
+UPDATE pgportfolio.events SET acting_role = 'pgportfolio_analyst'
+WHERE portfolio_id = pg_temp.pid('v') AND portfolio_version = 2;
+ALTER TABLE pgportfolio.events ENABLE ALWAYS TRIGGER events_append_only;
+SELECT is(pg_temp.failing(pg_temp.pid('v')), ARRAY['event_hash_chain'],
+    'an event edited with the trigger disabled: only event_hash_chain fails');
+SELECT is(
+    (SELECT actual FROM pgportfolio.verify_portfolio(pg_temp.pid('v')) WHERE check_name = 'event_hash_chain'),
+    1::numeric,
+    'event_hash_chain counts the one edited event'
+);
+ROLLBACK TO SAVEPOINT corrupt;
+
+SAVEPOINT corrupt;
+-- The same edit with every later hash recomputed: the chain is consistent again, and only an
+-- anchor recorded before (the head hash) shows the rewrite.
+ALTER TABLE pgportfolio.events DISABLE TRIGGER events_append_only;
+UPDATE pgportfolio.events SET acting_role = 'pgportfolio_analyst'
+WHERE portfolio_id = pg_temp.pid('v') AND portfolio_version = 2;
+DO $$
+DECLARE
+    v_event pgportfolio.events;
+    v_previous bytea;
+BEGIN
+    FOR v_event IN
+        SELECT * FROM pgportfolio.events WHERE portfolio_id = pg_temp.pid('v') AND portfolio_version >= 2
+        ORDER BY portfolio_version
+    LOOP
+        SELECT chain_hash INTO v_previous FROM pgportfolio.events
+        WHERE portfolio_id = v_event.portfolio_id AND portfolio_version = v_event.portfolio_version - 1;
+        UPDATE pgportfolio.events
+        SET chain_hash = sha256(v_previous || convert_to(jsonb_build_array(
+            v_event.portfolio_id, v_event.portfolio_version, v_event.kind, v_event.operation, v_event.symbol,
+            v_event.quantity, v_event.price, v_event.fee, v_event.amount, v_event.cash_delta, v_event.realized_pnl,
+            v_event.cash_balance, v_event.position_quantity, v_event.position_cost_basis, v_event.request_id,
+            v_event.request_args, v_event.acting_role, extract(EPOCH FROM v_event.created_at))::text, 'UTF8'))
+        WHERE portfolio_id = v_event.portfolio_id AND portfolio_version = v_event.portfolio_version;
+    END LOOP;
+END
+$$;
+ALTER TABLE pgportfolio.events ENABLE ALWAYS TRIGGER events_append_only;
+SELECT is(pg_temp.failing(pg_temp.pid('v')), NULL,
+    'a rewrite with every later hash recomputed passes verify_portfolio (the documented limit)');
+SELECT isnt(
+    (SELECT chain_hash FROM pgportfolio.event_chain_head(pg_temp.pid('v'), current_setting('test.head_version')::bigint)),
+    current_setting('test.head'),
+    'but the head hash recorded before the rewrite no longer matches'
+);
+ROLLBACK TO SAVEPOINT corrupt;
+SELECT is(
+    (SELECT chain_hash FROM pgportfolio.event_chain_head(pg_temp.pid('v'), current_setting('test.head_version')::bigint)),
+    current_setting('test.head'),
+    'without a rewrite the recorded head hash still matches'
+);
 
 SAVEPOINT corrupt;
 -- A fill event whose realized P&L does not follow from its cash flow and cost basis,
@@ -231,6 +307,11 @@ SELECT throws_ok(
     'PF004', NULL,
     'verify_portfolio of the next, not yet created id is PF004'
 );
+
+SELECT throws_ok($$SELECT * FROM pgportfolio.event_chain_head(-1)$$, 'PF004', NULL,
+    'event_chain_head of an unknown portfolio is PF004');
+SELECT throws_ok($$SELECT * FROM pgportfolio.event_chain_head(NULL)$$, '22023', NULL,
+    'event_chain_head of NULL is invalid input (22023)');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -18,8 +18,11 @@ pinned: each must make the corresponding check report problems.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import secrets
+import time
+import unicodedata
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,8 +36,10 @@ import psycopg
 import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
+from rich.console import Console
 
 from pgportfolio import AsyncPortfolioClient, Monitor, NotPermitted, PortfolioClient
+from pgportfolio.top import TopView
 from tests.conftest import DatabaseFactory
 
 Conn = psycopg.Connection[Any]
@@ -1164,6 +1169,9 @@ def ledger_script(conn: Conn, victim_pid: int, grantee: str) -> tuple[list[Any],
         ("SELECT * FROM pgportfolio.withdraw_cash(%(p)s, 100000)", "PF002"),
         ("SELECT * FROM pgportfolio.deposit_cash(%(p)s, 1, p_expected_version => 1)", "PF001"),
         ("SELECT * FROM pgportfolio.deposit_cash(%(p)s, 2, 'r1')", "PF005"),
+        # Format characters (here U+202E and U+200B), which make text print like other text.
+        ("SELECT * FROM pgportfolio.deposit_cash(%(p)s, 1, 'r\u202e9')", "22023"),
+        ("SELECT pgportfolio.create_portfolio('B\u200bbook', 1)", "22023"),
     ]
     problems = []
     for call, code in refusals:
@@ -1307,3 +1315,235 @@ async def test_an_outsider_cannot_forge_push_events(cast: Cast) -> None:
 
 async def test_an_outsider_cannot_stop_a_subscriber(cast: Cast) -> None:
     assert await _next_after_forgery(cast, "garbage") == (4, "deposit")
+
+
+# -- the owner and the superuser against the event log ---------------------------------------
+
+
+def _failing_checks(conn: Conn, pid: int) -> list[str]:
+    rows = conn.execute(
+        "SELECT check_name FROM pgportfolio.verify_portfolio(%s) WHERE NOT ok ORDER BY 1", (pid,)
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def _head(conn: Conn, pid: int, version: int | None = None) -> tuple[int, str]:
+    row = conn.execute(
+        "SELECT portfolio_version, chain_hash FROM pgportfolio.event_chain_head(%s, %s)",
+        (pid, version),
+    ).fetchone()
+    assert row is not None
+    return int(row[0]), str(row[1])
+
+
+def test_replica_mode_does_not_let_a_superuser_skip_the_append_only_triggers(
+    own_cast: Cast,
+) -> None:
+    """session_replication_role = replica (superusers may set it) skips every trigger that
+    is not ENABLE ALWAYS. Under it, UPDATE, DELETE and TRUNCATE of the event log are still
+    refused with 42501, and no row of the ledger changes."""
+    books = open_books(own_cast)
+    with psycopg.connect(own_cast.db, autocommit=True) as su:
+        before = snapshot(su, own_cast)
+        su.execute("SET session_replication_role = replica")
+        su.execute("SET lock_timeout = '5s'")
+        outcomes = {
+            statement: _outcome(su, statement, (books.a,))
+            for statement in (
+                "UPDATE pgportfolio.events SET cash_delta = 0 WHERE portfolio_id = %s",
+                "DELETE FROM pgportfolio.events WHERE portfolio_id = %s",
+            )
+        }
+        outcomes["TRUNCATE"] = _outcome(su, "TRUNCATE pgportfolio.events CASCADE")
+        su.execute("RESET session_replication_role")
+        assert changes(before, snapshot(su, own_cast)) == []
+    assert set(outcomes.values()) == {"42501"}, outcomes
+
+
+def test_an_owner_who_edits_the_log_behind_the_triggers_is_caught_by_verify(
+    own_cast: Cast,
+) -> None:
+    """The table's owner role can DISABLE TRIGGER and edit an event. Here it rewrites who
+    acted (a change no balance check can see); verify_portfolio, as the analyst, reports
+    event_hash_chain and nothing else."""
+    books = open_books(own_cast)
+    with own_cast.session(own_cast.analyst) as analyst:
+        assert _failing_checks(analyst, books.a) == []
+    with psycopg.connect(own_cast.db, autocommit=True) as su, su.transaction():
+        su.execute("SET LOCAL ROLE pgportfolio_owner")
+        su.execute("ALTER TABLE pgportfolio.events DISABLE TRIGGER events_append_only")
+        su.execute(
+            "UPDATE pgportfolio.events SET acting_role = %s"
+            " WHERE portfolio_id = %s AND portfolio_version = 2",
+            (own_cast.trader_b, books.a),
+        )
+        su.execute("ALTER TABLE pgportfolio.events ENABLE ALWAYS TRIGGER events_append_only")
+    with own_cast.session(own_cast.analyst) as analyst:
+        assert _failing_checks(analyst, books.a) == ["event_hash_chain"]
+
+
+def test_a_recomputed_chain_is_caught_only_by_an_anchor_kept_outside(own_cast: Cast) -> None:
+    """The documented limit: an owner who rewrites an event and recomputes every later
+    hash passes verify_portfolio; the head hash an auditor recorded before shows it."""
+    books = open_books(own_cast)
+    with own_cast.session(own_cast.analyst) as analyst:
+        anchor = _head(analyst, books.a)
+    with psycopg.connect(own_cast.db, autocommit=True) as su, su.transaction():
+        su.execute("SET LOCAL ROLE pgportfolio_owner")
+        su.execute("ALTER TABLE pgportfolio.events DISABLE TRIGGER events_append_only")
+        su.execute(
+            "UPDATE pgportfolio.events SET acting_role = %s"
+            " WHERE portfolio_id = %s AND portfolio_version = 2",
+            (own_cast.trader_b, books.a),
+        )
+        for version in range(2, anchor[0] + 1):
+            su.execute(
+                "UPDATE pgportfolio.events AS e SET chain_hash = sha256(p.chain_hash"
+                " || convert_to(jsonb_build_array(e.portfolio_id, e.portfolio_version, e.kind,"
+                " e.operation, e.symbol, e.quantity, e.price, e.fee, e.amount, e.cash_delta,"
+                " e.realized_pnl, e.cash_balance, e.position_quantity, e.position_cost_basis,"
+                " e.request_id, e.request_args, e.acting_role,"
+                " extract(EPOCH FROM e.created_at))::text, 'UTF8'))"
+                " FROM pgportfolio.events AS p"
+                " WHERE e.portfolio_id = %(pid)s AND e.portfolio_version = %(v)s"
+                " AND p.portfolio_id = %(pid)s AND p.portfolio_version = %(v)s - 1",
+                {"pid": books.a, "v": version},
+            )
+        su.execute("ALTER TABLE pgportfolio.events ENABLE ALWAYS TRIGGER events_append_only")
+    with own_cast.session(own_cast.analyst) as analyst:
+        assert _failing_checks(analyst, books.a) == []
+        assert _head(analyst, books.a, anchor[0]) != anchor
+
+
+# -- names and request ids that print like others --------------------------------------------
+
+# Right-to-left override, zero-width space and joiner, left-to-right mark, word joiner,
+# byte order mark, soft hyphen, an invisible tag character (outside the BMP).
+SPOOFING = ("\u202e", "\u200b", "\u200d", "\u200e", "\u2060", "\ufeff", "\u00ad", "\U000e0041")
+
+
+def test_format_characters_are_refused_in_names_and_request_ids(cast: Cast) -> None:
+    """A name or request id holding a Unicode format character (category Cf) could print
+    exactly like another: refused with 22023 by create_portfolio, the cash and fill
+    functions, and apply_fills (element by element); nothing is written."""
+    books = open_books(cast)
+    calls = []
+    for char in SPOOFING:
+        calls += [
+            ("SELECT pgportfolio.create_portfolio(%s, 1)", (f"B{char}book",)),
+            ("SELECT * FROM pgportfolio.deposit_cash(%s, 1, %s)", (books.b, f"r{char}1")),
+            ("SELECT * FROM pgportfolio.apply_fill(%s, 'X', 1, 1, 0, %s)", (books.b, f"r{char}2")),
+        ]
+    with psycopg.connect(cast.db, autocommit=True) as su, cast.session(cast.trader_b) as b:
+        before = snapshot(su, cast)
+        outcomes = {f"{q} {p!r}": _outcome(b, q, p) for q, p in calls}
+        batch = [
+            {
+                "portfolio_id": books.b,
+                "symbol": "X",
+                "quantity": "1",
+                "price": "1",
+                "request_id": f"r{char}3",
+            }
+            for char in SPOOFING
+        ] + [
+            {
+                "portfolio_id": books.b,
+                "operation": "deposit_cash",
+                "amount": "1",
+                "request_id": f"r{char}4",
+            }
+            for char in SPOOFING
+        ]
+        states = b.execute(
+            "SELECT sqlstate FROM pgportfolio.apply_fills(%s::jsonb)", (json.dumps(batch),)
+        ).fetchall()
+        assert changes(before, snapshot(su, cast)) == []
+    assert {k: v for k, v in outcomes.items() if v != "22023"} == {}
+    assert [s[0] for s in states] == ["22023"] * len(batch)
+
+
+def test_the_refused_characters_are_exactly_control_and_unicode_cf(cast: Cast) -> None:
+    """_refused_characters() lists the Cf code points by hand (PostgreSQL's regular
+    expressions have no category classes). Over every code point: it refuses each Cf of
+    this Python's Unicode database, and nothing else but control characters and the Cf
+    code points of Unicode versions newer than this Python's."""
+    newer = {
+        "15.0.0": set(range(0x13439, 0x13440)),  # Egyptian hieroglyph format controls
+    }
+    with psycopg.connect(cast.db, autocommit=True) as su:
+        matched, control = su.execute(
+            "SELECT array_agg(cp) FILTER (WHERE chr(cp) ~ pgportfolio._refused_characters()),"
+            " array_agg(cp) FILTER (WHERE chr(cp) ~ '[[:cntrl:]]')"
+            " FROM generate_series(1, 1114111) AS cp WHERE cp NOT BETWEEN 55296 AND 57343"
+        ).fetchone() or ([], [])
+    python_cf = {c for c in range(0x110000) if unicodedata.category(chr(c)) == "Cf"}
+    allowed_extra = set(control)
+    for version, points in newer.items():
+        if _unicode_version(unicodedata.unidata_version) < _unicode_version(version):
+            allowed_extra |= points
+    assert python_cf - set(matched) == set(), "Cf code points not refused"
+    assert set(matched) - python_cf - allowed_extra == set(), "refused, but not Cf"
+
+
+def _unicode_version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("."))
+
+
+# -- a portfolio held hostage by an idle transaction -----------------------------------------
+
+
+def test_an_idle_holder_is_shown_and_the_documented_setting_ends_it(own_cast: Cast) -> None:
+    """Trader A locks its portfolio in an open transaction and idles: A's other callers
+    get 55P03. The analyst sees the holder in portfolio_lock_holders and in pgportfolio
+    top (pid, role, idle in transaction, idle time). With idle_in_transaction_session_timeout
+    set on the role (docs/sql-api.md) the same hold ends by itself and the portfolio is
+    free again."""
+    books = open_books(own_cast)
+    deposit = "SELECT * FROM pgportfolio.deposit_cash(%s, 1)"
+    with (
+        own_cast.session(own_cast.trader_a) as holder,
+        own_cast.session(own_cast.trader_a) as other,
+    ):
+        holder.execute("BEGIN")
+        holder.execute(deposit, (books.a,))
+        holder_pid = holder.info.backend_pid
+        other.execute("SET pgportfolio.lock_timeout = '200ms'")
+        assert _outcome(other, deposit, (books.a,)) == "55P03"
+        time.sleep(0.3)
+        with own_cast.session(own_cast.analyst) as analyst:
+            rows = analyst.execute(
+                "SELECT holder_pid, holder_role, state, idle_for > interval '0.2 s'"
+                " FROM pgportfolio.portfolio_lock_holders() WHERE portfolio_id = %s",
+                (books.a,),
+            ).fetchall()
+            console = Console(width=200, record=True)
+            console.print(TopView(analyst).render())
+            screen = console.export_text()
+        holder.execute("ROLLBACK")
+    assert rows == [(holder_pid, own_cast.trader_a, "idle in transaction", True)]
+    held = screen[screen.index("portfolio locks held") : screen.index("lock waits")]
+    assert str(holder_pid) in held, screen
+    assert "idle in transaction" in held, screen
+
+    role = sql.Identifier(own_cast.trader_a)
+    with psycopg.connect(own_cast.db, autocommit=True) as su:
+        su.execute(
+            sql.SQL("ALTER ROLE {} SET idle_in_transaction_session_timeout = '1s'").format(role)
+        )
+        try:
+            with (
+                own_cast.session(own_cast.trader_a) as holder,
+                own_cast.session(own_cast.trader_a) as other,
+            ):
+                holder.execute("BEGIN")
+                holder.execute(deposit, (books.a,))
+                time.sleep(2.5)
+                other.execute("SET pgportfolio.lock_timeout = '200ms'")
+                assert _outcome(other, deposit, (books.a,)) == "ok"
+                with pytest.raises(psycopg.errors.IdleInTransactionSessionTimeout):
+                    holder.execute("SELECT 1")
+        finally:
+            su.execute(
+                sql.SQL("ALTER ROLE {} RESET idle_in_transaction_session_timeout").format(role)
+            )
