@@ -1547,3 +1547,27 @@ def test_an_idle_holder_is_shown_and_the_documented_setting_ends_it(own_cast: Ca
             su.execute(
                 sql.SQL("ALTER ROLE {} RESET idle_in_transaction_session_timeout").format(role)
             )
+
+
+def test_who_may_store_the_lock_timeout_for_a_role_is_documented(cast: Cast) -> None:
+    """Hole: the docs showed ``ALTER ROLE ... SET pgportfolio.lock_timeout`` as if anyone
+    could run it. A trader storing it for itself gets 42501; a superuser can; and the
+    docs say so next to the command."""
+    with (
+        psycopg.connect(cast.dsn(cast.trader_a), autocommit=True) as conn,
+        pytest.raises(psycopg.errors.InsufficientPrivilege),
+    ):
+        conn.execute(
+            sql.SQL("ALTER ROLE {} SET pgportfolio.lock_timeout = '1s'").format(
+                sql.Identifier(cast.trader_a)
+            )
+        )
+    with psycopg.connect(cast.db, autocommit=True) as conn:
+        role = sql.Identifier(cast.trader_a)
+        conn.execute(sql.SQL("ALTER ROLE {} SET pgportfolio.lock_timeout = '1s'").format(role))
+        conn.execute(sql.SQL("ALTER ROLE {} RESET pgportfolio.lock_timeout").format(role))
+    docs = (Path(__file__).parents[2] / "docs" / "sql-api.md").read_text(encoding="utf-8")
+    shown = docs.index("ALTER ROLE alice SET pgportfolio.lock_timeout")
+    nearby = docs[shown : shown + 1200]
+    assert "superuser" in nearby
+    assert "42501" in nearby
