@@ -55,7 +55,7 @@ SELECT functions_are('pgportfolio', ARRAY[
     'current_lock_waits', 'deposit_cash', 'events_refuse_change', 'events_since', 'find_request', 'get_portfolio',
     'grant_portfolio', 'open_position', 'recent_portfolios', 'reduce_position', 'revoke_portfolio',
     'server_wait_events', 'update_market_price', 'update_market_prices', 'verify_portfolio', 'withdraw_cash',
-    'portfolio_version', 'event_kind_at', 'portfolio_snapshot'
+    'portfolio_version', 'events_after', 'portfolio_snapshot'
 ], 'pgportfolio has exactly the expected functions');
 SELECT is(
     (SELECT array_agg(p.oid::regprocedure::text ORDER BY p.oid::regprocedure::text) FROM pg_proc AS p
