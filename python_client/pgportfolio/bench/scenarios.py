@@ -7,21 +7,26 @@ for ``--scenarios``, it runs in registration order, and its targets are checked.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import cast
 
-from pgportfolio import AsyncPortfolioClient
+from pgportfolio import AsyncPortfolioClient, ChangeEvent
 from pgportfolio.bench.fills import FillPlan, symbol_names
 from pgportfolio.bench.harness import Bench, Variant
 from pgportfolio.bench.measure import (
     MachineClock,
     Measurement,
     TickStats,
+    Window,
+    percentile,
     ratio,
     rss_mb,
+    sleep_until,
     time_reads,
 )
 from pgportfolio.bench.results import ReadResult, ScenarioResult, describe_error
@@ -404,6 +409,152 @@ async def monitoring(bench: Bench, result: ScenarioResult) -> None:
     result.ratios["on_over_off"] = ratio(
         v["monitor_on"].fills_per_second, v["monitor_off"].fills_per_second
     )
+
+
+PUSH_PORTFOLIOS = 50
+PUSH_EVENTS_PER_SECOND = 1_000
+PUSH_WRITERS = 25  # writer tasks, each on its own fixed schedule (a late call goes at once)
+
+
+@scenario(
+    "push",
+    f"subscribe() on {PUSH_PORTFOLIOS} portfolios while apply_fill commits "
+    f"{PUSH_EVENTS_PER_SECOND:,} events/s",
+    targets=[
+        TargetSpec(
+            "commit to subscriber, p99", "<=", 50.0, "ms", variant_value("subscriber", "p99_ms")
+        )
+    ],
+)
+async def push(bench: Bench, result: ScenarioResult) -> None:
+    ids = await bench.ledger.create_portfolios(PUSH_PORTFOLIOS, "push")
+    plan = FillPlan.of(ids, bench.sizes.symbols)
+    seen = PushStats()
+    label = f"subscribe(), interval 20 ms, {PUSH_EVENTS_PER_SECOND:,} apply_fill/s"
+    await bench.measure_each(
+        result, [Variant("subscriber", label, "event", lambda: _push(bench, plan, seen))]
+    )
+    subscriber = result.variants["subscriber"]
+    if subscriber.error is None:
+        subscriber.extra.update(seen.summary(bench.sizes.duration))
+    # What an idle subscriber costs the server per interval: its one read, with nothing new.
+    async with bench.client(connections=1) as client:
+        versions = [await client.portfolio_version(pid) or 0 for pid in ids]
+
+        async def idle_read() -> int:
+            async with client.pool.connection() as conn:
+                cur = await conn.execute(
+                    "SELECT * FROM pgportfolio.events_after(%s::bigint[], %s::bigint[])",
+                    [ids, versions],
+                )
+                return len(await cur.fetchall())
+
+        rows, durations = await time_reads(idle_read, bench.sizes.read_samples)
+        result.reads["events_after_idle"] = ReadResult.from_durations(
+            "events_after_idle", rows, durations
+        )
+
+
+@dataclass
+class PushStats:
+    """When each fill of the measured window was sent and acknowledged, and when the
+    subscriber yielded its event, by (portfolio, version)."""
+
+    sent: dict[tuple[int, int], tuple[float, float]] = field(default_factory=dict)
+    yielded: dict[tuple[int, int], float] = field(default_factory=dict)
+
+    def summary(self, seconds: float) -> dict[str, float | int]:
+        from_start = sorted(
+            self.yielded[key] - started
+            for key, (started, _) in self.sent.items()
+            if key in self.yielded
+        )
+        return {
+            "events_per_second": len(self.sent) / seconds,
+            "missed_events": sum(1 for key in self.sent if key not in self.yielded),
+            "from_call_start_p50_ms": percentile(from_start, 0.5) * 1000 if from_start else 0,
+            "from_call_start_p99_ms": percentile(from_start, 0.99) * 1000 if from_start else 0,
+        }
+
+
+async def _push(bench: Bench, plan: FillPlan, stats: PushStats) -> Measurement:
+    """Writers commit apply_fill calls at a fixed rate (one call per transaction, no
+    coalescing) while one subscriber follows every portfolio. A latency sample is the
+    time from a call's acknowledgement (its commit came just before) to the subscriber
+    yielding that version; writers and subscriber share this process's clock."""
+    s = bench.sizes
+    m = Measurement()
+    period = PUSH_WRITERS / PUSH_EVENTS_PER_SECOND
+    async with (
+        bench.client(coalesce=False, connections=PUSH_WRITERS) as writer,
+        bench.client(connections=1) as reader,
+    ):
+        ids = range(plan.first_pid, plan.last_pid + 1)
+        # An async generator: closed here, so its connection goes with the run.
+        stream = cast(AsyncGenerator[ChangeEvent, None], reader.subscribe(ids))
+        for _ in ids:
+            await anext(stream)  # the resync events
+
+        async def follow() -> None:
+            async for event in stream:
+                stats.yielded[(event.portfolio_id, event.version)] = time.perf_counter()
+
+        begin = time.perf_counter()
+        window = Window(begin + s.warmup, begin + s.warmup + s.duration)
+
+        async def write(n: int) -> None:
+            rng = random.Random(bench.next_seed() * 7919 + n)
+            next_at = begin + period * n / PUSH_WRITERS
+            while next_at < window.end:
+                await sleep_until(next_at)
+                next_at += period
+                pid, symbol, quantity, price = plan.draw(rng)
+                started = time.perf_counter()
+                try:
+                    done = await writer.apply_fill(pid, symbol, quantity, price)
+                except PortfolioError as exc:
+                    m.errors[type(exc).__name__] += 1
+                    continue
+                if started >= window.start:
+                    stats.sent[(pid, done.portfolio_version)] = (started, time.perf_counter())
+
+        follower = asyncio.create_task(follow())
+        try:
+            async with asyncio.TaskGroup() as group:
+                for n in range(PUSH_WRITERS):
+                    group.create_task(write(n))
+                await sleep_until(window.start)
+                start = MachineClock()
+                await sleep_until(window.end)
+                end = MachineClock()
+            # The last events of the window: give the subscriber a moment to yield them.
+            deadline = time.perf_counter() + 5
+            while any(k not in stats.yielded for k in stats.sent):
+                if time.perf_counter() > deadline:
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower
+            await stream.aclose()
+    # The subscriber may yield a version before the writer has read its reply: the
+    # commit preceded both, so such a sample counts as 0.
+    latencies = sorted(
+        max(0.0, stats.yielded[key] - acked)
+        for key, (_, acked) in stats.sent.items()
+        if key in stats.yielded
+    )
+    for latency in latencies:
+        m.latency.record(latency)
+    m.exact = latencies
+    m.fills = len(latencies)
+    m.seconds = s.duration
+    m.add_window(start, end)
+    missed = len(stats.sent) - len(latencies)
+    if missed:
+        m.errors["events never yielded"] = missed
+    return m
 
 
 def _soak_note(result: ScenarioResult) -> str:
