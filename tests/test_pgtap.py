@@ -59,6 +59,7 @@ def test_parse_tap_counts_skips_and_todos_apart_from_passes() -> None:
     assert result.problems() == []  # five planned, five ran
 
 
+@pytest.mark.debian_extensions
 def test_a_pgtap_file_with_a_skip_or_a_todo_is_not_a_pass(
     db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

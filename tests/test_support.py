@@ -117,6 +117,7 @@ def test_preflight_stops_before_the_first_test_with_one_line(
     )
     monkeypatch.setattr(preflight, "facts_source", lambda environ: lambda: facts("pgtap"))
     monkeypatch.setattr(preflight, "host_facts", lambda: USER_WITH_APT)
+    monkeypatch.delenv("PGPORTFOLIO_TEST_EXTENSIONS", raising=False)  # the PostgreSQL 18 run's
     result = pytester.runpytest("-p", "tests.support.preflight")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     errors = [line for line in result.errlines + result.outlines if "ERROR" in line]
@@ -129,6 +130,7 @@ def test_preflight_stops_before_the_first_test_with_one_line(
     assert pytester.runpytest("-p", "tests.support.preflight", "-k", "unit").ret == 0
 
 
+@pytest.mark.debian_extensions
 def test_server_facts_of_the_suites_server(admin_conninfo: str) -> None:
     found = preflight.server_facts(admin_conninfo)
     with psycopg.connect(admin_conninfo) as conn:

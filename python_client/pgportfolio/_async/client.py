@@ -184,9 +184,13 @@ class AsyncPortfolioClient:
             "initial_cash": as_decimal("initial_cash", initial_cash),
             "currency": as_text("currency", currency),
         }
-        # Not idempotent in SQL (no request id), so never retried after it was sent.
+        # Not idempotent in SQL (no request id), so never retried after it was sent: a
+        # ConnectionLost here means the portfolio may or may not exist.
         with self.monitor.operation("create_portfolio"):
-            rows = await self._transport.call("create_portfolio", params)
+            try:
+                rows = await self._transport.call("create_portfolio", params)
+            except PortfolioError as exc:
+                raise exc.about("create_portfolio", None, None) from exc.__cause__
         return int(rows[0][0])
 
     async def deposit_cash(
