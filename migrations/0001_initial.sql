@@ -645,11 +645,6 @@ BEGIN
         v_portfolio.cash_balance, p_request_id, v_args, v_actor
     );
 
-    -- Push update for subscribers; delivered at commit, dropped on rollback.
-    IF current_setting('pgportfolio.notify', true) IS DISTINCT FROM 'off' THEN
-        PERFORM pg_notify('pgportfolio_' || p_portfolio_id, v_portfolio.version || ':' || v_kind);
-    END IF;
-
     v_result := ROW(
         p_portfolio_id, v_portfolio.version, v_portfolio.cash_balance, NULL, NULL, NULL, -v_fee, false
     );
@@ -905,11 +900,6 @@ BEGIN
         v_realized, v_portfolio.cash_balance, v_new_quantity, v_new_basis, p_request_id, v_args, v_actor
     );
 
-    -- Push update for subscribers; delivered at commit, dropped on rollback.
-    IF current_setting('pgportfolio.notify', true) IS DISTINCT FROM 'off' THEN
-        PERFORM pg_notify('pgportfolio_' || p_portfolio_id, v_portfolio.version || ':' || v_kind);
-    END IF;
-
     v_result := ROW(
         p_portfolio_id,
         v_portfolio.version,
@@ -1096,7 +1086,6 @@ DECLARE
     p_realized numeric[];
     p_version bigint[];
     p_first_version bigint[];
-    p_kind text[];
     -- positions, by slot: key = portfolio_id || ' ' || symbol
     k_key text[] := '{}'::text[];
     k_pid bigint[] := '{}'::bigint[];
@@ -1294,7 +1283,6 @@ BEGIN
         p_version[ps] := v_row.version;
     END LOOP;
     p_first_version := p_version;
-    p_kind := array_fill(NULL::text, ARRAY[coalesce(array_length(p_ids, 1), 0)]);
 
     FOR v_row IN
         SELECT p.portfolio_id, p.symbol, p.quantity, p.cost_basis, p.realized_pnl, p.version
@@ -1471,7 +1459,6 @@ BEGIN
         p_cash[ps] := p_cash[ps] + v_cash_delta;
         p_realized[ps] := p_realized[ps] + v_realized;
         p_version[ps] := p_version[ps] + 1;
-        p_kind[ps] := v_kind;
         IF f_operation[i] <> 'apply_fill' THEN
             v_event := ROW(
                 f_pid[i], p_version[ps], v_kind, f_operation[i], NULL, NULL, NULL, v_fee, f_amount[i], v_cash_delta,
@@ -1538,14 +1525,6 @@ BEGIN
     WHERE u.changed AND u.quantity <> 0 AND (NOT u.existed OR u.reopened);
 
     INSERT INTO pgportfolio.events SELECT * FROM unnest(e_rows);
-
-    IF current_setting('pgportfolio.notify', true) IS DISTINCT FROM 'off' THEN
-        FOR ps IN 1 .. coalesce(array_length(p_ids, 1), 0) LOOP
-            IF p_version[ps] <> p_first_version[ps] THEN
-                PERFORM pg_notify('pgportfolio_' || p_ids[ps], p_version[ps] || ':' || p_kind[ps]);
-            END IF;
-        END LOOP;
-    END IF;
 END;
 $$;
 
@@ -2130,8 +2109,7 @@ $$;
 COMMENT ON FUNCTION pgportfolio.find_request(bigint, text) IS
 'The stored result of a request id, or no row if it was never applied.';
 
--- The events of a portfolio after a version, in order: how a subscriber catches up
--- after a gap in push updates.
+-- The events of a portfolio after a version, in order, with every column of the log.
 CREATE FUNCTION pgportfolio.events_since(p_portfolio_id bigint, p_after_version bigint)
 RETURNS SETOF pgportfolio.event_log
 LANGUAGE sql STABLE
@@ -2145,7 +2123,7 @@ AS $$
 $$;
 
 COMMENT ON FUNCTION pgportfolio.events_since(bigint, bigint) IS
-'Events of a portfolio after a version, in order (catch-up after missed push updates).';
+'Events of a portfolio after a version, in order, with every column of the log.';
 
 -- The current version of a portfolio (cheap: one row, no positions).
 CREATE FUNCTION pgportfolio.portfolio_version(p_portfolio_id bigint)
@@ -2157,21 +2135,66 @@ AS $$
     SELECT p.version FROM pgportfolio.portfolios AS p WHERE p.portfolio_id = p_portfolio_id;
 $$;
 
--- The kind of the event that produced a given version, or no row: how a subscriber tells
--- a real notification from a forged one (any role that can connect may NOTIFY).
-CREATE FUNCTION pgportfolio.event_kind_at(p_portfolio_id bigint, p_version bigint)
-RETURNS text
-LANGUAGE sql STABLE
+COMMENT ON FUNCTION pgportfolio.portfolio_version(bigint) IS 'The current version of a portfolio, or NULL.';
+
+-- Push updates. A subscriber follows the log: every interval it asks for the events
+-- after the last version it delivered, for all its portfolios in one call. Nothing is
+-- sent at commit, so commits never queue on PostgreSQL's cluster-wide NOTIFY lock (which
+-- is held through the commit's WAL flush), and nothing arrives on a channel that any
+-- role could forge or overhear: what a subscriber yields is the log itself, and only
+-- roles that may read the log (traders, analysts) may call this.
+-- Each portfolio's events come in version order, at most p_limit of them, so a
+-- subscriber far behind catches up in bounded steps; each step is one descent of the
+-- events primary key (portfolio_id, portfolio_version) per portfolio.
+CREATE FUNCTION pgportfolio.events_after(
+    p_portfolio_ids bigint[],
+    p_after_versions bigint[],
+    p_limit integer DEFAULT 1000
+)
+RETURNS TABLE (portfolio_id bigint, portfolio_version bigint, kind text)
+LANGUAGE plpgsql STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT e.kind FROM pgportfolio.events AS e
-    WHERE e.portfolio_id = p_portfolio_id AND e.portfolio_version = p_version;
+DECLARE
+    v_count integer := coalesce(array_length(p_portfolio_ids, 1), 0);
+BEGIN
+    IF p_portfolio_ids IS NULL OR p_after_versions IS NULL
+       OR v_count <> coalesce(array_length(p_after_versions, 1), 0)
+       OR array_ndims(p_portfolio_ids) > 1 OR array_ndims(p_after_versions) > 1 THEN
+        RAISE EXCEPTION 'p_portfolio_ids and p_after_versions must be one-dimensional arrays of one length'
+            USING ERRCODE = '22023',
+                HINT = 'Element i of p_after_versions is the last version seen of portfolio i.';
+    END IF;
+    IF v_count > 10000 THEN
+        RAISE EXCEPTION 'at most 10000 portfolios per call, got %', v_count USING ERRCODE = '22023';
+    END IF;
+    IF array_position(p_portfolio_ids, NULL) IS NOT NULL OR array_position(p_after_versions, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'p_portfolio_ids and p_after_versions must not contain NULL' USING ERRCODE = '22023';
+    END IF;
+    IF (SELECT count(DISTINCT u.id) FROM unnest(p_portfolio_ids) AS u (id)) <> v_count THEN
+        RAISE EXCEPTION 'p_portfolio_ids must not repeat a portfolio' USING ERRCODE = '22023';
+    END IF;
+    IF p_limit IS NULL OR p_limit < 1 OR p_limit > 10000 THEN
+        RAISE EXCEPTION 'p_limit must be between 1 and 10000, got %', coalesce(p_limit::text, 'NULL')
+            USING ERRCODE = '22023';
+    END IF;
+    RETURN QUERY
+    SELECT e.portfolio_id, e.portfolio_version, e.kind
+    FROM unnest(p_portfolio_ids, p_after_versions) AS a (portfolio_id, after_version)
+    CROSS JOIN LATERAL (
+        SELECT ev.portfolio_id, ev.portfolio_version, ev.kind
+        FROM pgportfolio.events AS ev
+        WHERE ev.portfolio_id = a.portfolio_id AND ev.portfolio_version > a.after_version
+        ORDER BY ev.portfolio_version
+        LIMIT p_limit
+    ) AS e
+    ORDER BY e.portfolio_id, e.portfolio_version;
+END;
 $$;
 
-COMMENT ON FUNCTION pgportfolio.portfolio_version(bigint) IS 'The current version of a portfolio, or NULL.';
-COMMENT ON FUNCTION pgportfolio.event_kind_at(bigint, bigint) IS
-'The kind of the event that produced a version, or NULL (used to check push notifications).';
+COMMENT ON FUNCTION pgportfolio.events_after(bigint[], bigint[], integer) IS
+'Push updates: the events after a version of each portfolio, in version order, at most p_limit per portfolio.';
 
 -- ===== sql/220_operator.sql =====
 -- Reads for operators (pgportfolio top). Cheap on purpose: no scan of the event log.
@@ -2328,7 +2351,7 @@ pgportfolio.get_portfolio(bigint),
 pgportfolio.portfolio_snapshot(bigint),
 pgportfolio.events_since(bigint, bigint),
 pgportfolio.portfolio_version(bigint),
-pgportfolio.event_kind_at(bigint, bigint),
+pgportfolio.events_after(bigint[], bigint[], integer),
 pgportfolio.recent_portfolios(integer),
 pgportfolio.server_wait_events(),
 pgportfolio.current_lock_waits()

@@ -83,11 +83,6 @@ BEGIN
         v_portfolio.cash_balance, p_request_id, v_args, v_actor
     );
 
-    -- Push update for subscribers; delivered at commit, dropped on rollback.
-    IF current_setting('pgportfolio.notify', true) IS DISTINCT FROM 'off' THEN
-        PERFORM pg_notify('pgportfolio_' || p_portfolio_id, v_portfolio.version || ':' || v_kind);
-    END IF;
-
     v_result := ROW(
         p_portfolio_id, v_portfolio.version, v_portfolio.cash_balance, NULL, NULL, NULL, -v_fee, false
     );

@@ -197,11 +197,6 @@ BEGIN
         v_realized, v_portfolio.cash_balance, v_new_quantity, v_new_basis, p_request_id, v_args, v_actor
     );
 
-    -- Push update for subscribers; delivered at commit, dropped on rollback.
-    IF current_setting('pgportfolio.notify', true) IS DISTINCT FROM 'off' THEN
-        PERFORM pg_notify('pgportfolio_' || p_portfolio_id, v_portfolio.version || ':' || v_kind);
-    END IF;
-
     v_result := ROW(
         p_portfolio_id,
         v_portfolio.version,

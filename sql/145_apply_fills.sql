@@ -56,7 +56,6 @@ DECLARE
     p_realized numeric[];
     p_version bigint[];
     p_first_version bigint[];
-    p_kind text[];
     -- positions, by slot: key = portfolio_id || ' ' || symbol
     k_key text[] := '{}'::text[];
     k_pid bigint[] := '{}'::bigint[];
@@ -254,7 +253,6 @@ BEGIN
         p_version[ps] := v_row.version;
     END LOOP;
     p_first_version := p_version;
-    p_kind := array_fill(NULL::text, ARRAY[coalesce(array_length(p_ids, 1), 0)]);
 
     FOR v_row IN
         SELECT p.portfolio_id, p.symbol, p.quantity, p.cost_basis, p.realized_pnl, p.version
@@ -431,7 +429,6 @@ BEGIN
         p_cash[ps] := p_cash[ps] + v_cash_delta;
         p_realized[ps] := p_realized[ps] + v_realized;
         p_version[ps] := p_version[ps] + 1;
-        p_kind[ps] := v_kind;
         IF f_operation[i] <> 'apply_fill' THEN
             v_event := ROW(
                 f_pid[i], p_version[ps], v_kind, f_operation[i], NULL, NULL, NULL, v_fee, f_amount[i], v_cash_delta,
@@ -498,14 +495,6 @@ BEGIN
     WHERE u.changed AND u.quantity <> 0 AND (NOT u.existed OR u.reopened);
 
     INSERT INTO pgportfolio.events SELECT * FROM unnest(e_rows);
-
-    IF current_setting('pgportfolio.notify', true) IS DISTINCT FROM 'off' THEN
-        FOR ps IN 1 .. coalesce(array_length(p_ids, 1), 0) LOOP
-            IF p_version[ps] <> p_first_version[ps] THEN
-                PERFORM pg_notify('pgportfolio_' || p_ids[ps], p_version[ps] || ':' || p_kind[ps]);
-            END IF;
-        END LOOP;
-    END IF;
 END;
 $$;
 

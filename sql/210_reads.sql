@@ -126,8 +126,7 @@ $$;
 COMMENT ON FUNCTION pgportfolio.find_request(bigint, text) IS
 'The stored result of a request id, or no row if it was never applied.';
 
--- The events of a portfolio after a version, in order: how a subscriber catches up
--- after a gap in push updates.
+-- The events of a portfolio after a version, in order, with every column of the log.
 CREATE FUNCTION pgportfolio.events_since(p_portfolio_id bigint, p_after_version bigint)
 RETURNS SETOF pgportfolio.event_log
 LANGUAGE sql STABLE
@@ -141,7 +140,7 @@ AS $$
 $$;
 
 COMMENT ON FUNCTION pgportfolio.events_since(bigint, bigint) IS
-'Events of a portfolio after a version, in order (catch-up after missed push updates).';
+'Events of a portfolio after a version, in order, with every column of the log.';
 
 -- The current version of a portfolio (cheap: one row, no positions).
 CREATE FUNCTION pgportfolio.portfolio_version(p_portfolio_id bigint)
@@ -153,18 +152,63 @@ AS $$
     SELECT p.version FROM pgportfolio.portfolios AS p WHERE p.portfolio_id = p_portfolio_id;
 $$;
 
--- The kind of the event that produced a given version, or no row: how a subscriber tells
--- a real notification from a forged one (any role that can connect may NOTIFY).
-CREATE FUNCTION pgportfolio.event_kind_at(p_portfolio_id bigint, p_version bigint)
-RETURNS text
-LANGUAGE sql STABLE
+COMMENT ON FUNCTION pgportfolio.portfolio_version(bigint) IS 'The current version of a portfolio, or NULL.';
+
+-- Push updates. A subscriber follows the log: every interval it asks for the events
+-- after the last version it delivered, for all its portfolios in one call. Nothing is
+-- sent at commit, so commits never queue on PostgreSQL's cluster-wide NOTIFY lock (which
+-- is held through the commit's WAL flush), and nothing arrives on a channel that any
+-- role could forge or overhear: what a subscriber yields is the log itself, and only
+-- roles that may read the log (traders, analysts) may call this.
+-- Each portfolio's events come in version order, at most p_limit of them, so a
+-- subscriber far behind catches up in bounded steps; each step is one descent of the
+-- events primary key (portfolio_id, portfolio_version) per portfolio.
+CREATE FUNCTION pgportfolio.events_after(
+    p_portfolio_ids bigint[],
+    p_after_versions bigint[],
+    p_limit integer DEFAULT 1000
+)
+RETURNS TABLE (portfolio_id bigint, portfolio_version bigint, kind text)
+LANGUAGE plpgsql STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT e.kind FROM pgportfolio.events AS e
-    WHERE e.portfolio_id = p_portfolio_id AND e.portfolio_version = p_version;
+DECLARE
+    v_count integer := coalesce(array_length(p_portfolio_ids, 1), 0);
+BEGIN
+    IF p_portfolio_ids IS NULL OR p_after_versions IS NULL
+       OR v_count <> coalesce(array_length(p_after_versions, 1), 0)
+       OR array_ndims(p_portfolio_ids) > 1 OR array_ndims(p_after_versions) > 1 THEN
+        RAISE EXCEPTION 'p_portfolio_ids and p_after_versions must be one-dimensional arrays of one length'
+            USING ERRCODE = '22023',
+                HINT = 'Element i of p_after_versions is the last version seen of portfolio i.';
+    END IF;
+    IF v_count > 10000 THEN
+        RAISE EXCEPTION 'at most 10000 portfolios per call, got %', v_count USING ERRCODE = '22023';
+    END IF;
+    IF array_position(p_portfolio_ids, NULL) IS NOT NULL OR array_position(p_after_versions, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'p_portfolio_ids and p_after_versions must not contain NULL' USING ERRCODE = '22023';
+    END IF;
+    IF (SELECT count(DISTINCT u.id) FROM unnest(p_portfolio_ids) AS u (id)) <> v_count THEN
+        RAISE EXCEPTION 'p_portfolio_ids must not repeat a portfolio' USING ERRCODE = '22023';
+    END IF;
+    IF p_limit IS NULL OR p_limit < 1 OR p_limit > 10000 THEN
+        RAISE EXCEPTION 'p_limit must be between 1 and 10000, got %', coalesce(p_limit::text, 'NULL')
+            USING ERRCODE = '22023';
+    END IF;
+    RETURN QUERY
+    SELECT e.portfolio_id, e.portfolio_version, e.kind
+    FROM unnest(p_portfolio_ids, p_after_versions) AS a (portfolio_id, after_version)
+    CROSS JOIN LATERAL (
+        SELECT ev.portfolio_id, ev.portfolio_version, ev.kind
+        FROM pgportfolio.events AS ev
+        WHERE ev.portfolio_id = a.portfolio_id AND ev.portfolio_version > a.after_version
+        ORDER BY ev.portfolio_version
+        LIMIT p_limit
+    ) AS e
+    ORDER BY e.portfolio_id, e.portfolio_version;
+END;
 $$;
 
-COMMENT ON FUNCTION pgportfolio.portfolio_version(bigint) IS 'The current version of a portfolio, or NULL.';
-COMMENT ON FUNCTION pgportfolio.event_kind_at(bigint, bigint) IS
-'The kind of the event that produced a version, or NULL (used to check push notifications).';
+COMMENT ON FUNCTION pgportfolio.events_after(bigint[], bigint[], integer) IS
+'Push updates: the events after a version of each portfolio, in version order, at most p_limit per portfolio.';

@@ -51,7 +51,7 @@ pgportfolio.get_portfolio(bigint),
 pgportfolio.portfolio_snapshot(bigint),
 pgportfolio.events_since(bigint, bigint),
 pgportfolio.portfolio_version(bigint),
-pgportfolio.event_kind_at(bigint, bigint),
+pgportfolio.events_after(bigint[], bigint[], integer),
 pgportfolio.recent_portfolios(integer),
 pgportfolio.server_wait_events(),
 pgportfolio.current_lock_waits()

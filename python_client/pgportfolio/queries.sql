@@ -62,7 +62,7 @@ SELECT * FROM pgportfolio.portfolio_snapshot(p_portfolio_id => %(portfolio_id)s)
 SELECT * FROM pgportfolio.find_request(p_portfolio_id => %(portfolio_id)s, p_request_id => %(request_id)s);
 
 -- name: events_since
--- Events after a version, for catching up after missed push updates.
+-- Events of one portfolio after a version, in order.
 SELECT portfolio_id, portfolio_version, kind FROM pgportfolio.events_since(p_portfolio_id => %(portfolio_id)s, p_after_version => %(after_version)s);
 
 -- name: advisory_lock
@@ -98,9 +98,13 @@ SELECT item, portfolio_id, portfolio_version, cash_balance, symbol, position_qua
 SELECT pgportfolio.update_market_prices(p_prices => %(prices)s::jsonb);
 
 -- name: portfolio_version
--- The current version of a portfolio (subscribe's resync events).
+-- The current version of a portfolio.
 SELECT pgportfolio.portfolio_version(p_portfolio_id => %(portfolio_id)s);
 
--- name: event_kind_at
--- The kind of the event that produced a version: confirms a push notification is real.
-SELECT pgportfolio.event_kind_at(p_portfolio_id => %(portfolio_id)s, p_version => %(version)s);
+-- name: portfolio_versions
+-- The current version of each portfolio, NULL for none (subscribe's resync events).
+SELECT p.portfolio_id, pgportfolio.portfolio_version(p_portfolio_id => p.portfolio_id) FROM unnest(%(portfolio_ids)s::bigint[]) AS p (portfolio_id);
+
+-- name: events_after
+-- Push updates: the events after the last version seen of each portfolio (subscribe).
+SELECT portfolio_id, portfolio_version, kind FROM pgportfolio.events_after(p_portfolio_ids => %(portfolio_ids)s::bigint[], p_after_versions => %(after_versions)s::bigint[], p_limit => %(limit)s);

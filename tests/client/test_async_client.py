@@ -265,28 +265,91 @@ async def test_apply_fills_method_answers_each_element(aclient: AsyncPortfolioCl
     assert await aclient.apply_fills([]) == []
 
 
-async def test_subscribe_reconnects_and_reports_the_gap(
+async def test_subscribe_survives_a_lost_connection_without_missing_anything(
     aclient: AsyncPortfolioClient, shared_db: str
 ) -> None:
-    """The LISTEN session dies: the stream resumes on its own and says events may have
-    been missed (gap=True, with the current version), then continues."""
+    """The subscriber's session is killed and mutations commit while it is down: after
+    reconnecting it yields exactly the events it had not yet yielded, in order, with no
+    gap (the log kept them)."""
     pid = await aclient.create_portfolio("push reconnect", D("1000"))
-    stream = aclient.subscribe([pid], reconnect_delay=0.05)
+    stream = aclient.subscribe([pid], reconnect_delay=1.0)
     first = await asyncio.wait_for(anext(stream), 5)
-    assert (first.kind, first.gap) == ("resync", True)
+    assert (first.version, first.kind, first.gap) == (1, "resync", True)
+    await aclient.deposit_cash(pid, D("5"))
+    seen = await asyncio.wait_for(anext(stream), 5)
+    assert (seen.version, seen.kind) == (2, "deposit")
     with psycopg.connect(shared_db, autocommit=True) as admin:
-        listeners = admin.execute(
+        killed = admin.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND query LIKE %s",
-            ("%portfolio_version%",),
+            " WHERE datname = current_database() AND query LIKE %s AND pid <> pg_backend_pid()",
+            ("%events_after%",),
         ).fetchall()
-        assert listeners  # the subscriber's session was found and ended
-    await aclient.deposit_cash(pid, D("5"))  # possibly missed while reconnecting
-    resumed = await asyncio.wait_for(anext(stream), 10)
-    assert resumed.gap
-    assert resumed.kind == "resync"
-    assert resumed.version in (1, 2)
-    if resumed.version == 1:  # reconnected before the deposit: it arrives as an event
-        event = await asyncio.wait_for(anext(stream), 5)
-        assert (event.version, event.kind) == (2, "deposit")
+        assert killed  # the subscriber's session was found and ended
+    # Within the second before it reconnects:
+    await aclient.withdraw_cash(pid, D("1"))
+    await aclient.apply_fill(pid, "RC", D("1"), D("2"))
+    got = [await asyncio.wait_for(anext(stream), 10) for _ in range(2)]
+    assert [(e.version, e.kind, e.gap) for e in got] == [(3, "withdraw", False), (4, "open", False)]
+    await aclient.charge_fee(pid, D("1"))
+    after = await asyncio.wait_for(anext(stream), 5)
+    assert (after.version, after.kind, after.gap) == (5, "fee", False)
     await stream.aclose()
+
+
+async def test_subscribe_yields_every_element_of_a_batch(aclient: AsyncPortfolioClient) -> None:
+    """apply_fills commits many versions at once: each is its own event, in order, and a
+    portfolio's events never interleave out of order with another's."""
+    from pgportfolio import Fill
+
+    a = await aclient.create_portfolio("push batch a", D("1000"))
+    b = await aclient.create_portfolio("push batch b", D("1000"))
+    stream = aclient.subscribe([b, a])
+    starts = {(e.portfolio_id, e.kind) for e in [await anext(stream), await anext(stream)]}
+    assert starts == {(a, "resync"), (b, "resync")}
+    answers = await aclient.apply_fills(
+        [
+            (a, Fill("BT", D("2"), D("10"))),
+            (b, Fill("BT", D("-1"), D("10"))),
+            (a, Fill("BT", D("-1"), D("11"))),
+            (a, Fill("BT", D("-3"), D("12"))),
+            (b, Fill("BT", D("1"), D("9"))),
+        ]
+    )
+    assert all(not isinstance(x, Exception) for x in answers)
+    got = [await asyncio.wait_for(anext(stream), 5) for _ in range(5)]
+    assert [(e.version, e.kind) for e in got if e.portfolio_id == a] == [
+        (2, "open"),
+        (3, "reduce"),
+        (4, "flip"),
+    ]
+    assert [(e.version, e.kind) for e in got if e.portfolio_id == b] == [(2, "open"), (3, "close")]
+    await stream.aclose()
+
+
+async def test_subscribe_catches_up_a_backlog_without_waiting_an_interval_per_step(
+    aclient: AsyncPortfolioClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read returns at most SUBSCRIBE_BATCH events per portfolio; a full one is followed
+    by the next read at once, so a backlog never waits ``interval`` per step."""
+    from pgportfolio._async import client as client_module
+
+    monkeypatch.setattr(client_module, "SUBSCRIBE_BATCH", 2)
+    pid = await aclient.create_portfolio("push backlog", D("1000"))
+    stream = aclient.subscribe([pid], interval=3.0)
+    assert (await asyncio.wait_for(anext(stream), 5)).kind == "resync"
+    for _ in range(6):
+        await aclient.deposit_cash(pid, D("1"))  # versions 2..7: three full reads
+    started = asyncio.get_running_loop().time()
+    got = [await asyncio.wait_for(anext(stream), 10) for _ in range(6)]
+    elapsed = asyncio.get_running_loop().time() - started
+    assert [e.version for e in got] == [2, 3, 4, 5, 6, 7]
+    assert elapsed < 2.5  # one interval is 3 s: no read waited for one
+    await stream.aclose()
+
+
+@pytest.mark.parametrize("options", [{"interval": 0}, {"interval": -1.0}, {"reconnect_delay": 0}])
+async def test_subscribe_refuses_a_timing_that_is_not_positive(
+    aclient: AsyncPortfolioClient, options: dict[str, float]
+) -> None:
+    with pytest.raises(InvalidInput):
+        await anext(aclient.subscribe([1], **options))

@@ -72,3 +72,26 @@ def test_operator_reads(client: PortfolioClient) -> None:
     assert (pid, "operator reads", 2) in [(r[0], r[1], r[2]) for r in recent]
     assert client.lock_waits() == []  # nobody waits in this quiet database
     assert all(len(row) == 4 for row in client.server_wait_events())
+
+
+def test_subscribe_follows_the_log_in_a_thread_of_its_own(client: PortfolioClient) -> None:
+    """The generated sync subscribe(): the resync, then each real event once, in order."""
+    pid = client.create_portfolio("sync push", D("100"))
+    stream = client.subscribe([pid], interval=0.01)
+    try:
+        first = next(stream)
+        assert (first.portfolio_id, first.version, first.kind, first.gap) == (
+            pid,
+            1,
+            "resync",
+            True,
+        )
+        client.deposit_cash(pid, D("1"))
+        client.apply_fill(pid, "SP", D("1"), D("2"))
+        got = [next(stream) for _ in range(2)]
+        assert [(e.version, e.kind, e.gap) for e in got] == [
+            (2, "deposit", False),
+            (3, "open", False),
+        ]
+    finally:
+        stream.close()

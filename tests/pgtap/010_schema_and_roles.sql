@@ -55,7 +55,7 @@ SELECT functions_are('pgportfolio', ARRAY[
     'current_lock_waits', 'deposit_cash', 'events_refuse_change', 'events_since', 'find_request', 'get_portfolio',
     'grant_portfolio', 'open_position', 'recent_portfolios', 'reduce_position', 'revoke_portfolio',
     'server_wait_events', 'update_market_price', 'update_market_prices', 'verify_portfolio', 'withdraw_cash',
-    'portfolio_version', 'event_kind_at', 'portfolio_snapshot',
+    'portfolio_version', 'events_after', 'portfolio_snapshot',
     '_refused_characters', 'events_chain', 'event_chain_head',
     '_portfolio_lockers', 'portfolio_lock_holders'
 ], 'pgportfolio has exactly the expected functions');

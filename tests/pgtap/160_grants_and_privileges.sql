@@ -3,7 +3,7 @@
 -- SECURITY DEFINER hygiene, and per-portfolio trading rights (owner, member of the
 -- owner, or grant_portfolio). Roles are created inside the test transaction.
 BEGIN;
-SELECT plan(237);
+SELECT plan(241);
 
 CREATE FUNCTION pg_temp.pid(p_name text) RETURNS bigint LANGUAGE sql STABLE
 AS $$ SELECT current_setting('test.pid_' || p_name)::bigint $$;
@@ -25,6 +25,7 @@ SELECT is_definer('pgportfolio', 'verify_portfolio', ARRAY['bigint'], 'verify_po
 SELECT is_definer('pgportfolio', 'get_portfolio', ARRAY['bigint'], 'get_portfolio(bigint) is SECURITY DEFINER');
 SELECT is_definer('pgportfolio', 'find_request', ARRAY['bigint', 'text'], 'find_request(bigint, text) is SECURITY DEFINER');
 SELECT is_definer('pgportfolio', 'events_since', ARRAY['bigint', 'bigint'], 'events_since(bigint, bigint) is SECURITY DEFINER');
+SELECT is_definer('pgportfolio', 'events_after', ARRAY['bigint[]', 'bigint[]', 'integer'], 'events_after(bigint[], bigint[], integer) is SECURITY DEFINER');
 SELECT is_definer('pgportfolio', 'recent_portfolios', ARRAY['integer'], 'recent_portfolios(integer) is SECURITY DEFINER');
 SELECT isnt_definer('pgportfolio', 'acquire_advisory_lock', ARRAY['bigint', 'integer'], 'acquire_advisory_lock(bigint, integer) is not SECURITY DEFINER (it needs no rights its caller lacks)');
 SELECT isnt_definer('pgportfolio', 'server_wait_events', ARRAY[]::name[], 'server_wait_events() is not SECURITY DEFINER (it needs no rights its caller lacks)');
@@ -58,6 +59,7 @@ SELECT function_privs_are('pgportfolio', 'verify_portfolio', ARRAY['bigint'], 'p
 SELECT function_privs_are('pgportfolio', 'get_portfolio', ARRAY['bigint'], 'pgportfolio_trader', ARRAY['EXECUTE'], 'pgportfolio_trader may execute get_portfolio(bigint)');
 SELECT function_privs_are('pgportfolio', 'find_request', ARRAY['bigint', 'text'], 'pgportfolio_trader', ARRAY['EXECUTE'], 'pgportfolio_trader may execute find_request(bigint, text)');
 SELECT function_privs_are('pgportfolio', 'events_since', ARRAY['bigint', 'bigint'], 'pgportfolio_trader', ARRAY['EXECUTE'], 'pgportfolio_trader may execute events_since(bigint, bigint)');
+SELECT function_privs_are('pgportfolio', 'events_after', ARRAY['bigint[]', 'bigint[]', 'integer'], 'pgportfolio_trader', ARRAY['EXECUTE'], 'pgportfolio_trader may execute events_after(bigint[], bigint[], integer)');
 SELECT function_privs_are('pgportfolio', 'recent_portfolios', ARRAY['integer'], 'pgportfolio_trader', ARRAY['EXECUTE'], 'pgportfolio_trader may execute recent_portfolios(integer)');
 SELECT function_privs_are('pgportfolio', 'acquire_advisory_lock', ARRAY['bigint', 'integer'], 'pgportfolio_trader', ARRAY['EXECUTE'], 'pgportfolio_trader may execute acquire_advisory_lock(bigint, integer)');
 SELECT function_privs_are('pgportfolio', 'server_wait_events', ARRAY[]::name[], 'pgportfolio_trader', ARRAY['EXECUTE'], 'pgportfolio_trader may execute server_wait_events()');
@@ -78,6 +80,7 @@ SELECT function_privs_are('pgportfolio', 'verify_portfolio', ARRAY['bigint'], 'p
 SELECT function_privs_are('pgportfolio', 'get_portfolio', ARRAY['bigint'], 'pgportfolio_analyst', ARRAY['EXECUTE'], 'pgportfolio_analyst may execute get_portfolio(bigint)');
 SELECT function_privs_are('pgportfolio', 'find_request', ARRAY['bigint', 'text'], 'pgportfolio_analyst', ARRAY[]::name[], 'pgportfolio_analyst may not execute find_request(bigint, text)');
 SELECT function_privs_are('pgportfolio', 'events_since', ARRAY['bigint', 'bigint'], 'pgportfolio_analyst', ARRAY['EXECUTE'], 'pgportfolio_analyst may execute events_since(bigint, bigint)');
+SELECT function_privs_are('pgportfolio', 'events_after', ARRAY['bigint[]', 'bigint[]', 'integer'], 'pgportfolio_analyst', ARRAY['EXECUTE'], 'pgportfolio_analyst may execute events_after(bigint[], bigint[], integer)');
 SELECT function_privs_are('pgportfolio', 'recent_portfolios', ARRAY['integer'], 'pgportfolio_analyst', ARRAY['EXECUTE'], 'pgportfolio_analyst may execute recent_portfolios(integer)');
 SELECT function_privs_are('pgportfolio', 'acquire_advisory_lock', ARRAY['bigint', 'integer'], 'pgportfolio_analyst', ARRAY[]::name[], 'pgportfolio_analyst may not execute acquire_advisory_lock(bigint, integer)');
 SELECT function_privs_are('pgportfolio', 'server_wait_events', ARRAY[]::name[], 'pgportfolio_analyst', ARRAY['EXECUTE'], 'pgportfolio_analyst may execute server_wait_events()');
@@ -98,6 +101,7 @@ SELECT function_privs_are('pgportfolio', 'verify_portfolio', ARRAY['bigint'], 'p
 SELECT function_privs_are('pgportfolio', 'get_portfolio', ARRAY['bigint'], 'public', ARRAY[]::name[], 'PUBLIC may not execute get_portfolio(bigint)');
 SELECT function_privs_are('pgportfolio', 'find_request', ARRAY['bigint', 'text'], 'public', ARRAY[]::name[], 'PUBLIC may not execute find_request(bigint, text)');
 SELECT function_privs_are('pgportfolio', 'events_since', ARRAY['bigint', 'bigint'], 'public', ARRAY[]::name[], 'PUBLIC may not execute events_since(bigint, bigint)');
+SELECT function_privs_are('pgportfolio', 'events_after', ARRAY['bigint[]', 'bigint[]', 'integer'], 'public', ARRAY[]::name[], 'PUBLIC may not execute events_after(bigint[], bigint[], integer)');
 SELECT function_privs_are('pgportfolio', 'recent_portfolios', ARRAY['integer'], 'public', ARRAY[]::name[], 'PUBLIC may not execute recent_portfolios(integer)');
 SELECT function_privs_are('pgportfolio', 'acquire_advisory_lock', ARRAY['bigint', 'integer'], 'public', ARRAY[]::name[], 'PUBLIC may not execute acquire_advisory_lock(bigint, integer)');
 SELECT function_privs_are('pgportfolio', 'server_wait_events', ARRAY[]::name[], 'public', ARRAY[]::name[], 'PUBLIC may not execute server_wait_events()');
@@ -183,7 +187,7 @@ SELECT is(
     (SELECT array_agg(p.proname::text ORDER BY p.proname) FROM pg_proc AS p
      WHERE p.pronamespace = 'pgportfolio'::regnamespace AND p.prosecdef),
     ARRAY['_portfolio_lockers', 'add_to_position', 'apply_fill', 'apply_fills', 'charge_fee', 'close_position', 'create_portfolio',
-          'deposit_cash', 'event_chain_head', 'event_kind_at', 'events_since', 'find_request', 'get_portfolio', 'grant_portfolio',
+          'deposit_cash', 'event_chain_head', 'events_after', 'events_since', 'find_request', 'get_portfolio', 'grant_portfolio',
           'open_position', 'portfolio_snapshot', 'portfolio_version', 'recent_portfolios', 'reduce_position', 'revoke_portfolio',
           'update_market_price', 'update_market_prices', 'verify_portfolio', 'withdraw_cash'],
     'exactly the public API functions (mutations, grants, verify and the client reads) are SECURITY DEFINER'

@@ -1,6 +1,7 @@
--- Reads for programs (sql/210_reads.sql): get_portfolio, portfolio_snapshot, events_since, find_request.
+-- Reads for programs (sql/210_reads.sql): get_portfolio, portfolio_snapshot, events_since, find_request,
+-- and events_after, which push updates follow.
 BEGIN;
-SELECT plan(20);
+SELECT plan(36);
 
 SELECT set_config('test.pid', pgportfolio.create_portfolio('reads', 1000)::text, true);
 SELECT pgportfolio.apply_fill(current_setting('test.pid')::bigint, 'BBB', 2, 10, 0, 'rq-1');
@@ -93,6 +94,87 @@ SELECT results_eq(
 SELECT is_empty(
     $$SELECT * FROM pgportfolio.events_since(current_setting('test.pid')::bigint, 3)$$,
     'nothing after the current version'
+);
+
+-- events_after: push updates follow the log, for many portfolios in one call. (test.empty
+-- was created after test.pid, so its id is the larger.)
+SELECT results_eq(
+    $$SELECT portfolio_id, portfolio_version, kind FROM pgportfolio.events_after(
+          ARRAY[current_setting('test.empty')::bigint, current_setting('test.pid')::bigint], ARRAY[0, 1]::bigint[])$$,
+    $$VALUES (current_setting('test.pid')::bigint, 2::bigint, 'open'::text),
+             (current_setting('test.pid')::bigint, 3::bigint, 'open'::text),
+             (current_setting('test.empty')::bigint, 1::bigint, 'create'::text)$$,
+    'events_after returns each portfolio''s events after its own version, by portfolio then version'
+);
+SELECT results_eq(
+    $$SELECT portfolio_version FROM pgportfolio.events_after(
+          ARRAY[current_setting('test.pid')::bigint], ARRAY[0]::bigint[], p_limit => 2)$$,
+    $$VALUES (1::bigint), (2::bigint)$$,
+    'p_limit caps the events per portfolio, oldest first'
+);
+SELECT is_empty(
+    $$SELECT * FROM pgportfolio.events_after(
+          ARRAY[current_setting('test.pid')::bigint, current_setting('test.empty')::bigint], ARRAY[3, 1]::bigint[])$$,
+    'nothing after the current versions'
+);
+SELECT is_empty(
+    $$SELECT * FROM pgportfolio.events_after(ARRAY[-1]::bigint[], ARRAY[0]::bigint[])$$,
+    'an unknown portfolio has no events (and no error: a subscriber may wait for it)'
+);
+SELECT is_empty(
+    $$SELECT * FROM pgportfolio.events_after('{}'::bigint[], '{}'::bigint[])$$,
+    'no portfolios, no events'
+);
+SELECT throws_ok(
+    $$SELECT * FROM pgportfolio.events_after(ARRAY[1, 2]::bigint[], ARRAY[0]::bigint[])$$, '22023', NULL,
+    'arrays of different lengths are 22023'
+);
+SELECT throws_ok(
+    $$SELECT * FROM pgportfolio.events_after(NULL, ARRAY[0]::bigint[])$$, '22023', NULL,
+    'a NULL array is 22023'
+);
+SELECT throws_ok(
+    $$SELECT * FROM pgportfolio.events_after(ARRAY[1]::bigint[], ARRAY[NULL]::bigint[])$$, '22023', NULL,
+    'a NULL version is 22023'
+);
+SELECT throws_ok(
+    $$SELECT * FROM pgportfolio.events_after(ARRAY[1, 1]::bigint[], ARRAY[0, 5]::bigint[])$$, '22023', NULL,
+    'a repeated portfolio is 22023'
+);
+SELECT throws_ok(
+    $$SELECT * FROM pgportfolio.events_after(ARRAY[[1]]::bigint[], ARRAY[[0]]::bigint[])$$, '22023', NULL,
+    'two-dimensional arrays are 22023'
+);
+SELECT throws_ok(
+    $$SELECT * FROM pgportfolio.events_after(ARRAY[1]::bigint[], ARRAY[0]::bigint[], 0)$$, '22023', NULL,
+    'p_limit 0 is 22023'
+);
+SELECT throws_ok(
+    $$SELECT * FROM pgportfolio.events_after(
+          (SELECT array_agg(g) FROM generate_series(1, 10001) AS g)::bigint[],
+          array_fill(0::bigint, ARRAY[10001]))$$, '22023', NULL,
+    'more than 10,000 portfolios is 22023'
+);
+SELECT function_privs_are(
+    'pgportfolio', 'events_after', ARRAY['bigint[]', 'bigint[]', 'integer'], 'pgportfolio_analyst', ARRAY['EXECUTE'],
+    'analysts may call events_after'
+);
+SELECT function_privs_are(
+    'pgportfolio', 'events_after', ARRAY['bigint[]', 'bigint[]', 'integer'], 'public', ARRAY[]::text[],
+    'PUBLIC may not call events_after'
+);
+SELECT is_definer(
+    'pgportfolio', 'events_after', ARRAY['bigint[]', 'bigint[]', 'integer'], 'events_after is SECURITY DEFINER'
+);
+
+-- Nothing is pushed through NOTIFY: any role may LISTEN on any channel and NOTIFY on it,
+-- so a channel could neither keep a secret nor be trusted. A commit that sent a NOTIFY
+-- would also queue on PostgreSQL's cluster-wide notify lock.
+SELECT is(
+    (SELECT array_agg(p.proname::text ORDER BY p.proname) FROM pg_proc AS p
+     WHERE p.pronamespace = 'pgportfolio'::regnamespace AND p.prosrc ~* 'notify'),
+    NULL,
+    'no pgportfolio function sends a notification'
 );
 
 -- Privileges: traders and analysts read, PUBLIC does not; find_request is for traders.

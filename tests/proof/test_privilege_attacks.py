@@ -556,8 +556,8 @@ def function_attacks(
             ),
         ),
         Attack(
-            "role-wide notify off",
-            _q("ALTER ROLE pgportfolio_trader SET pgportfolio.notify = 'off'"),
+            "role-wide lock_timeout",
+            _q("ALTER ROLE pgportfolio_trader SET pgportfolio.lock_timeout = '0'"),
         ),
         Attack(
             "event trigger",

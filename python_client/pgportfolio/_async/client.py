@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from decimal import Decimal
@@ -18,7 +20,6 @@ from hashlib import blake2b
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
 from pgportfolio._async import compat
 from pgportfolio._async.coalescer import BATCHABLE, AsyncCoalescer, Pending
@@ -27,9 +28,11 @@ from pgportfolio._async.handles import AsyncPortfolio, AsyncPositionManager
 from pgportfolio._async.locks import AsyncLockRegistry
 from pgportfolio._async.transport import AsyncTransport, Request, cutter
 from pgportfolio.errors import (
+    InvalidInput,
     OptimisticLockError,
     PortfolioError,
     VersionConflict,
+    error_from_database,
     wrap_exceptions,
 )
 from pgportfolio.models import (
@@ -51,6 +54,10 @@ from pgportfolio.values import (
     optional_text,
     travels_in_json,
 )
+
+# At most this many events per portfolio in one read of subscribe(): a subscriber far
+# behind catches up in steps of bounded size.
+SUBSCRIBE_BATCH = 1000
 
 
 class AsyncPortfolioClient:
@@ -558,52 +565,77 @@ class AsyncPortfolioClient:
                         await _commit(conn)
 
     async def subscribe(
-        self, portfolio_ids: Iterable[int], *, reconnect_delay: float = 0.5, verify: bool = True
+        self,
+        portfolio_ids: Iterable[int],
+        *,
+        interval: float = 0.02,
+        reconnect_delay: float = 0.5,
     ) -> AsyncIterator[ChangeEvent]:
-        """Change events for these portfolios, pushed by LISTEN/NOTIFY (no polling).
+        """Change events for these portfolios, read from the event log as it grows.
 
-        After a connection is (re)established, one ``resync`` event per portfolio carries
-        its current version with ``gap=True``: events may have been missed before it, and
-        ``events_since`` catches up. A batch of fills notifies once, with its last version.
-        Any role that can connect may NOTIFY, so with ``verify`` (the default) each
-        notification is confirmed against the event log and dropped if it is not there.
-        The iterator runs until the caller stops it.
+        The stream starts with one ``resync`` event per existing portfolio, carrying its
+        current version with ``gap=True`` (earlier events: ``events_since``). Then it
+        yields every later event of each portfolio once, in version order, with the
+        kind the log records (a batch of fills is one event per fill); a portfolio that
+        does not exist yet is followed from its ``create``.
+
+        It reads on a connection of its own: one short query every ``interval`` seconds
+        for all the portfolios together, so commits never wait for subscribers, and
+        nothing another role sends can reach it. A lost connection is reopened after
+        ``reconnect_delay`` seconds and the stream goes on after the last event it
+        yielded: nothing is missed or repeated. A refusal (a role that may not read the
+        ledger, more than 10,000 portfolios) is raised as its PortfolioError. The
+        iterator runs until the caller stops it.
         """
         ids = sorted({as_id("portfolio_id", p) for p in portfolio_ids})
+        for name, value in (("interval", interval), ("reconnect_delay", reconnect_delay)):
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise InvalidInput(f"{name} must be a positive number of seconds, got {value!r}")
         conninfo = self.pool.conninfo
         if not isinstance(conninfo, str):
             raise TypeError("subscribe() needs a pool made from a conninfo string")
+        after: dict[int, int] | None = None  # the last version yielded, per portfolio
         while True:
             try:
                 async with await AsyncConnection.connect(conninfo, autocommit=True) as conn:
-                    for portfolio_id in ids:
-                        await conn.execute(
-                            sql.SQL("LISTEN {}").format(
-                                sql.Identifier(f"pgportfolio_{portfolio_id}")
-                            )
-                        )
-                    for portfolio_id in ids:
-                        cur = await conn.execute(
-                            query("portfolio_version"), {"portfolio_id": portfolio_id}
-                        )
-                        row = await cur.fetchone()
-                        if row is not None and row[0] is not None:
-                            yield ChangeEvent(portfolio_id, int(row[0]), "resync", gap=True)
-                    async for note in conn.notifies():
-                        event = _change_event(note.channel, note.payload)
-                        if event is not None and (not verify or await self._is_real(event)):
-                            yield event
+                    if after is None:
+                        versions = {"portfolio_ids": ids}
+                        rows = await self._follow(conn, "portfolio_versions", versions)
+                        after = {int(pid): int(version or 0) for pid, version in rows}
+                        for pid, version in rows:
+                            if version is not None:
+                                yield ChangeEvent(int(pid), int(version), "resync", gap=True)
+                    while True:
+                        started = time.monotonic()
+                        params = {
+                            "portfolio_ids": ids,
+                            "after_versions": [after[p] for p in ids],
+                            "limit": SUBSCRIBE_BATCH,
+                        }
+                        rows = await self._follow(conn, "events_after", params)
+                        counts = Counter(pid for pid, _, _ in rows)
+                        for pid, version, kind in rows:
+                            # The log gives each portfolio's versions in order; the check
+                            # keeps the promise (strictly increasing, once) on its own.
+                            if version > after[pid]:
+                                after[pid] = version
+                                yield ChangeEvent(pid, version, kind)
+                        # A portfolio with a full batch has more waiting: read on at once.
+                        if max(counts.values(), default=0) < SUBSCRIBE_BATCH:
+                            await compat.sleep(max(0.0, started + interval - time.monotonic()))
             except psycopg.OperationalError:
                 await compat.sleep(reconnect_delay)
+            except psycopg.Error as exc:
+                raise error_from_database(exc) from exc
 
-    async def _is_real(self, event: ChangeEvent) -> bool:
-        """Whether the event log has this event (NOTIFY is delivered after commit)."""
-        kind = await self._transport.read(
-            "event_kind_at",
-            {"portfolio_id": event.portfolio_id, "version": event.version},
-            lambda rows: rows[0][0] if rows else None,
-        )
-        return bool(kind == event.kind)
+    async def _follow(
+        self, conn: AsyncConnection[Any], name: str, params: dict[str, Any]
+    ) -> list[Any]:
+        """One of subscribe()'s reads on its own connection, cut after call_timeout (as a
+        lost connection, so the stream reconnects)."""
+        with compat.call_later(self.call_timeout, cutter(conn)):
+            cur = await conn.execute(query(name), params)
+            return await cur.fetchall()
 
     # -- machinery -------------------------------------------------------------------
 
@@ -699,13 +731,3 @@ async def _commit(conn: AsyncConnection[Any]) -> None:
 def _advisory_key(name: str) -> int:
     """A stable signed 64-bit key for a lock name."""
     return int.from_bytes(blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
-
-
-def _change_event(channel: str, payload: str) -> ChangeEvent | None:
-    """Parse a notification; None for one we did not send. Any role that can connect may
-    NOTIFY on any channel, so a payload is a hint to re-read, never the truth."""
-    version, _, kind = payload.partition(":")
-    try:
-        return ChangeEvent(int(channel.removeprefix("pgportfolio_")), int(version), kind)
-    except ValueError:
-        return None

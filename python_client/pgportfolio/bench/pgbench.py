@@ -127,9 +127,11 @@ async def run_pgbench(
     seconds: int,
     protocol: Literal["simple", "prepared"],
     variables: dict[str, int],
+    rate: int | None = None,
 ) -> PgbenchRun:
     """Run one pgbench job with per-transaction logs; PgbenchFailed if it does not end well
-    (an aborted client, a failed transaction)."""
+    (an aborted client, a failed transaction). ``rate``: transactions per second in all
+    (pgbench -R), else as fast as it can."""
     params = conninfo_to_dict(conninfo)
     env = dict(os.environ)
     password = params.pop("password", None)
@@ -154,6 +156,7 @@ async def run_pgbench(
             str(seconds),
             "-l",
             f"--log-prefix={prefix}",
+            *(("-R", str(rate)) if rate is not None else ()),
             "-f",
             str(script_path),
             *(arg for name, value in variables.items() for arg in ("-D", f"{name}={value}")),

@@ -7,23 +7,30 @@ for ``--scenarios``, it runs in registration order, and its targets are checked.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import cast
 
-from pgportfolio import AsyncPortfolioClient
+from pgportfolio import AsyncPortfolioClient, ChangeEvent
 from pgportfolio.bench.fills import FillPlan, symbol_names
 from pgportfolio.bench.harness import Bench, Variant
 from pgportfolio.bench.measure import (
     MachineClock,
     Measurement,
     TickStats,
+    Window,
+    percentile,
     ratio,
     rss_mb,
+    sleep_until,
     time_reads,
 )
+from pgportfolio.bench.pgbench import PgbenchFailed, apply_fill_script, run_pgbench
 from pgportfolio.bench.results import ReadResult, ScenarioResult, describe_error
 from pgportfolio.bench.settings import Sizes
 from pgportfolio.bench.targets import (
@@ -404,6 +411,238 @@ async def monitoring(bench: Bench, result: ScenarioResult) -> None:
     result.ratios["on_over_off"] = ratio(
         v["monitor_on"].fills_per_second, v["monitor_off"].fills_per_second
     )
+
+
+PUSH_PORTFOLIOS = 50
+PUSH_EVENTS_PER_SECOND = 1_000
+PUSH_WRITERS = 25  # writer tasks, each on its own fixed schedule (a late call goes at once)
+PUSH_PGBENCH_CLIENTS = 8
+LABEL_PUSH = "subscribe(), interval 20 ms"
+
+
+@scenario(
+    "push",
+    f"one subscriber on {PUSH_PORTFOLIOS} portfolios while apply_fill commits "
+    f"{PUSH_EVENTS_PER_SECOND:,} events/s",
+    targets=[
+        TargetSpec(
+            "(a) commit to subscriber, p99",
+            "<=",
+            50.0,
+            "ms",
+            variant_value("subscriber_pgbench", "p99_ms"),
+        ),
+        TargetSpec(
+            "(b) commit to subscriber, p99",
+            "<=",
+            50.0,
+            "ms",
+            variant_value("subscriber_client", "p99_ms"),
+        ),
+    ],
+)
+async def push(bench: Bench, result: ScenarioResult) -> None:
+    """(a) pgbench writes, the subscriber has this process to itself, and a sample runs
+    from the transaction's start (event_log.created_at: an upper bound of the commit) to
+    the yield, on the machine's one wall clock. (b) the writers are client calls in this
+    process, sharing its event loop with the subscriber, and a sample runs from a call's
+    acknowledgement (its commit came just before) to the yield."""
+    ids = await bench.ledger.create_portfolios(PUSH_PORTFOLIOS, "push")
+    plan = FillPlan.of(ids, bench.sizes.symbols)
+    pgbench_stats, client_stats = PushStats(), PushStats()
+    await bench.measure_each(
+        result,
+        [
+            Variant(
+                "subscriber_pgbench",
+                f"(a) {LABEL_PUSH}; pgbench -R {PUSH_EVENTS_PER_SECOND:,} apply_fill",
+                "event",
+                lambda: _push_from_pgbench(bench, plan, pgbench_stats),
+            ),
+            Variant(
+                "subscriber_client",
+                f"(b) {LABEL_PUSH}; {PUSH_EVENTS_PER_SECOND:,} apply_fill/s from this process",
+                "event",
+                lambda: _push_from_client(bench, plan, client_stats),
+            ),
+        ],
+    )
+    for name, stats in (("subscriber_pgbench", pgbench_stats), ("subscriber_client", client_stats)):
+        if result.variants[name].error is None:
+            result.variants[name].extra.update(stats.summary(bench.sizes.duration))
+    # What an idle subscriber costs the server per interval: its one read, with nothing new.
+    async with bench.client(connections=1) as client:
+        versions = [await client.portfolio_version(pid) or 0 for pid in ids]
+
+        async def idle_read() -> int:
+            async with client.pool.connection() as conn:
+                cur = await conn.execute(
+                    "SELECT * FROM pgportfolio.events_after(%s::bigint[], %s::bigint[])",
+                    [ids, versions],
+                )
+                return len(await cur.fetchall())
+
+        rows, durations = await time_reads(idle_read, bench.sizes.read_samples)
+        result.reads["events_after_idle"] = ReadResult.from_durations(
+            "events_after_idle", rows, durations
+        )
+
+
+@dataclass
+class PushStats:
+    """Per (portfolio, version) of the measured window: when it started (the call, or
+    the transaction), when it was acknowledged (client writers only), and when the
+    subscriber yielded it."""
+
+    started: dict[tuple[int, int], float] = field(default_factory=dict)
+    acked: dict[tuple[int, int], float] = field(default_factory=dict)
+    yielded: dict[tuple[int, int], float] = field(default_factory=dict)
+
+    def summary(self, seconds: float) -> dict[str, float | int]:
+        from_start = sorted(
+            self.yielded[key] - started
+            for key, started in self.started.items()
+            if key in self.yielded
+        )
+        return {
+            "events_per_second": len(self.started) / seconds,
+            "missed_events": sum(1 for key in self.started if key not in self.yielded),
+            "from_start_p50_ms": percentile(from_start, 0.5) * 1000 if from_start else 0,
+            "from_start_p99_ms": percentile(from_start, 0.99) * 1000 if from_start else 0,
+        }
+
+    def measurement(self, since: dict[tuple[int, int], float], seconds: float) -> Measurement:
+        """Latency samples from ``since`` to the yield, for every event of the window."""
+        m = Measurement()
+        # A yield can come before the writer has read its reply: the commit preceded
+        # both, so such a sample counts as 0.
+        latencies = sorted(
+            max(0.0, self.yielded[key] - moment)
+            for key, moment in since.items()
+            if key in self.yielded
+        )
+        for latency in latencies:
+            m.latency.record(latency)
+        m.exact = latencies
+        m.fills = len(latencies)
+        m.seconds = seconds
+        missed = len(since) - len(latencies)
+        if missed:
+            m.errors["events never yielded"] = missed
+        return m
+
+
+@contextlib.asynccontextmanager
+async def _following(
+    client: AsyncPortfolioClient, plan: FillPlan, stats: PushStats, clock: Callable[[], float]
+) -> AsyncIterator[None]:
+    """A subscriber on the plan's portfolios, recording ``clock()`` at each yield, from
+    after its resync events until the block has ended and it has yielded every version
+    the block left (waiting at most 5 s for them)."""
+    ids = list(range(plan.first_pid, plan.last_pid + 1))
+    # An async generator: closed here, so its connection goes with the run.
+    stream = cast(AsyncGenerator[ChangeEvent, None], client.subscribe(ids))
+    resynced = {}
+    for _ in ids:
+        event = await anext(stream)
+        resynced[event.portfolio_id] = event.version
+
+    async def follow() -> None:
+        async for event in stream:
+            stats.yielded[(event.portfolio_id, event.version)] = clock()
+
+    follower = asyncio.create_task(follow())
+    try:
+        yield
+        versions = {pid: await client.portfolio_version(pid) or 0 for pid in ids}
+        deadline = time.perf_counter() + 5
+        left = {(pid, v) for pid, v in versions.items() if v > resynced[pid]}
+        while any(key not in stats.yielded for key in left):
+            if time.perf_counter() > deadline:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        follower.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await follower
+        await stream.aclose()
+
+
+async def _push_from_pgbench(bench: Bench, plan: FillPlan, stats: PushStats) -> Measurement:
+    """pgbench commits apply_fill at the scenario's rate; each event's start time is its
+    event_log.created_at (the transaction's start, on the server: same machine, same
+    clock as time.time())."""
+    if bench.pgbench is None:
+        raise PgbenchFailed("pgbench not found (pg_config --bindir, /usr/lib/postgresql)")
+    s = bench.sizes
+    async with bench.client(connections=1) as reader, _following(reader, plan, stats, time.time):
+        begin = time.time()
+        start = MachineClock()
+        await run_pgbench(
+            bench.pgbench,
+            bench.conninfo,
+            apply_fill_script(),
+            clients=PUSH_PGBENCH_CLIENTS,
+            seconds=max(1, round(s.warmup + s.duration)),
+            protocol="prepared",
+            variables=plan.pgbench_variables(),
+            rate=PUSH_EVENTS_PER_SECOND,
+        )
+        end = MachineClock()
+    cur = await bench.ledger.conn.execute(
+        "SELECT portfolio_id, portfolio_version, extract(epoch FROM created_at)::float8"
+        " FROM pgportfolio.event_log WHERE portfolio_id BETWEEN %s AND %s"
+        " AND kind <> 'create' AND created_at >= to_timestamp(%s)",
+        [plan.first_pid, plan.last_pid, begin + s.warmup],
+    )
+    stats.started.update({(int(p), int(v)): float(t) for p, v, t in await cur.fetchall()})
+    m = stats.measurement(stats.started, end.wall - start.wall - s.warmup)
+    m.add_window(start, end)
+    return m
+
+
+async def _push_from_client(bench: Bench, plan: FillPlan, stats: PushStats) -> Measurement:
+    """Client writers in this process commit apply_fill calls at the scenario's rate (one
+    call per transaction, no coalescing); samples run from each call's acknowledgement."""
+    s = bench.sizes
+    errors: Counter[str] = Counter()
+    period = PUSH_WRITERS / PUSH_EVENTS_PER_SECOND
+    async with (
+        bench.client(coalesce=False, connections=PUSH_WRITERS) as writer,
+        bench.client(connections=1) as reader,
+        _following(reader, plan, stats, time.perf_counter),
+    ):
+        begin = time.perf_counter()
+        window = Window(begin + s.warmup, begin + s.warmup + s.duration)
+
+        async def write(n: int) -> None:
+            rng = random.Random(bench.next_seed() * 7919 + n)
+            next_at = begin + period * n / PUSH_WRITERS
+            while next_at < window.end:
+                await sleep_until(next_at)
+                next_at += period
+                pid, symbol, quantity, price = plan.draw(rng)
+                started = time.perf_counter()
+                try:
+                    done = await writer.apply_fill(pid, symbol, quantity, price)
+                except PortfolioError as exc:
+                    errors[type(exc).__name__] += 1
+                    continue
+                if started >= window.start:
+                    key = (pid, done.portfolio_version)
+                    stats.started[key], stats.acked[key] = started, time.perf_counter()
+
+        async with asyncio.TaskGroup() as group:
+            for n in range(PUSH_WRITERS):
+                group.create_task(write(n))
+            await sleep_until(window.start)
+            start = MachineClock()
+            await sleep_until(window.end)
+            end = MachineClock()
+    m = stats.measurement(stats.acked, s.duration)
+    m.errors.update(errors)
+    m.add_window(start, end)
+    return m
 
 
 def _soak_note(result: ScenarioResult) -> str:
