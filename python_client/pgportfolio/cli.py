@@ -281,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "--scenarios",
-        help="comma-separated: hot,spread,ticks,wide,uncontended,monitoring,soak "
+        help="comma-separated: hot,spread,ticks,wide,uncontended,monitoring,push,soak "
         "(default: all; with --quick, all but soak)",
     )
     bench.add_argument(

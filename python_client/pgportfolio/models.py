@@ -170,8 +170,8 @@ class VerificationCheck:
 @dataclass(frozen=True, slots=True)
 class ChangeEvent:
     """A push update: ``portfolio_id`` reached ``version`` through a ``kind`` mutation.
-    ``gap`` is true on the first event after a reconnect: events may have been missed, so
-    catch up from the event log (``events_since``)."""
+    ``gap`` is true on the ``resync`` events that open a stream: they carry the current
+    version, and what came before it is in the event log (``events_since``)."""
 
     portfolio_id: int
     version: int
