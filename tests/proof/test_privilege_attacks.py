@@ -1571,3 +1571,18 @@ def test_who_may_store_the_lock_timeout_for_a_role_is_documented(cast: Cast) -> 
     nearby = docs[shown : shown + 1200]
     assert "superuser" in nearby
     assert "42501" in nearby
+
+
+def test_an_outsider_holding_the_migration_key_cannot_hang_a_deploy(cast: Cast) -> None:
+    """Hole: any role may take any advisory-lock key, and migrate waited for ever. Now the
+    outsider's hold ends the migration within its bound, naming the outsider."""
+    from pgportfolio.migrate import LOCK_KEY, MigrationLockTimeout, migrate
+
+    with psycopg.connect(cast.dsn(cast.outsider), autocommit=True) as outsider:
+        outsider.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+        started = time.monotonic()
+        with pytest.raises(MigrationLockTimeout) as info:
+            migrate(cast.db, lock_wait=0.5)
+        assert time.monotonic() - started < 5
+        assert cast.outsider in str(info.value)
+    assert migrate(cast.db, lock_wait=0.5) == []  # released: up to date, nothing to apply
