@@ -256,9 +256,14 @@ FOR EACH STATEMENT EXECUTE FUNCTION pgportfolio.events_refuse_change();
 -- event_hash_chain, which the tests verify. Computed here, for every insert path at once,
 -- and whatever hash the insert supplied is replaced. Rows inserted earlier by the same
 -- statement (apply_fills writes a batch in one INSERT, in version order) are visible.
+-- plan_cache_mode = force_custom_plan: the look-up of the previous event is planned for
+-- the values at hand each time. A cached generic plan of it, made while the log was small,
+-- cost about 430 µs per event under one hot portfolio (100 callers, batches of 50: 1,850
+-- fills/s against 8,800 without the chain; custom plans: 7,400).
 CREATE FUNCTION pgportfolio.events_chain() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_custom_plan
 AS $$
 DECLARE
     v_previous bytea := ''::bytea;

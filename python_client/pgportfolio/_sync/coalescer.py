@@ -118,7 +118,11 @@ class Coalescer:
                 portfolio_id
             )
             self._queue.append(pending)
-            self._turns.notify()
+            # Wake an idle worker only if one could take it now. Otherwise a busy worker
+            # takes it when it loops (it looks at the queue before it ever waits), and the
+            # idle ones are spared a scan of the queue per caller.
+            if not pending.waited:
+                self._turns.notify()
         try:
             self._wait(pending)
         except BaseException:
@@ -193,6 +197,8 @@ class Coalescer:
                 portfolios = {item.request.portfolio_id or 0 for item in batch}
                 for key in portfolios:
                     self._in_flight[key] = self._in_flight.get(key, 0) + 1
+                if self._queue and self._busy_workers < self.max_combiners:
+                    self._turns.notify()  # what is left may be another portfolio's
             try:
                 self.send_batch(batch)
             finally:
@@ -202,8 +208,6 @@ class Coalescer:
                         left = self._in_flight.pop(key) - 1
                         if left:
                             self._in_flight[key] = left
-                    if self._queue:
-                        self._turns.notify()
 
     def _next_batch(self) -> list[Pending]:
         """Take queued operations, oldest first, up to max_batch, skipping those whose
