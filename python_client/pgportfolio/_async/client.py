@@ -706,17 +706,10 @@ class AsyncPortfolioClient:
         request = Request(operation, params["portfolio_id"], params["request_id"])
 
         async def attempt(in_doubt: bool) -> MutationResult:
-            if self.process_locks:
-                async with self.locks.hold(request.portfolio_id):
-                    rows = await self._transport.call(
-                        operation, params, portfolio_id=request.portfolio_id
-                    )
-            else:
-                rows = await self._transport.call(
-                    operation, params, portfolio_id=request.portfolio_id
-                )
-            result = MutationResult.from_row(rows[0], request.request_id)
-            return self._transport.delivered(result, request, in_doubt)
+            if not self.process_locks:
+                return await self._transport.mutation(request, params, in_doubt)
+            async with self.locks.hold(request.portfolio_id):
+                return await self._transport.mutation(request, params, in_doubt)
 
         with self.monitor.operation(operation):
             return await self._transport.run(attempt, request)

@@ -253,18 +253,11 @@ class AsyncCoalescer:
 
     async def _send_alone(self, item: Pending) -> None:
         """One operation through its own function (apply_fill, deposit_cash, ...)."""
-        params = item.params
         request = item.request
-
-        async def attempt(in_doubt: bool) -> MutationResult:
-            rows = await self.transport.call(
-                request.operation, params, portfolio_id=request.portfolio_id
-            )
-            result = MutationResult.from_row(rows[0], params["request_id"])
-            return self.transport.delivered(result, request, in_doubt)
-
         try:
-            result: MutationResult = await self.transport.run(attempt, request)
+            result: MutationResult = await self.transport.run(
+                lambda in_doubt: self.transport.mutation(request, item.params, in_doubt), request
+            )
         except PortfolioError as exc:
             item.future.set_exception(exc)
             return

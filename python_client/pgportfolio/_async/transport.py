@@ -174,6 +174,14 @@ class AsyncTransport:
             raise error from exc
         return rows
 
+    async def mutation(
+        self, request: Request, params: dict[str, Any], in_doubt: bool
+    ) -> MutationResult:
+        """One try of a mutation through its own SQL function: the result a caller is given."""
+        rows = await self.call(request.operation, params, portfolio_id=request.portfolio_id)
+        result = MutationResult.from_row(rows[0], params["request_id"])
+        return self.delivered(result, request, in_doubt)
+
     def delivered(self, result: MutationResult, request: Request, in_doubt: bool) -> MutationResult:
         """The result a caller is given."""
         if in_doubt:

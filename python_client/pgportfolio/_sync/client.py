@@ -701,15 +701,10 @@ class PortfolioClient:
         request = Request(operation, params["portfolio_id"], params["request_id"])
 
         def attempt(in_doubt: bool) -> MutationResult:
-            if self.process_locks:
-                with self.locks.hold(request.portfolio_id):
-                    rows = self._transport.call(
-                        operation, params, portfolio_id=request.portfolio_id
-                    )
-            else:
-                rows = self._transport.call(operation, params, portfolio_id=request.portfolio_id)
-            result = MutationResult.from_row(rows[0], request.request_id)
-            return self._transport.delivered(result, request, in_doubt)
+            if not self.process_locks:
+                return self._transport.mutation(request, params, in_doubt)
+            with self.locks.hold(request.portfolio_id):
+                return self._transport.mutation(request, params, in_doubt)
 
         with self.monitor.operation(operation):
             return self._transport.run(attempt, request)
