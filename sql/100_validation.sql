@@ -67,7 +67,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF p_symbol IS NULL THEN
-        RAISE EXCEPTION 'p_symbol must not be null' USING ERRCODE = '22023';
+        RAISE EXCEPTION 'symbol must not be null' USING ERRCODE = '22023';
     END IF;
     IF p_symbol !~ '^[A-Z0-9._/:-]{1,32}$' THEN
         RAISE EXCEPTION 'invalid symbol'
@@ -92,7 +92,7 @@ BEGIN
             HINT = 'A request id is 1 to 200 characters without control or format characters (such as U+202E).';
     END IF;
     IF p_expected_version IS NOT NULL AND p_expected_version < 1 THEN
-        RAISE EXCEPTION 'p_expected_version must be at least 1'
+        RAISE EXCEPTION 'expected_version must be at least 1'
             USING ERRCODE = '22023', DETAIL = format('Got %s.', p_expected_version);
     END IF;
 END;

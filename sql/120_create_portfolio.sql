@@ -23,9 +23,17 @@ BEGIN
     RETURNING portfolio_id INTO v_portfolio_id;
 
     INSERT INTO pgportfolio.events (
-        portfolio_id, portfolio_version, kind, operation, amount, cash_delta, cash_balance, acting_role
+        portfolio_id, portfolio_version, kind, operation, fee, amount, cash_delta, realized_pnl, cash_balance,
+        acting_role, created_at, chain_hash
     )
-    VALUES (v_portfolio_id, 1, 'create', 'create_portfolio', p_initial_cash, p_initial_cash, p_initial_cash, v_actor);
+    VALUES (
+        v_portfolio_id, 1, 'create', 'create_portfolio', 0, p_initial_cash, p_initial_cash, 0, p_initial_cash,
+        v_actor, now(),
+        pgportfolio._event_hash(
+            ''::bytea, v_portfolio_id, 1, 'create', 'create_portfolio', NULL, NULL, NULL, 0, p_initial_cash,
+            p_initial_cash, 0, p_initial_cash, NULL, NULL, NULL, v_actor, now()
+        )
+    );
 
     RETURN v_portfolio_id;
 END;

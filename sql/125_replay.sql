@@ -1,36 +1,26 @@
 -- Idempotency: a request id already in the log returns the result it produced then,
 -- marked duplicate, and changes nothing. The same id with other arguments is PF005.
--- Only the operation itself is compared, never p_expected_version: a retry after a
--- lost reply carries a version that has since moved on.
-CREATE FUNCTION pgportfolio._replay(p_event pgportfolio.events, p_args jsonb)
-RETURNS pgportfolio.mutation_result
-LANGUAGE plpgsql STABLE
+-- Only the operation itself is compared, never the expected version: a retry after a
+-- lost reply carries a version that has since moved on. The comparison itself is part
+-- of the one definition of an operation (128_operations.sql); this is how a request's
+-- arguments read in PF005's DETAIL.
+CREATE FUNCTION pgportfolio._request_args(
+    p_operation text,
+    p_symbol text,
+    p_quantity numeric,
+    p_price numeric,
+    p_fee numeric,
+    p_amount numeric
+)
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    v_result pgportfolio.mutation_result;
-BEGIN
-    IF p_event.request_args IS DISTINCT FROM p_args THEN
-        RAISE EXCEPTION 'request id % was already used with different arguments', quote_literal(p_event.request_id)
-            USING ERRCODE = 'PF005',
-            DETAIL = format(
-                'portfolio %s version %s: first %s, now %s',
-                p_event.portfolio_id, p_event.portfolio_version, p_event.request_args, p_args
-            ),
-            HINT = 'Use a new request id for a new operation.';
-    END IF;
-    v_result := ROW(
-        p_event.portfolio_id,
-        p_event.portfolio_version,
-        p_event.cash_balance,
-        p_event.symbol,
-        p_event.position_quantity,
-        CASE WHEN p_event.position_quantity <> 0
-            THEN round(p_event.position_cost_basis / p_event.position_quantity, 8)
-        END,
-        p_event.realized_pnl,
-        true
-    );
-    RETURN v_result;
-END;
+    SELECT CASE
+        WHEN p_operation IN ('deposit_cash', 'withdraw_cash', 'charge_fee')
+            THEN jsonb_build_object('operation', p_operation, 'amount', p_amount)
+        ELSE jsonb_build_object(
+            'operation', p_operation, 'symbol', p_symbol, 'quantity', p_quantity, 'price', p_price, 'fee', p_fee
+        )
+    END;
 $$;

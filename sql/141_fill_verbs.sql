@@ -1,4 +1,4 @@
--- The public fill functions: thin, checked entry points into _execute_fill.
+-- The fill verbs: each one operation of 128_operations.sql, which defines what it does.
 -- SECURITY DEFINER so that traders never need rights on the tables.
 
 CREATE FUNCTION pgportfolio.apply_fill(
@@ -15,8 +15,8 @@ LANGUAGE sql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT pgportfolio._execute_fill(
-        'apply_fill', p_portfolio_id, p_symbol, p_quantity, p_price, p_fee, p_request_id, p_expected_version
+    SELECT pgportfolio._apply_one(
+        'apply_fill', p_portfolio_id, p_symbol, p_quantity, p_price, p_fee, NULL, p_request_id, p_expected_version
     );
 $$;
 
@@ -37,8 +37,8 @@ LANGUAGE sql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT pgportfolio._execute_fill(
-        'open_position', p_portfolio_id, p_symbol, p_quantity, p_price, p_fee, p_request_id, p_expected_version
+    SELECT pgportfolio._apply_one(
+        'open_position', p_portfolio_id, p_symbol, p_quantity, p_price, p_fee, NULL, p_request_id, p_expected_version
     );
 $$;
 
@@ -59,8 +59,8 @@ LANGUAGE sql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT pgportfolio._execute_fill(
-        'add_to_position', p_portfolio_id, p_symbol, p_quantity, p_price, p_fee, p_request_id, p_expected_version
+    SELECT pgportfolio._apply_one(
+        'add_to_position', p_portfolio_id, p_symbol, p_quantity, p_price, p_fee, NULL, p_request_id, p_expected_version
     );
 $$;
 
@@ -81,8 +81,8 @@ LANGUAGE sql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT pgportfolio._execute_fill(
-        'reduce_position', p_portfolio_id, p_symbol, p_quantity, p_price, p_fee, p_request_id, p_expected_version
+    SELECT pgportfolio._apply_one(
+        'reduce_position', p_portfolio_id, p_symbol, p_quantity, p_price, p_fee, NULL, p_request_id, p_expected_version
     );
 $$;
 
@@ -102,8 +102,8 @@ LANGUAGE sql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT pgportfolio._execute_fill(
-        'close_position', p_portfolio_id, p_symbol, NULL, p_price, p_fee, p_request_id, p_expected_version
+    SELECT pgportfolio._apply_one(
+        'close_position', p_portfolio_id, p_symbol, NULL, p_price, p_fee, NULL, p_request_id, p_expected_version
     );
 $$;
 

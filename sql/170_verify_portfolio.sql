@@ -27,19 +27,16 @@ BEGIN
             coalesce(
                 lag(e.position_cost_basis) OVER (PARTITION BY e.symbol ORDER BY e.portfolio_version), 0
             ) AS basis_before,
-            -- The hash this event must carry, given the one stored before it: the same
-            -- expression as the events_chain trigger's (034_events.sql).
-            sha256(
+            -- The hash this event must carry, given the one stored before it (034_events.sql).
+            pgportfolio._event_hash(
                 CASE
                     WHEN e.portfolio_version = 1 THEN ''::bytea
                     WHEN lag(e.portfolio_version) OVER (ORDER BY e.portfolio_version) = e.portfolio_version - 1
                         THEN lag(e.chain_hash) OVER (ORDER BY e.portfolio_version)
-                END
-                || convert_to(jsonb_build_array(
-                    e.portfolio_id, e.portfolio_version, e.kind, e.operation, e.symbol, e.quantity, e.price, e.fee,
-                    e.amount, e.cash_delta, e.realized_pnl, e.cash_balance, e.position_quantity,
-                    e.position_cost_basis, e.request_id, e.request_args, e.acting_role, extract(EPOCH FROM e.created_at)
-                )::text, 'UTF8')
+                END,
+                e.portfolio_id, e.portfolio_version, e.kind, e.operation, e.symbol, e.quantity, e.price, e.fee,
+                e.amount, e.cash_delta, e.realized_pnl, e.cash_balance, e.position_quantity,
+                e.position_cost_basis, e.request_id, e.acting_role, e.created_at
             ) AS chain_hash_expected
         FROM pgportfolio.events AS e
         WHERE e.portfolio_id = p_portfolio_id

@@ -109,17 +109,15 @@ LANGUAGE plpgsql STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    v_event pgportfolio.events%ROWTYPE;
-    v_result pgportfolio.mutation_result;
 BEGIN
     PERFORM pgportfolio._authorize(p_portfolio_id, pgportfolio._acting_role());
-    SELECT * INTO v_event FROM pgportfolio.events AS e
+    RETURN QUERY
+    SELECT
+        e.portfolio_id, e.portfolio_version, e.cash_balance, e.symbol, e.position_quantity,
+        CASE WHEN e.position_quantity <> 0 THEN round(e.position_cost_basis / e.position_quantity, 8) END,
+        e.realized_pnl, true
+    FROM pgportfolio.events AS e
     WHERE e.portfolio_id = p_portfolio_id AND e.request_id = p_request_id;
-    IF FOUND THEN
-        v_result := pgportfolio._replay(v_event, v_event.request_args);
-        RETURN NEXT v_result;
-    END IF;
 END;
 $$;
 

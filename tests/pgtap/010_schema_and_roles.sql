@@ -49,14 +49,15 @@ SELECT views_are('pgportfolio',
 SELECT sequences_are('pgportfolio', ARRAY['portfolios_portfolio_id_seq'],
     'the only sequence is the identity of portfolios');
 SELECT functions_are('pgportfolio', ARRAY[
-    '_acting_role', '_authorize', '_bound_lock_wait', '_check_number', '_check_portfolio_attributes',
-    '_check_request', '_check_symbol', '_execute_cash', '_execute_fill', '_replay',
-    'acquire_advisory_lock', 'add_to_position', 'apply_fill', 'apply_fills', 'charge_fee', 'close_position', 'create_portfolio',
+    '_acting_role', '_authorize', '_authorization_refusals', '_bound_lock_wait', '_check_number',
+    '_check_portfolio_attributes', '_check_request', '_check_symbol', '_apply_operations', '_apply_one',
+    '_request_args', '_event_hash',
+    'acquire_advisory_lock', 'add_to_position', 'apply_fill', 'apply_fills', 'apply_fills_arrays', 'charge_fee', 'close_position', 'create_portfolio',
     'current_lock_waits', 'deposit_cash', 'events_refuse_change', 'events_since', 'find_request', 'get_portfolio',
     'grant_portfolio', 'open_position', 'recent_portfolios', 'reduce_position', 'revoke_portfolio',
     'server_wait_events', 'update_market_price', 'update_market_prices', 'verify_portfolio', 'withdraw_cash',
     'portfolio_version', 'events_after', 'portfolio_snapshot',
-    '_refused_characters', 'events_chain', 'event_chain_head',
+    '_refused_characters', 'event_chain_head',
     '_portfolio_lockers', 'portfolio_lock_holders'
 ], 'pgportfolio has exactly the expected functions');
 SELECT is(
