@@ -39,8 +39,9 @@ MISSING_PORTFOLIO = 9_000_000_000_000  # an id no test creates: PF004 on every s
 
 EPS = Decimal("0.00000001")
 LIMIT = Decimal("1e15")
-# How far past (or short of) the cash a cash-edge step goes. Between 0 and 1 exclusive:
-# overdrawn by less than one unit, what a floor off by one would let through.
+# How far past the cash a cash-edge step goes (negative: short of it; 0: to exactly zero).
+# 0.00000001, 0.5 and 0.99999999 overdraw by less than one unit: what a cash floor off by
+# one lets through.
 CASH_EDGE_DELTAS = ("-0.00000001", "0", "0.00000001", "0.5", "0.99999999", "1", "1.00000001")
 
 GOOD_SYMBOLS = ("AAA", "BBB", "CCC")
