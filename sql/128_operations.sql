@@ -260,6 +260,14 @@ BEGIN
                 f_hint[i] := nullif(v_error_hint, '');
             END;
         END IF;
+        -- 1.50 and 1.5 are the same amount: keep the shortest exact form, so that trailing
+        -- zeros never count as decimal places downstream. This is not rounding.
+        IF f_state[i] IS NULL THEN
+            p_quantities[i] := trim_scale(p_quantities[i]);
+            p_prices[i] := trim_scale(p_prices[i]);
+            p_fees[i] := trim_scale(p_fees[i]);
+            p_amounts[i] := trim_scale(p_amounts[i]);
+        END IF;
     END LOOP;
 
     -- 2. Who may trade what: every distinct portfolio in one statement.
@@ -307,12 +315,12 @@ BEGIN
         END IF;
     END LOOP;
 
-    -- 4 to 6 run once, or twice when a request id of this call turns out to be in the log
-    -- already. Looking every request id up before applying cost about 5 µs per element,
-    -- for what is almost always a new request; instead, the events' unique index on
-    -- (portfolio_id, request_id) detects a repeat when the events are written, and the
-    -- call then undoes its writes and runs again, looking the ids up first. Locks taken
-    -- before the writes are kept; only the writes are undone.
+    -- 4 to 6 run once, or twice when a request id of this call may be in the log already.
+    -- Looking every request id up before applying cost about 5 µs per element, for what
+    -- is almost always a new request. Instead, the first run assumes the ids are new; the
+    -- events' unique index on (portfolio_id, request_id) detects a repeat when the events
+    -- are written, and the call then undoes its writes and runs again, looking the ids up
+    -- first. Locks taken before the writes are kept; only the writes are undone.
     c_state := f_state;
     c_message := f_message;
     c_detail := f_detail;
@@ -581,7 +589,9 @@ BEGIN
                     k_version[ks] := k_version[ks] + 1;
                     k_realized[ks] := k_realized[ks] + v_realized;
                 END IF;
-                k_quantity[ks] := v_new_quantity;
+                -- A flat position holds plain 0, as a deleted row read back would: a
+                -- reopening fill then keeps its own decimal places, not the closing sum's.
+                k_quantity[ks] := CASE WHEN v_new_quantity = 0 THEN 0 ELSE v_new_quantity END;
                 k_basis[ks] := v_new_basis;
                 k_changed[ks] := true;
                 f_fill[i] := v_fill;
@@ -615,6 +625,18 @@ BEGIN
                 g_realized[gs] := v_realized;
             END IF;
         END LOOP;
+
+        -- A request refused for the state it met (PF001, PF002, PF003, PF006, a position
+        -- out of range) may be the replay of one already applied, which must return its
+        -- first result instead: look the ids up and run again. Nothing is written yet.
+        IF NOT v_look_up_requests THEN
+            FOR i IN 1 .. v_n LOOP
+                IF f_state[i] IS NOT NULL AND c_state[i] IS NULL AND p_request_ids[i] IS NOT NULL THEN
+                    v_look_up_requests := true;
+                    CONTINUE attempt;
+                END IF;
+            END LOOP;
+        END IF;
 
         -- 6. Write: one statement per table.
         BEGIN

@@ -53,7 +53,7 @@ SELECT lives_ok($$SELECT pgportfolio._check_number('p_quantity', -99999999999999
 
 -- ---------------------------------------------------------------- _check_symbol
 SELECT throws_ok($$SELECT pgportfolio._check_symbol(NULL)$$,
-    '22023', 'p_symbol must not be null', 'symbol: NULL is 22023');
+    '22023', 'symbol must not be null', 'symbol: NULL is 22023');
 SELECT throws_ok($$SELECT pgportfolio._check_symbol('')$$,
     '22023', 'invalid symbol', 'symbol: empty is refused');
 SELECT throws_ok($$SELECT pgportfolio._check_symbol('aapl')$$,
@@ -108,9 +108,9 @@ SELECT throws_ok($$SELECT pgportfolio._check_request(E'order\u00AD1', NULL)$$,
 SELECT lives_ok($$SELECT pgportfolio._check_request(E'ordre \u00E9t\u00E9 \u05D0\u05D1 \u4E2D', NULL)$$,
     'request: accented, Hebrew and CJK letters are still accepted');
 SELECT throws_ok($$SELECT pgportfolio._check_request(NULL, 0)$$,
-    '22023', 'p_expected_version must be at least 1', 'expected version: 0 is refused');
+    '22023', 'expected_version must be at least 1', 'expected version: 0 is refused');
 SELECT throws_ok($$SELECT pgportfolio._check_request('ok', -1)$$,
-    '22023', 'p_expected_version must be at least 1', 'expected version: negative is refused');
+    '22023', 'expected_version must be at least 1', 'expected version: negative is refused');
 SELECT lives_ok($$SELECT pgportfolio._check_request(NULL, NULL)$$, 'request: no id and no version is fine');
 SELECT lives_ok($$SELECT pgportfolio._check_request(repeat('r', 200), 1)$$, 'request: a 200-character id and version 1 are fine');
 SELECT lives_ok($$SELECT pgportfolio._check_request('order 42 / ünïcödé ''quoted''', 9223372036854775807)$$,
@@ -183,9 +183,9 @@ SELECT throws_ok($$SELECT pgportfolio.reduce_position(-1, 'AAPL', -1, 1)$$,
 SELECT throws_ok($$SELECT pgportfolio.close_position(-1, 'AAPL', 1, -1)$$,
     '22023', NULL, 'close_position validates the fee before looking up the portfolio');
 SELECT throws_ok($$SELECT pgportfolio.deposit_cash(NULL, 1)$$,
-    '22023', 'p_portfolio_id must not be null', 'a NULL portfolio id is 22023');
+    '22023', 'portfolio_id must not be null', 'a NULL portfolio id is 22023');
 SELECT throws_ok($$SELECT pgportfolio.apply_fill(NULL, 'AAPL', 1, 1)$$,
-    '22023', 'p_portfolio_id must not be null', 'a NULL portfolio id is 22023 for fills too');
+    '22023', 'portfolio_id must not be null', 'a NULL portfolio id is 22023 for fills too');
 SELECT throws_ok($$SELECT pgportfolio.deposit_cash(-1, 1)$$,
     'PF004', NULL, 'with valid arguments an unknown portfolio is PF004');
 

@@ -97,7 +97,7 @@ SELECT throws_ok(
 );
 SELECT is(
     pg_temp.error_parts($$SELECT pgportfolio.add_to_position(pg_temp.pid(), 'LONG', -1, 10)$$),
-    '22023 | add_to_position must be on the side of the open position | Open quantity is 20, p_quantity is -1.',
+    '22023 | add_to_position must be on the side of the open position | Open quantity is 20, quantity is -1.',
     'the wrong-side refusal explains itself'
 );
 SELECT throws_ok(

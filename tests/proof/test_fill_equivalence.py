@@ -7,8 +7,9 @@ chunks) and side C (one chunk). Results, refusals with their texts, events, fina
 portfolios and positions must be identical, and verify_portfolio clean on every side;
 see tests/support/fill_equivalence.py for what is compared and how.
 
-The negative control installs a copy of apply_fills whose cash floor is off by one unit
-and requires the same comparison to catch it.
+The negative control installs a copy of the batch path (apply_fills, apply_fills_arrays
+and the operations core they call) whose cash floor is off by one unit, while the single
+calls keep the real core, and requires the same comparison to catch it.
 """
 
 from __future__ import annotations
@@ -35,8 +36,16 @@ from tests.support.fill_equivalence import (
 
 BATCH = "pgportfolio.apply_fills"
 BROKEN_BATCH = "equiv_broken.apply_fills"
-FLOOR = "p_cash[ps] + v_cash_delta < 0"
-BROKEN_FLOOR = "p_cash[ps] + v_cash_delta < -1"
+FLOOR = "s_cash[ps] + v_cash_delta < 0"
+BROKEN_FLOOR = "s_cash[ps] + v_cash_delta < -1"
+# The batch path, outermost first: each calls the next, and the last holds the floor.
+BATCH_PATH = (
+    "pgportfolio.apply_fills(jsonb)",
+    "pgportfolio.apply_fills_arrays(bigint[], text[], numeric[], numeric[], numeric[], text[], bigint[],"
+    " text[], numeric[])",
+    "pgportfolio._apply_operations(text[], bigint[], text[], numeric[], numeric[], numeric[], numeric[],"
+    " text[], bigint[])",
+)
 
 # Programs per property run and steps per program: about 5 s in CI (a passing run), the
 # soak run (make soak) about 40 times more work.
@@ -206,19 +215,24 @@ def test_random_programs_single_calls_equal_batches(
 
 
 def _install_broken_batch(conn: psycopg.Connection[Any]) -> None:
-    row = conn.execute(
-        "SELECT pg_get_functiondef('pgportfolio.apply_fills(jsonb)'::regprocedure)"
-    ).fetchone()
-    assert row is not None
-    source: str = row[0]
-    header = "CREATE OR REPLACE FUNCTION pgportfolio.apply_fills("
-    # The rewrite must change exactly what it says, or the control proves nothing.
-    assert source.count(header) == 1, source[:200]
-    assert source.count(FLOOR) == 1, "apply_fills' cash floor is written otherwise: update FLOOR"
-    broken = source.replace(header, f"CREATE OR REPLACE FUNCTION {BROKEN_BATCH}(")
-    broken = broken.replace(FLOOR, BROKEN_FLOOR)
+    """Copy the batch path into schema equiv_broken, each copy calling the next copy, with
+    the cash floor of the copied core off by one unit."""
     conn.execute("CREATE SCHEMA IF NOT EXISTS equiv_broken")
-    conn.execute(broken.encode())
+    names = [signature.split("(")[0] for signature in BATCH_PATH]
+    for signature in BATCH_PATH:
+        row = conn.execute(
+            "SELECT pg_get_functiondef(%s::regprocedure)", (signature,)
+        ).fetchone()
+        assert row is not None
+        source: str = row[0]
+        for name in names:
+            # The rewrite must change exactly what it says, or the control proves nothing.
+            source = source.replace(f"{name}(", name.replace("pgportfolio.", "equiv_broken.") + "(")
+        if signature == BATCH_PATH[-1]:
+            assert source.count(FLOOR) == 1, "the core's cash floor is written otherwise: update FLOOR"
+            source = source.replace(FLOOR, BROKEN_FLOOR)
+        assert "equiv_broken." in source and source.count("CREATE OR REPLACE FUNCTION equiv_broken.") == 1
+        conn.execute(source.encode())
 
 
 def test_negative_control_cash_floor_off_by_one_is_caught(

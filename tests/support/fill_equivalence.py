@@ -410,8 +410,7 @@ def call_batch(
 
 _EVENT_COLUMNS = (
     "portfolio_version, kind, operation, symbol, quantity, price, fee, amount, cash_delta,"
-    " realized_pnl, cash_balance, position_quantity, position_cost_basis, request_id,"
-    " request_args::text"
+    " realized_pnl, cash_balance, position_quantity, position_cost_basis, request_id"
 )
 
 

@@ -546,7 +546,7 @@ class ReferenceLedger:
         if request_id is not None and not _valid_request_id(request_id):
             raise InvalidInput("invalid request id")
         if expected_version is not None and expected_version < 1:
-            raise InvalidInput("p_expected_version must be at least 1")
+            raise InvalidInput("expected_version must be at least 1")
         portfolio = self.portfolios.get(portfolio_id)
         if portfolio is None:
             raise PortfolioNotFound(f"portfolio {portfolio_id} not found")
