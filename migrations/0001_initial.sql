@@ -929,13 +929,17 @@ BEGIN
             )
             SELECT
                 array_agg(l.cash_balance ORDER BY l.portfolio_id), array_agg(l.realized_pnl ORDER BY l.portfolio_id),
-                array_agg(l.version ORDER BY l.portfolio_id), array_agg(e.chain_hash ORDER BY l.portfolio_id)
-            INTO s_cash, s_realized, s_version, s_head
-            FROM locked AS l
-            LEFT JOIN pgportfolio.events AS e ON e.portfolio_id = l.portfolio_id AND e.portfolio_version = l.version;
+                array_agg(l.version ORDER BY l.portfolio_id)
+            INTO s_cash, s_realized, s_version
+            FROM locked AS l;
             IF cardinality(s_cash) IS DISTINCT FROM cardinality(s_id) THEN
                 RAISE EXCEPTION 'a portfolio of this call disappeared while it was being locked' USING ERRCODE = 'PF004';
             END IF;
+            -- The chain heads in a statement of their own: its snapshot is taken after the
+            -- locks were granted, so it sees the events of the call that held them before.
+            SELECT array_agg(e.chain_hash ORDER BY u.slot) INTO s_head
+            FROM unnest(s_id, s_version) WITH ORDINALITY AS u (id, version, slot)
+            LEFT JOIN pgportfolio.events AS e ON e.portfolio_id = u.id AND e.portfolio_version = u.version;
             s_first_version := s_version;
 
             IF k_pid IS NOT NULL THEN

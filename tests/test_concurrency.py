@@ -51,7 +51,12 @@ def concurrent_fills_serialize(conninfo: str) -> list[str]:
         if not wait_until_blocked(setup, b.info.backend_pid, step):
             problems.append("B's fill did not wait for A's open transaction")
         a.commit()
-        step.join()
+        try:
+            step.join()
+        except psycopg.Error as exc:
+            # Without the lock, B computes from what it read before A committed; the
+            # events' key on (portfolio, version) then refuses its stale version.
+            problems.append(f"B's fill failed with {exc.sqlstate}")
         row = setup.execute(
             "SELECT quantity FROM pgportfolio.position_pnl"
             " WHERE portfolio_id = %s AND symbol = 'AAA'",

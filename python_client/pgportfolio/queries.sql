@@ -89,9 +89,9 @@ SELECT waiting_pid, waiting_role, relation::text, mode, extract(epoch FROM waiti
 -- Who holds each locked portfolio, for how long, idle or not (pgportfolio top).
 SELECT portfolio_id, holder_pid, holder_role, state, extract(epoch FROM held_for), extract(epoch FROM idle_for), holder_query FROM pgportfolio.portfolio_lock_holders();
 
--- name: apply_fills
--- Many signed fills in one call (coalescing); one result row per element, in order.
-SELECT item, portfolio_id, portfolio_version, cash_balance, symbol, position_quantity, position_avg_price, realized_pnl, duplicate, sqlstate, message, detail, hint FROM pgportfolio.apply_fills(p_fills => %(fills)s::jsonb);
+-- name: apply_fills_arrays
+-- Many operations in one call (coalescing), one typed array per field; one result row per element, in order.
+SELECT item, portfolio_id, portfolio_version, cash_balance, symbol, position_quantity, position_avg_price, realized_pnl, duplicate, sqlstate, message, detail, hint FROM pgportfolio.apply_fills_arrays(p_portfolio_ids => %(portfolio_id)s::bigint[], p_symbols => %(symbol)s::text[], p_quantities => %(quantity)s::numeric[], p_prices => %(price)s::numeric[], p_fees => %(fee)s::numeric[], p_request_ids => %(request_id)s::text[], p_expected_versions => %(expected_version)s::bigint[], p_operations => %(operation)s::text[], p_amounts => %(amount)s::numeric[]);
 
 -- name: update_market_prices
 -- Many marks at once, all or nothing; returns the number of symbols written.

@@ -67,10 +67,12 @@ def optional_id(name: str, value: object) -> int | None:
     return None if value is None else as_id(name, value)
 
 
-def travels_in_json(value: Decimal) -> bool:
-    """Whether PostgreSQL can read ``str(value)`` as numeric inside a JSON batch: finite
-    values of sane magnitude, NaN and the infinities (which the ledger then refuses, for
-    that fill alone). -NaN, sNaN and absurd exponents would fail the whole batch."""
+def fits_in_batch(value: Decimal | None) -> bool:
+    """Whether PostgreSQL can read ``value`` as numeric inside a batch's array: none,
+    finite values of sane magnitude, NaN and the infinities (which the ledger then refuses,
+    for that element alone). -NaN, sNaN and absurd exponents would fail the whole batch."""
+    if value is None:
+        return True
     if value.is_finite():
         return -1000 < value.adjusted() < 1000
     return str(value) in ("NaN", "Infinity", "-Infinity")

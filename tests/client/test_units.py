@@ -96,9 +96,10 @@ def test_only_safe_errors_are_retryable() -> None:
 
 
 def _ledger_sqlstates() -> list[str]:
-    # read from the SQL itself, so that a new PFnnn is covered too
+    # read from the SQL itself, so that a new PFnnn is covered too: raised directly
+    # (ERRCODE = 'PF...') or recorded as an element's refusal (f_state[i] := 'PF...')
     source = "".join(path.read_text() for path in (ROOT / "sql").glob("*.sql"))
-    return sorted(set(re.findall(r"ERRCODE = '(PF\d{3})'", source)))
+    return sorted(set(re.findall(r"(?:ERRCODE = |_state\[i\] := )'(PF\d{3})'", source)))
 
 
 LEDGER_SQLSTATES = _ledger_sqlstates()

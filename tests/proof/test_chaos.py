@@ -340,17 +340,17 @@ TAMPER_SQL = {
     "intruder": (
         {"foreign_event"},
         "INSERT INTO pgportfolio.events (portfolio_id, portfolio_version, kind, operation,"
-        " amount, cash_delta, cash_balance, request_id, request_args, acting_role)"
+        " amount, cash_delta, cash_balance, request_id, acting_role, chain_hash)"
         " SELECT portfolio_id, portfolio_version + 1, 'deposit', 'deposit_cash', 1, 1,"
-        " cash_balance + 1, 'intruder', '{}', acting_role FROM pgportfolio.events"
+        " cash_balance + 1, 'intruder', acting_role, chain_hash FROM pgportfolio.events"
         " WHERE portfolio_id = %(pid)s ORDER BY portfolio_version DESC LIMIT 1",
     ),
     "twice": (
         {"unknown_duplicated"},
         "INSERT INTO pgportfolio.events (portfolio_id, portfolio_version, kind, operation,"
-        " amount, cash_delta, cash_balance, request_id, request_args, acting_role)"
+        " amount, cash_delta, cash_balance, request_id, acting_role, chain_hash)"
         " SELECT e.portfolio_id, m.v + 1, e.kind, e.operation, e.amount, e.cash_delta,"
-        " e.cash_balance, e.request_id, e.request_args, e.acting_role"
+        " e.cash_balance, e.request_id, e.acting_role, e.chain_hash"
         " FROM pgportfolio.events AS e, (SELECT max(portfolio_version) AS v"
         " FROM pgportfolio.events WHERE portfolio_id = %(pid)s) AS m"
         " WHERE e.portfolio_id = %(pid)s AND e.request_id = %(rid)s",

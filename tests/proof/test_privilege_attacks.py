@@ -1398,12 +1398,11 @@ def test_a_recomputed_chain_is_caught_only_by_an_anchor_kept_outside(own_cast: C
         )
         for version in range(2, anchor[0] + 1):
             su.execute(
-                "UPDATE pgportfolio.events AS e SET chain_hash = sha256(p.chain_hash"
-                " || convert_to(jsonb_build_array(e.portfolio_id, e.portfolio_version, e.kind,"
+                "UPDATE pgportfolio.events AS e SET chain_hash = pgportfolio._event_hash("
+                " p.chain_hash, e.portfolio_id, e.portfolio_version, e.kind,"
                 " e.operation, e.symbol, e.quantity, e.price, e.fee, e.amount, e.cash_delta,"
                 " e.realized_pnl, e.cash_balance, e.position_quantity, e.position_cost_basis,"
-                " e.request_id, e.request_args, e.acting_role,"
-                " extract(EPOCH FROM e.created_at))::text, 'UTF8'))"
+                " e.request_id, e.acting_role, e.created_at)"
                 " FROM pgportfolio.events AS p"
                 " WHERE e.portfolio_id = %(pid)s AND e.portfolio_version = %(v)s"
                 " AND p.portfolio_id = %(pid)s AND p.portfolio_version = %(v)s - 1",

@@ -1,52 +1,61 @@
 """Deliberately broken copies of the ledger's functions, for negative controls.
 
-Each variant rewrites the installed definition of ``pgportfolio._execute_fill`` (and
-``_execute_cash`` where it applies) with a small text change. A rewrite that finds
+Each variant rewrites the installed definition of ``pgportfolio._apply_operations``, the
+one definition of what every mutation does, with a small text change. A rewrite that finds
 nothing to change raises, so a negative control can never pass by doing nothing.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import psycopg
 
-FILL = "pgportfolio._execute_fill(text,bigint,text,numeric,numeric,numeric,text,bigint)"
-CASH = "pgportfolio._execute_cash(text,bigint,numeric,text,bigint)"
-
-PORTFOLIO_LOCK = (
-    "SELECT * INTO v_portfolio FROM pgportfolio.portfolios "
-    "WHERE portfolio_id = p_portfolio_id FOR UPDATE;"
+CORE = (
+    "pgportfolio._apply_operations(text[],bigint[],text[],numeric[],numeric[],numeric[],numeric[],"
+    "text[],bigint[])"
 )
-POSITION_LOCK = (
-    "SELECT * INTO v_position FROM pgportfolio.positions\n"
-    "    WHERE portfolio_id = p_portfolio_id AND symbol = p_symbol\n"
-    "    FOR UPDATE;\n"
-    "    v_has_position := FOUND;"
+
+# The two lock statements of the core, each from its first line to the line after it.
+PORTFOLIO_LOCK = re.compile(
+    r"( *)WITH locked AS MATERIALIZED \(\n *SELECT p\.portfolio_id, p\.cash_balance.*?FROM locked AS l;\n",
+    re.DOTALL,
+)
+POSITION_LOCK = re.compile(
+    r"( *)IF k_pid IS NOT NULL THEN\n *WITH keys AS.*?k_changed := k_reopened;\n *END IF;\n", re.DOTALL
 )
 
 
 def _no_for_update(source: str) -> str:
-    return source.replace("FOR UPDATE;", ";")
+    return source.replace("FOR UPDATE", "")
 
 
 def _no_version_check(source: str) -> str:
     return source.replace(
-        "p_expected_version <> v_portfolio.version", "p_expected_version <> p_expected_version"
+        "p_expected_versions[i] <> s_version[ps]", "p_expected_versions[i] <> p_expected_versions[i]"
     )
 
 
 def _lock_order_reversed(source: str) -> str:
-    # Position first, portfolio second: the order STYLE.md forbids.
-    swapped = source.replace(PORTFOLIO_LOCK, "__PORTFOLIO_LOCK__")
-    swapped = swapped.replace(POSITION_LOCK, PORTFOLIO_LOCK)
-    return swapped.replace("__PORTFOLIO_LOCK__", POSITION_LOCK)
+    # Positions first, portfolio second: the order STYLE.md forbids.
+    portfolio = PORTFOLIO_LOCK.search(source)
+    position = POSITION_LOCK.search(source)
+    if portfolio is None or position is None or portfolio.end() > position.start():
+        return source
+    return (
+        source[: portfolio.start()]
+        + position.group(0)
+        + portfolio.group(0)
+        + source[portfolio.end() : position.start()]
+        + source[position.end() :]
+    )
 
 
 VARIANTS: dict[str, tuple[Callable[[str], str], tuple[str, ...]]] = {
-    "no_for_update": (_no_for_update, (FILL, CASH)),
-    "no_version_check": (_no_version_check, (FILL, CASH)),
-    "lock_order_reversed": (_lock_order_reversed, (FILL,)),
+    "no_for_update": (_no_for_update, (CORE,)),
+    "no_version_check": (_no_version_check, (CORE,)),
+    "lock_order_reversed": (_lock_order_reversed, (CORE,)),
 }
 
 

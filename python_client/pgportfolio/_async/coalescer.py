@@ -1,5 +1,5 @@
 """The coalescer: concurrent fills and cash moves of one client travel together in
-``apply_fills`` calls. ``_sync/coalescer.py`` is generated from this file.
+``apply_fills_arrays`` calls. ``_sync/coalescer.py`` is generated from this file.
 
 Callers put their operation in a queue and wait for their own answer. A few workers,
 owned by the client, take what is queued (up to ``max_batch``, oldest first, across
@@ -16,7 +16,6 @@ it is never sent after that.
 from __future__ import annotations
 
 import copy
-import json
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -35,19 +34,36 @@ from pgportfolio.errors import (
 from pgportfolio.models import MutationResult
 from pgportfolio.monitor import Monitor
 
-# What apply_fills takes as elements, and the values each carries in its JSON.
+# What a batch can carry, and the numbers each operation brings to it.
 BATCHABLE: dict[str, tuple[str, ...]] = {
     "apply_fill": ("quantity", "price", "fee"),
+    "open_position": ("quantity", "price", "fee"),
+    "add_to_position": ("quantity", "price", "fee"),
+    "reduce_position": ("quantity", "price", "fee"),
+    "close_position": ("price", "fee"),
     "deposit_cash": ("amount",),
     "withdraw_cash": ("amount",),
     "charge_fee": ("amount",),
 }
+# The batch's columns, one array each (apply_fills_arrays); an operation's absent
+# parameters travel as NULL.
+BATCH_COLUMNS = (
+    "portfolio_id",
+    "operation",
+    "symbol",
+    "quantity",
+    "price",
+    "fee",
+    "amount",
+    "request_id",
+    "expected_version",
+)
 
 
 @dataclass(eq=False)
 class Pending:
-    """A fill or cash move waiting for its answer. ``params`` is its apply_fills element
-    (a cash move's carries ``operation``)."""
+    """An operation waiting for its answer. ``params`` is its batch element (all but a
+    fill's carry ``operation``)."""
 
     request: Request
     params: dict[str, Any]
@@ -239,7 +255,7 @@ class AsyncCoalescer:
                 return
             rows: list[tuple[tuple[Any, ...], bool]] = await self.transport.run(
                 lambda in_doubt: self._call_apply_fills(batch, in_doubt),
-                Request("apply_fills", None, None),
+                Request("apply_fills_arrays", None, None),
             )
         except BaseException as exc:
             for item in batch:
@@ -266,8 +282,8 @@ class AsyncCoalescer:
     async def _call_apply_fills(
         self, batch: list[Pending], in_doubt: bool
     ) -> list[tuple[tuple[Any, ...], bool]]:
-        fills = json.dumps([item.params for item in batch], default=str)
-        rows = await self.transport.call("apply_fills", {"fills": fills})
+        columns = {name: [item.params.get(name) for item in batch] for name in BATCH_COLUMNS}
+        rows = await self.transport.call("apply_fills_arrays", columns)
         rows.sort(key=lambda r: r[0])
         return [(row, in_doubt) for row in rows]
 

@@ -50,10 +50,10 @@ from pgportfolio.values import (
     as_decimal,
     as_id,
     as_text,
+    fits_in_batch,
     optional_decimal,
     optional_id,
     optional_text,
-    travels_in_json,
 )
 
 # At most this many events per portfolio in one read of subscribe(): a subscriber far
@@ -694,8 +694,8 @@ class PortfolioClient:
         coalescer; anything else holds this process's lock on the portfolio and goes
         alone, retried where that is safe."""
         values = BATCHABLE.get(operation)
-        # A value the JSON batch cannot carry goes alone, so that its error is its own.
-        if self.coalesce and values and all(travels_in_json(params[k]) for k in values):
+        # A value a batch cannot carry goes alone, so that its error is its own.
+        if self.coalesce and values and all(fits_in_batch(params[k]) for k in values):
             with self.monitor.operation(operation):
                 return self.coalescer.submit(self._pending(operation, params))
         request = Request(operation, params["portfolio_id"], params["request_id"])
