@@ -2,7 +2,7 @@
 -- 033_market_prices.sql, 034_events.sql). The constraints are the last line of defence
 -- behind the functions, so they are exercised here with direct writes as the superuser.
 BEGIN;
-SELECT plan(149);
+SELECT plan(154);
 
 -- ---------------------------------------------------------------- columns
 SELECT columns_are('pgportfolio', 'portfolios', ARRAY[
@@ -18,7 +18,7 @@ SELECT columns_are('pgportfolio', 'market_prices', ARRAY['symbol', 'price', 'ver
 SELECT columns_are('pgportfolio', 'events', ARRAY[
     'portfolio_id', 'portfolio_version', 'kind', 'operation', 'symbol', 'quantity', 'price', 'fee', 'amount',
     'cash_delta', 'realized_pnl', 'cash_balance', 'position_quantity', 'position_cost_basis', 'request_id',
-    'request_args', 'acting_role', 'created_at', 'chain_hash'], 'events has the expected columns');
+    'acting_role', 'created_at', 'chain_hash'], 'events has the expected columns (the request is its typed columns)');
 
 SELECT col_type_is('pgportfolio', 'portfolios', 'portfolio_id', 'bigint', 'portfolios.portfolio_id is bigint');
 SELECT col_type_is('pgportfolio', 'portfolios', 'name', 'text', 'portfolios.name is text');
@@ -61,7 +61,7 @@ SELECT col_type_is('pgportfolio', 'events', 'cash_balance', 'numeric', 'events.c
 SELECT col_type_is('pgportfolio', 'events', 'position_quantity', 'numeric', 'events.position_quantity is numeric');
 SELECT col_type_is('pgportfolio', 'events', 'position_cost_basis', 'numeric', 'events.position_cost_basis is numeric');
 SELECT col_type_is('pgportfolio', 'events', 'request_id', 'text', 'events.request_id is text');
-SELECT col_type_is('pgportfolio', 'events', 'request_args', 'jsonb', 'events.request_args is jsonb');
+SELECT col_type_is('pgportfolio', 'events', 'chain_hash', 'bytea', 'events.chain_hash is bytea');
 SELECT col_type_is('pgportfolio', 'events', 'acting_role', 'name', 'events.acting_role is name');
 SELECT col_type_is('pgportfolio', 'events', 'created_at', 'timestamp with time zone', 'events.created_at is timestamp with time zone');
 
@@ -72,7 +72,7 @@ SELECT is(
      WHERE c.relnamespace = 'pgportfolio'::regnamespace AND c.relkind = 'r'
        AND a.attnum > 0 AND NOT a.attisdropped AND NOT a.attnotnull),
     ARRAY['events.symbol', 'events.quantity', 'events.price', 'events.amount', 'events.position_quantity',
-          'events.position_cost_basis', 'events.request_id', 'events.request_args'],
+          'events.position_cost_basis', 'events.request_id'],
     'every table column is NOT NULL except the optional fill and request columns of events'
 );
 
@@ -106,8 +106,9 @@ SELECT fk_ok('pgportfolio', 'portfolio_access', ARRAY['portfolio_id'], 'pgportfo
     'portfolio_access.portfolio_id references portfolios');
 SELECT fk_ok('pgportfolio', 'positions', ARRAY['portfolio_id'], 'pgportfolio', 'portfolios', ARRAY['portfolio_id'],
     'positions.portfolio_id references portfolios');
-SELECT fk_ok('pgportfolio', 'events', ARRAY['portfolio_id'], 'pgportfolio', 'portfolios', ARRAY['portfolio_id'],
-    'events.portfolio_id references portfolios');
+-- No key from events to portfolios: every writer holds the portfolio's row lock (the check
+-- cost about 7 µs per event); verify_portfolio and the hash chain check the log instead.
+SELECT hasnt_fk('pgportfolio', 'events', 'events references nothing (writers hold the portfolio''s row lock)');
 SELECT hasnt_fk('pgportfolio', 'market_prices', 'market_prices references nothing (marks are global per symbol)');
 
 SELECT set_eq(
@@ -151,15 +152,15 @@ SELECT trigger_is('pgportfolio', 'events', 'events_append_only', 'pgportfolio', 
 SELECT has_trigger('pgportfolio', 'events', 'events_no_truncate', 'events has the no-truncate trigger');
 SELECT trigger_is('pgportfolio', 'events', 'events_no_truncate', 'pgportfolio', 'events_refuse_change',
     'events_no_truncate calls events_refuse_change');
-SELECT has_trigger('pgportfolio', 'events', 'events_chain', 'events has the hash-chain trigger');
-SELECT trigger_is('pgportfolio', 'events', 'events_chain', 'pgportfolio', 'events_chain',
-    'events_chain calls events_chain()');
+-- The writers compute chain_hash themselves (_event_hash): no per-row trigger does.
+SELECT hasnt_trigger('pgportfolio', 'events', 'events_chain', 'events has no hash-chain trigger (the writers hash)');
+SELECT hasnt_function('pgportfolio', 'events_chain', 'the events_chain trigger function is gone');
 -- A (ALWAYS), not O (origin only): session_replication_role = replica must not skip them.
 SELECT is(
     (SELECT array_agg(tgname::text || ':' || tgenabled::text ORDER BY tgname) FROM pg_trigger
      WHERE tgrelid = 'pgportfolio.events'::regclass AND NOT tgisinternal),
-    ARRAY['events_append_only:A', 'events_chain:A', 'events_no_truncate:A'],
-    'the three events triggers are ENABLE ALWAYS'
+    ARRAY['events_append_only:A', 'events_no_truncate:A'],
+    'the two events triggers (append-only, no truncate) are ENABLE ALWAYS, and there is no other'
 );
 
 -- ---------------------------------------------------------------- portfolios: direct writes
@@ -404,89 +405,127 @@ SELECT throws_ok(
 -- ---------------------------------------------------------------- events: direct writes
 SELECT lives_ok(
     $$INSERT INTO pgportfolio.events (portfolio_id, portfolio_version, kind, operation, amount, cash_delta,
-                                      cash_balance, request_id, acting_role)
-      VALUES (current_setting('test.pid')::bigint, 1, 'create', 'create_portfolio', 0, 0, 0, 'probe-req', 'postgres')$$,
+                                      cash_balance, request_id, acting_role, chain_hash)
+      VALUES (current_setting('test.pid')::bigint, 1, 'create', 'create_portfolio', 0, 0, 0, 'probe-req', 'postgres', '\x00')$$,
     'events: a valid create event can be inserted directly'
 );
 SELECT lives_ok(
     $$INSERT INTO pgportfolio.events (portfolio_id, portfolio_version, kind, operation, symbol, quantity, price,
-                                      cash_delta, cash_balance, position_quantity, position_cost_basis, acting_role)
-      VALUES (current_setting('test.pid')::bigint, 2, 'open', 'apply_fill', 'OK.1', 1, 1, -1, 0, 1, 1, 'postgres')$$,
+                                      cash_delta, cash_balance, position_quantity, position_cost_basis, acting_role, chain_hash)
+      VALUES (current_setting('test.pid')::bigint, 2, 'open', 'apply_fill', 'OK.1', 1, 1, -1, 0, 1, 1, 'postgres', '\x00')$$,
     'events: a valid fill event can be inserted directly'
 );
 SELECT throws_ok(
-    $$INSERT INTO pgportfolio.events (portfolio_id, portfolio_version, kind, operation, cash_delta, cash_balance, acting_role)
-      VALUES (current_setting('test.pid')::bigint, 1, 'deposit', 'deposit_cash', 1, 1, 'postgres')$$,
+    $$INSERT INTO pgportfolio.events (portfolio_id, portfolio_version, kind, operation, cash_delta, cash_balance, acting_role, chain_hash)
+      VALUES (current_setting('test.pid')::bigint, 1, 'deposit', 'deposit_cash', 1, 1, 'postgres', '\x00')$$,
     '23505', NULL, 'events: a portfolio version can be logged only once'
 );
 SELECT throws_ok(
     $$INSERT INTO pgportfolio.events (portfolio_id, portfolio_version, kind, operation, cash_delta, cash_balance,
-                                      request_id, acting_role)
-      VALUES (current_setting('test.pid')::bigint, 3, 'deposit', 'deposit_cash', 1, 1, 'probe-req', 'postgres')$$,
+                                      request_id, acting_role, chain_hash)
+      VALUES (current_setting('test.pid')::bigint, 3, 'deposit', 'deposit_cash', 1, 1, 'probe-req', 'postgres', '\x00')$$,
     '23505', NULL, 'events: a request id can be used only once per portfolio'
 );
 SELECT throws_ok(
     $$INSERT INTO pgportfolio.events (portfolio_id, portfolio_version, kind, operation, cash_delta, cash_balance, acting_role)
-      VALUES (-1, 1, 'create', 'create_portfolio', 0, 0, 'postgres')$$,
-    '23503', NULL, 'events: an unknown portfolio is a foreign key violation'
+      VALUES (current_setting('test.pid')::bigint, 3, 'deposit', 'deposit_cash', 0, 0, 'postgres')$$,
+    '23502', 'null value in column "chain_hash" of relation "events" violates not-null constraint',
+    'events: a direct insert must supply chain_hash (NOT NULL; no trigger computes it)'
 );
 SELECT throws_ok(
-    $$INSERT INTO pgportfolio.events (portfolio_id, portfolio_version, kind, operation, cash_delta, cash_balance, acting_role)
-      VALUES (current_setting('test.pid')::bigint, 3, 'bogus', 'x', 0, 0, 'postgres')$$,
+    $$INSERT INTO pgportfolio.events (portfolio_id, portfolio_version, kind, operation, cash_delta, cash_balance, acting_role, chain_hash)
+      VALUES (current_setting('test.pid')::bigint, 3, 'bogus', 'x', 0, 0, 'postgres', '\x00')$$,
     '23514', 'new row for relation "events" violates check constraint "events_kind_valid"',
     'events: an unknown kind violates events_kind_valid'
 );
 SELECT throws_ok(
-    $$INSERT INTO pgportfolio.events (portfolio_id, portfolio_version, kind, operation, cash_delta, cash_balance, acting_role)
-      VALUES (current_setting('test.pid')::bigint, 3, 'open', 'apply_fill', 0, 0, 'postgres')$$,
+    $$INSERT INTO pgportfolio.events (portfolio_id, portfolio_version, kind, operation, cash_delta, cash_balance, acting_role, chain_hash)
+      VALUES (current_setting('test.pid')::bigint, 3, 'open', 'apply_fill', 0, 0, 'postgres', '\x00')$$,
     '23514', 'new row for relation "events" violates check constraint "events_fill_shape"',
     'events: a fill kind without symbol, quantity, price and position violates events_fill_shape'
 );
 SELECT throws_ok(
     $$INSERT INTO pgportfolio.events (portfolio_id, portfolio_version, kind, operation, symbol, quantity, price,
-                                      cash_delta, cash_balance, position_quantity, acting_role)
-      VALUES (current_setting('test.pid')::bigint, 3, 'deposit', 'deposit_cash', 'X', 1, 1, 0, 0, 1, 'postgres')$$,
+                                      cash_delta, cash_balance, position_quantity, acting_role, chain_hash)
+      VALUES (current_setting('test.pid')::bigint, 3, 'deposit', 'deposit_cash', 'X', 1, 1, 0, 0, 1, 'postgres', '\x00')$$,
     '23514', 'new row for relation "events" violates check constraint "events_fill_shape"',
     'events: a cash kind with fill columns violates events_fill_shape'
 );
 SELECT throws_ok(
-    $$INSERT INTO pgportfolio.events (portfolio_id, portfolio_version, kind, operation, fee, cash_delta, cash_balance, acting_role)
-      VALUES (current_setting('test.pid')::bigint, 3, 'fee', 'charge_fee', -1, 1, 1, 'postgres')$$,
+    $$INSERT INTO pgportfolio.events (portfolio_id, portfolio_version, kind, operation, fee, cash_delta, cash_balance, acting_role, chain_hash)
+      VALUES (current_setting('test.pid')::bigint, 3, 'fee', 'charge_fee', -1, 1, 1, 'postgres', '\x00')$$,
     '23514', 'new row for relation "events" violates check constraint "events_fee_not_negative"',
     'events: a negative fee violates events_fee_not_negative'
 );
 SELECT throws_ok(
     $$INSERT INTO pgportfolio.events (portfolio_id, portfolio_version, kind, operation, symbol, quantity, price,
-                                      cash_delta, cash_balance, position_quantity, acting_role)
-      VALUES (current_setting('test.pid')::bigint, 3, 'open', 'apply_fill', 'X', 1, 0, 0, 0, 1, 'postgres')$$,
+                                      cash_delta, cash_balance, position_quantity, acting_role, chain_hash)
+      VALUES (current_setting('test.pid')::bigint, 3, 'open', 'apply_fill', 'X', 1, 0, 0, 0, 1, 'postgres', '\x00')$$,
     '23514', 'new row for relation "events" violates check constraint "events_price_positive"',
     'events: a zero price violates events_price_positive'
 );
 SELECT throws_ok(
     $$INSERT INTO pgportfolio.events (portfolio_id, portfolio_version, kind, operation, symbol, quantity, price,
-                                      cash_delta, cash_balance, position_quantity, acting_role)
-      VALUES (current_setting('test.pid')::bigint, 3, 'open', 'apply_fill', 'X', 0, 1, 0, 0, 1, 'postgres')$$,
+                                      cash_delta, cash_balance, position_quantity, acting_role, chain_hash)
+      VALUES (current_setting('test.pid')::bigint, 3, 'open', 'apply_fill', 'X', 0, 1, 0, 0, 1, 'postgres', '\x00')$$,
     '23514', 'new row for relation "events" violates check constraint "events_quantity_nonzero"',
     'events: a zero fill quantity violates events_quantity_nonzero'
 );
 SELECT throws_ok(
-    $$INSERT INTO pgportfolio.events (portfolio_id, portfolio_version, kind, operation, cash_delta, cash_balance, acting_role)
-      VALUES (current_setting('test.pid')::bigint, 3, 'withdraw', 'withdraw_cash', -1, -1, 'postgres')$$,
+    $$INSERT INTO pgportfolio.events (portfolio_id, portfolio_version, kind, operation, cash_delta, cash_balance, acting_role, chain_hash)
+      VALUES (current_setting('test.pid')::bigint, 3, 'withdraw', 'withdraw_cash', -1, -1, 'postgres', '\x00')$$,
     '23514', 'new row for relation "events" violates check constraint "events_cash_balance_valid"',
     'events: a negative cash balance violates events_cash_balance_valid'
 );
 SELECT throws_ok(
-    $$INSERT INTO pgportfolio.events (portfolio_id, portfolio_version, kind, operation, cash_delta, cash_balance, acting_role)
-      VALUES (current_setting('test.pid')::bigint, 3, 'deposit', 'deposit_cash', 'NaN', 0, 'postgres')$$,
+    $$INSERT INTO pgportfolio.events (portfolio_id, portfolio_version, kind, operation, cash_delta, cash_balance, acting_role, chain_hash)
+      VALUES (current_setting('test.pid')::bigint, 3, 'deposit', 'deposit_cash', 'NaN', 0, 'postgres', '\x00')$$,
     '23514', 'new row for relation "events" violates check constraint "events_numbers_finite"',
     'events: a NaN cash delta violates events_numbers_finite'
 );
 SELECT throws_ok(
     $$INSERT INTO pgportfolio.events (portfolio_id, portfolio_version, kind, operation, symbol, quantity, price,
-                                      cash_delta, cash_balance, position_quantity, position_cost_basis, acting_role)
-      VALUES (current_setting('test.pid')::bigint, 3, 'add', 'apply_fill', 'X', 1, 1, 0, 0, 1, '-Infinity', 'postgres')$$,
+                                      cash_delta, cash_balance, position_quantity, position_cost_basis, acting_role, chain_hash)
+      VALUES (current_setting('test.pid')::bigint, 3, 'add', 'apply_fill', 'X', 1, 1, 0, 0, 1, '-Infinity', 'postgres', '\x00')$$,
     '23514', 'new row for relation "events" violates check constraint "events_numbers_finite"',
     'events: an infinite position cost basis violates events_numbers_finite'
+);
+-- The strict bounds of events_numbers_finite / events_cash_balance_valid: numeric orders NaN
+-- above Infinity, so each bound also refuses NaN.
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.events (portfolio_id, portfolio_version, kind, operation, symbol, quantity, price,
+                                      cash_delta, cash_balance, position_quantity, acting_role, chain_hash)
+      VALUES (current_setting('test.pid')::bigint, 3, 'open', 'apply_fill', 'X', 1, 'NaN', 0, 0, 1, 'postgres', '\x00')$$,
+    '23514', 'new row for relation "events" violates check constraint "events_numbers_finite"',
+    'events: a NaN price violates events_numbers_finite (NaN > 0 holds, so events_price_positive alone would not)'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.events (portfolio_id, portfolio_version, kind, operation, symbol, quantity, price,
+                                      cash_delta, cash_balance, position_quantity, acting_role, chain_hash)
+      VALUES (current_setting('test.pid')::bigint, 3, 'open', 'apply_fill', 'X', 'Infinity', 1, 0, 0, 1, 'postgres', '\x00')$$,
+    '23514', 'new row for relation "events" violates check constraint "events_numbers_finite"',
+    'events: an infinite quantity violates events_numbers_finite'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.events (portfolio_id, portfolio_version, kind, operation, fee, amount, cash_delta,
+                                      cash_balance, acting_role, chain_hash)
+      VALUES (current_setting('test.pid')::bigint, 3, 'fee', 'charge_fee', 'Infinity', 1, -1, 0, 'postgres', '\x00')$$,
+    '23514', 'new row for relation "events" violates check constraint "events_numbers_finite"',
+    'events: an infinite fee violates events_numbers_finite (events_fee_not_negative alone would not)'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.events (portfolio_id, portfolio_version, kind, operation, cash_delta, cash_balance,
+                                      acting_role, chain_hash)
+      VALUES (current_setting('test.pid')::bigint, 3, 'deposit', 'deposit_cash', 0, 'NaN', 'postgres', '\x00')$$,
+    '23514', 'new row for relation "events" violates check constraint "events_cash_balance_valid"',
+    'events: a NaN cash balance violates events_cash_balance_valid'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.events (portfolio_id, portfolio_version, kind, operation, cash_delta, cash_balance,
+                                      acting_role, chain_hash)
+      VALUES (current_setting('test.pid')::bigint, 3, 'deposit', 'deposit_cash', 0, 'Infinity', 'postgres', '\x00')$$,
+    '23514', 'new row for relation "events" violates check constraint "events_cash_balance_valid"',
+    'events: an infinite cash balance violates events_cash_balance_valid'
 );
 
 -- ---------------------------------------------------------------- events are append-only, even for the superuser
@@ -523,45 +562,60 @@ SELECT is(
     'events: both probe events are still there after the refused changes'
 );
 -- ---------------------------------------------------------------- events: the hash chain
--- The documented formula, written out here: version 1 hashes its canonical text alone.
+-- The writers compute chain_hash (create_portfolio for version 1, the operations core for
+-- the rest); here it is recomputed with the documented formula written out, independently
+-- of _event_hash: sha256(previous hash, empty for version 1 || UTF-8 of the row literal of
+-- every other column in table order, created_at as epoch seconds).
+CREATE FUNCTION pg_temp.documented_hash(p_previous bytea, e pgportfolio.events) RETURNS bytea
+LANGUAGE sql STABLE AS $$
+    SELECT sha256(p_previous || convert_to(ROW(
+        e.portfolio_id, e.portfolio_version, e.kind, e.operation, e.symbol, e.quantity, e.price, e.fee, e.amount,
+        e.cash_delta, e.realized_pnl, e.cash_balance, e.position_quantity, e.position_cost_basis, e.request_id,
+        e.acting_role, EXTRACT(EPOCH FROM e.created_at))::text, 'UTF8'))
+$$;
+DO $$
+DECLARE
+    p bigint := pgportfolio.create_portfolio('chain 030', 1000);
+BEGIN
+    PERFORM set_config('test.chain_pid', p::text, true);
+    PERFORM pgportfolio.apply_fill(p, 'CHN.A', 3, 10.50, 0.25, 'chain-fill');
+    PERFORM * FROM pgportfolio.apply_fills_arrays(
+        ARRAY[p, p], ARRAY['CHN.A', NULL], ARRAY[1, NULL]::numeric[], ARRAY[11, NULL]::numeric[],
+        p_operations => ARRAY['reduce_position', 'deposit_cash'], p_amounts => ARRAY[NULL, 5.5]::numeric[]
+    );
+    PERFORM pgportfolio.charge_fee(p, 1);
+END
+$$;
+SELECT is(
+    (SELECT chain_hash FROM pgportfolio.events
+     WHERE portfolio_id = current_setting('test.chain_pid')::bigint AND portfolio_version = 1),
+    (SELECT pg_temp.documented_hash(''::bytea, e) FROM pgportfolio.events AS e
+     WHERE e.portfolio_id = current_setting('test.chain_pid')::bigint AND e.portfolio_version = 1),
+    'events: create_portfolio writes version 1 with sha256 of its canonical text (the documented formula)'
+);
+SELECT is(
+    (SELECT chain_hash FROM pgportfolio.events
+     WHERE portfolio_id = current_setting('test.chain_pid')::bigint AND portfolio_version = 2),
+    (SELECT pg_temp.documented_hash(e1.chain_hash, e2)
+     FROM pgportfolio.events AS e1, pgportfolio.events AS e2
+     WHERE e1.portfolio_id = current_setting('test.chain_pid')::bigint AND e1.portfolio_version = 1
+       AND e2.portfolio_id = e1.portfolio_id AND e2.portfolio_version = 2),
+    'events: apply_fill writes version 2 chained to the hash of version 1 (the documented formula)'
+);
+SELECT is(
+    (SELECT array_agg(e.portfolio_version ORDER BY e.portfolio_version) FROM pgportfolio.events AS e
+     JOIN pgportfolio.events AS prev
+       ON prev.portfolio_id = e.portfolio_id AND prev.portfolio_version = e.portfolio_version - 1
+     WHERE e.portfolio_id = current_setting('test.chain_pid')::bigint
+       AND e.chain_hash = pg_temp.documented_hash(prev.chain_hash, e)),
+    ARRAY[2, 3, 4, 5]::bigint[],
+    'events: a fill, a batch of two (a verb and a cash move) and charge_fee all chain by the documented formula'
+);
 SELECT is(
     (SELECT chain_hash FROM pgportfolio.events
      WHERE portfolio_id = current_setting('test.pid')::bigint AND portfolio_version = 1),
-    (SELECT sha256(''::bytea || convert_to(jsonb_build_array(
-        e.portfolio_id, e.portfolio_version, e.kind, e.operation, e.symbol, e.quantity, e.price, e.fee, e.amount,
-        e.cash_delta, e.realized_pnl, e.cash_balance, e.position_quantity, e.position_cost_basis, e.request_id,
-        e.request_args, e.acting_role, extract(EPOCH FROM e.created_at))::text, 'UTF8'))
-     FROM pgportfolio.events AS e
-     WHERE e.portfolio_id = current_setting('test.pid')::bigint AND e.portfolio_version = 1),
-    'events: version 1 carries sha256 of its canonical text'
-);
-SELECT is(
-    (SELECT e2.chain_hash = sha256(e1.chain_hash || convert_to(jsonb_build_array(
-        e2.portfolio_id, e2.portfolio_version, e2.kind, e2.operation, e2.symbol, e2.quantity, e2.price, e2.fee,
-        e2.amount, e2.cash_delta, e2.realized_pnl, e2.cash_balance, e2.position_quantity, e2.position_cost_basis,
-        e2.request_id, e2.request_args, e2.acting_role, extract(EPOCH FROM e2.created_at))::text, 'UTF8'))
-     FROM pgportfolio.events AS e1, pgportfolio.events AS e2
-     WHERE e1.portfolio_id = current_setting('test.pid')::bigint AND e1.portfolio_version = 1
-       AND e2.portfolio_id = e1.portfolio_id AND e2.portfolio_version = 2),
-    true,
-    'events: version 2 is chained to the hash of version 1'
-);
-SAVEPOINT chain;
-INSERT INTO pgportfolio.events (portfolio_id, portfolio_version, kind, operation, amount, cash_delta, cash_balance,
-                                acting_role, chain_hash)
-VALUES (current_setting('test.pid')::bigint, 3, 'deposit', 'deposit_cash', 1, 1, 1, 'postgres', '\x00');
-SELECT isnt(
-    (SELECT chain_hash FROM pgportfolio.events
-     WHERE portfolio_id = current_setting('test.pid')::bigint AND portfolio_version = 3),
     '\x00'::bytea,
-    'events: a chain_hash supplied by the insert is replaced by the computed one'
-);
-ROLLBACK TO SAVEPOINT chain;
-SELECT throws_ok(
-    $$INSERT INTO pgportfolio.events (portfolio_id, portfolio_version, kind, operation, amount, cash_delta,
-                                      cash_balance, acting_role)
-      VALUES (current_setting('test.pid')::bigint, 5, 'deposit', 'deposit_cash', 1, 1, 1, 'postgres')$$,
-    '23514', NULL, 'events: an event with no previous event (a gap in versions) is refused'
+    'events: a direct insert stores the chain_hash it supplies (nothing recomputes it; verify_portfolio checks it)'
 );
 
 SET LOCAL session_replication_role = replica;
@@ -582,7 +636,8 @@ SELECT lives_ok(
 );
 SELECT throws_ok(
     $$DELETE FROM pgportfolio.portfolios WHERE portfolio_id = current_setting('test.pid')::bigint$$,
-    '23503', NULL, 'a portfolio with events cannot be deleted (events reference it)'
+    '23503', 'update or delete on table "portfolios" violates foreign key constraint "positions_portfolio_id_fkey" on table "positions"',
+    'a portfolio with open positions cannot be deleted (positions reference it; events do not)'
 );
 
 -- ---------------------------------------------------------------- portfolio_access

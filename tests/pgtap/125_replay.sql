@@ -2,7 +2,7 @@
 -- log returns the original result marked duplicate and changes nothing; the same id with
 -- other arguments is PF005; p_expected_version is never part of the comparison.
 BEGIN;
-SELECT plan(46);
+SELECT plan(49);
 
 CREATE FUNCTION pg_temp.pid(p_name text) RETURNS bigint LANGUAGE sql STABLE
 AS $$ SELECT current_setting('test.pid_' || p_name)::bigint $$;
@@ -16,6 +16,19 @@ CREATE FUNCTION pg_temp.state(p_portfolio_id bigint) RETURNS text LANGUAGE sql S
         (SELECT string_agg(format('%s %s %s v%s', symbol, quantity, cost_basis, version), ', ' ORDER BY symbol)
          FROM pgportfolio.positions WHERE portfolio_id = p_portfolio_id)
     )
+$$;
+
+CREATE FUNCTION pg_temp.error_parts(p_sql text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    v_state text; v_message text; v_detail text; v_hint text;
+BEGIN
+    EXECUTE p_sql;
+    RETURN 'no error';
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
+        v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
+    RETURN concat_ws(' | ', v_state, v_message, nullif(v_detail, ''), nullif(v_hint, ''));
+END;
 $$;
 
 CREATE TEMP TABLE res (step text PRIMARY KEY, r pgportfolio.mutation_result NOT NULL);
@@ -210,20 +223,43 @@ SELECT is(
     ARRAY[NULL, 'dep-1', 'wd-1', 'fee-1', 'fill-1', 'fill-2', 'open-1', 'close-1', 'reduce-1'],
     'each request id appears once in the log, on the event it produced'
 );
+-- The request is the event's own typed columns (no JSON copy): what a replay compares.
 SELECT is(
-    (SELECT request_args FROM pgportfolio.events WHERE portfolio_id = pg_temp.pid('a') AND request_id = 'fill-1'),
-    '{"operation": "apply_fill", "symbol": "AAA", "quantity": 10, "price": 100, "fee": 1}'::jsonb,
-    'the stored request arguments are the operation and its arguments, without the expected version'
+    (SELECT (operation, symbol, quantity, price, fee, amount) FROM pgportfolio.events
+     WHERE portfolio_id = pg_temp.pid('a') AND request_id = 'fill-1'),
+    ROW('apply_fill'::text, 'AAA'::text, 10::numeric, 100::numeric, 1::numeric, NULL::numeric),
+    'a fill''s request is its logged operation, symbol, quantity, price and fee (no expected version)'
 );
 SELECT is(
-    (SELECT request_args FROM pgportfolio.events WHERE portfolio_id = pg_temp.pid('a') AND request_id = 'close-1'),
-    '{"operation": "close_position", "symbol": "OPN", "quantity": null, "price": 55, "fee": 0}'::jsonb,
-    'close_position stores a null quantity in its request arguments'
+    (SELECT (operation, symbol, quantity, price, fee, amount) FROM pgportfolio.events
+     WHERE portfolio_id = pg_temp.pid('a') AND request_id = 'close-1'),
+    ROW('close_position'::text, 'OPN'::text, -2::numeric, 55::numeric, 0::numeric, NULL::numeric),
+    'close_position logs the fill it made (-2); its request had no quantity'
 );
 SELECT is(
-    (SELECT request_args FROM pgportfolio.events WHERE portfolio_id = pg_temp.pid('a') AND request_id = 'dep-1'),
-    '{"operation": "deposit_cash", "amount": 100}'::jsonb,
-    'cash operations store operation and amount'
+    (SELECT (operation, symbol, quantity, price, fee, amount) FROM pgportfolio.events
+     WHERE portfolio_id = pg_temp.pid('a') AND request_id = 'dep-1'),
+    ROW('deposit_cash'::text, NULL::text, NULL::numeric, NULL::numeric, 0::numeric, 100::numeric),
+    'a cash request is its logged operation and amount'
+);
+SELECT is(
+    pg_temp.error_parts($$SELECT pgportfolio.close_position(pg_temp.pid('a'), 'OPN', 56, 0, 'close-1')$$),
+    format('PF005 | request id ''close-1'' was already used with different arguments | portfolio %s version 8: first %s, now %s | Use a new request id for a new operation.',
+        pg_temp.pid('a'),
+        '{"fee": 0, "price": 55, "symbol": "OPN", "quantity": null, "operation": "close_position"}',
+        '{"fee": 0, "price": 56, "symbol": "OPN", "quantity": null, "operation": "close_position"}'),
+    'PF005''s DETAIL shows both requests as _request_args reads them (close_position: quantity null)'
+);
+SELECT is(
+    pg_temp.error_parts($$SELECT pgportfolio.withdraw_cash(pg_temp.pid('a'), 100, 'dep-1')$$),
+    format('PF005 | request id ''dep-1'' was already used with different arguments | portfolio %s version 2: first %s, now %s | Use a new request id for a new operation.',
+        pg_temp.pid('a'), '{"amount": 100, "operation": "deposit_cash"}', '{"amount": 100, "operation": "withdraw_cash"}'),
+    'PF005''s DETAIL for a cash request shows operation and amount'
+);
+SELECT is(
+    pgportfolio._request_args('reduce_position', 'AAA', 6, 90, 0, NULL),
+    '{"operation": "reduce_position", "symbol": "AAA", "quantity": 6, "price": 90, "fee": 0}'::jsonb,
+    '_request_args reads a verb''s request as its caller wrote it (reduce: positive quantity)'
 );
 SELECT is(
     (SELECT version FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid('a')),

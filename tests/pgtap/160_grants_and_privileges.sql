@@ -3,7 +3,7 @@
 -- SECURITY DEFINER hygiene, and per-portfolio trading rights (owner, member of the
 -- owner, or grant_portfolio). Roles are created inside the test transaction.
 BEGIN;
-SELECT plan(241);
+SELECT plan(254);
 
 CREATE FUNCTION pg_temp.pid(p_name text) RETURNS bigint LANGUAGE sql STABLE
 AS $$ SELECT current_setting('test.pid_' || p_name)::bigint $$;
@@ -37,9 +37,11 @@ SELECT isnt_definer('pgportfolio', '_check_number', ARRAY['text', 'numeric', 'te
 SELECT isnt_definer('pgportfolio', '_check_portfolio_attributes', ARRAY['text', 'text'], '_check_portfolio_attributes(text, text) is not SECURITY DEFINER (it runs as its caller, the definer functions)');
 SELECT isnt_definer('pgportfolio', '_check_request', ARRAY['text', 'bigint'], '_check_request(text, bigint) is not SECURITY DEFINER (it runs as its caller, the definer functions)');
 SELECT isnt_definer('pgportfolio', '_check_symbol', ARRAY['text'], '_check_symbol(text) is not SECURITY DEFINER (it runs as its caller, the definer functions)');
-SELECT isnt_definer('pgportfolio', '_execute_cash', ARRAY['text', 'bigint', 'numeric', 'text', 'bigint'], '_execute_cash(text, bigint, numeric, text, bigint) is not SECURITY DEFINER (it runs as its caller, the definer functions)');
-SELECT isnt_definer('pgportfolio', '_execute_fill', ARRAY['text', 'bigint', 'text', 'numeric', 'numeric', 'numeric', 'text', 'bigint'], '_execute_fill(text, bigint, text, numeric, numeric, numeric, text, bigint) is not SECURITY DEFINER (it runs as its caller, the definer functions)');
-SELECT isnt_definer('pgportfolio', '_replay', ARRAY['pgportfolio.events', 'jsonb'], '_replay(pgportfolio.events, jsonb) is not SECURITY DEFINER (it runs as its caller, the definer functions)');
+SELECT isnt_definer('pgportfolio', '_apply_one', ARRAY['text', 'bigint', 'text', 'numeric', 'numeric', 'numeric', 'numeric', 'text', 'bigint'], '_apply_one(text, bigint, text, numeric, numeric, numeric, numeric, text, bigint) is not SECURITY DEFINER (it runs as its caller, the definer functions)');
+SELECT isnt_definer('pgportfolio', '_apply_operations', ARRAY['text[]', 'bigint[]', 'text[]', 'numeric[]', 'numeric[]', 'numeric[]', 'numeric[]', 'text[]', 'bigint[]'], '_apply_operations(text[], bigint[], text[], numeric[], numeric[], numeric[], numeric[], text[], bigint[]) is not SECURITY DEFINER (it runs as its caller, the definer functions)');
+SELECT isnt_definer('pgportfolio', '_authorization_refusals', ARRAY['bigint[]', 'name'], '_authorization_refusals(bigint[], name) is not SECURITY DEFINER (it runs as its caller, the definer functions)');
+SELECT isnt_definer('pgportfolio', '_event_hash', ARRAY['bytea', 'bigint', 'bigint', 'text', 'text', 'text', 'numeric', 'numeric', 'numeric', 'numeric', 'numeric', 'numeric', 'numeric', 'numeric', 'numeric', 'text', 'name', 'timestamp with time zone'], '_event_hash(bytea, bigint, bigint, text, text, text, numeric, numeric, numeric, numeric, numeric, numeric, numeric, numeric, numeric, text, name, timestamp with time zone) is not SECURITY DEFINER (it runs as its caller, the definer functions)');
+SELECT isnt_definer('pgportfolio', '_request_args', ARRAY['text', 'text', 'numeric', 'numeric', 'numeric', 'numeric'], '_request_args(text, text, numeric, numeric, numeric, numeric) is not SECURITY DEFINER (it runs as its caller, the definer functions)');
 SELECT isnt_definer('pgportfolio', 'events_refuse_change', ARRAY[]::name[], 'events_refuse_change() is not SECURITY DEFINER (it runs as its caller, the definer functions)');
 
 -- function_privs_are: traders call the API, analysts only the read functions, PUBLIC nothing, and nobody but the owner calls the internals.
@@ -113,9 +115,11 @@ SELECT function_privs_are('pgportfolio', '_check_number', ARRAY['text', 'numeric
 SELECT function_privs_are('pgportfolio', '_check_portfolio_attributes', ARRAY['text', 'text'], 'public', ARRAY[]::name[], 'PUBLIC may not execute _check_portfolio_attributes(text, text)');
 SELECT function_privs_are('pgportfolio', '_check_request', ARRAY['text', 'bigint'], 'public', ARRAY[]::name[], 'PUBLIC may not execute _check_request(text, bigint)');
 SELECT function_privs_are('pgportfolio', '_check_symbol', ARRAY['text'], 'public', ARRAY[]::name[], 'PUBLIC may not execute _check_symbol(text)');
-SELECT function_privs_are('pgportfolio', '_execute_cash', ARRAY['text', 'bigint', 'numeric', 'text', 'bigint'], 'public', ARRAY[]::name[], 'PUBLIC may not execute _execute_cash(text, bigint, numeric, text, bigint)');
-SELECT function_privs_are('pgportfolio', '_execute_fill', ARRAY['text', 'bigint', 'text', 'numeric', 'numeric', 'numeric', 'text', 'bigint'], 'public', ARRAY[]::name[], 'PUBLIC may not execute _execute_fill(text, bigint, text, numeric, numeric, numeric, text, bigint)');
-SELECT function_privs_are('pgportfolio', '_replay', ARRAY['pgportfolio.events', 'jsonb'], 'public', ARRAY[]::name[], 'PUBLIC may not execute _replay(pgportfolio.events, jsonb)');
+SELECT function_privs_are('pgportfolio', '_apply_one', ARRAY['text', 'bigint', 'text', 'numeric', 'numeric', 'numeric', 'numeric', 'text', 'bigint'], 'public', ARRAY[]::name[], 'PUBLIC may not execute _apply_one(text, bigint, text, numeric, numeric, numeric, numeric, text, bigint)');
+SELECT function_privs_are('pgportfolio', '_apply_operations', ARRAY['text[]', 'bigint[]', 'text[]', 'numeric[]', 'numeric[]', 'numeric[]', 'numeric[]', 'text[]', 'bigint[]'], 'public', ARRAY[]::name[], 'PUBLIC may not execute _apply_operations(text[], bigint[], text[], numeric[], numeric[], numeric[], numeric[], text[], bigint[])');
+SELECT function_privs_are('pgportfolio', '_authorization_refusals', ARRAY['bigint[]', 'name'], 'public', ARRAY[]::name[], 'PUBLIC may not execute _authorization_refusals(bigint[], name)');
+SELECT function_privs_are('pgportfolio', '_event_hash', ARRAY['bytea', 'bigint', 'bigint', 'text', 'text', 'text', 'numeric', 'numeric', 'numeric', 'numeric', 'numeric', 'numeric', 'numeric', 'numeric', 'numeric', 'text', 'name', 'timestamp with time zone'], 'public', ARRAY[]::name[], 'PUBLIC may not execute _event_hash(bytea, bigint, bigint, text, text, text, numeric, numeric, numeric, numeric, numeric, numeric, numeric, numeric, numeric, text, name, timestamp with time zone)');
+SELECT function_privs_are('pgportfolio', '_request_args', ARRAY['text', 'text', 'numeric', 'numeric', 'numeric', 'numeric'], 'public', ARRAY[]::name[], 'PUBLIC may not execute _request_args(text, text, numeric, numeric, numeric, numeric)');
 SELECT function_privs_are('pgportfolio', 'events_refuse_change', ARRAY[]::name[], 'public', ARRAY[]::name[], 'PUBLIC may not execute events_refuse_change()');
 SELECT function_privs_are('pgportfolio', '_acting_role', ARRAY[]::name[], 'pgportfolio_trader', ARRAY[]::name[], 'pgportfolio_trader may not execute the internal _acting_role()');
 SELECT function_privs_are('pgportfolio', '_authorize', ARRAY['bigint', 'name'], 'pgportfolio_trader', ARRAY[]::name[], 'pgportfolio_trader may not execute the internal _authorize(bigint, name)');
@@ -124,9 +128,11 @@ SELECT function_privs_are('pgportfolio', '_check_number', ARRAY['text', 'numeric
 SELECT function_privs_are('pgportfolio', '_check_portfolio_attributes', ARRAY['text', 'text'], 'pgportfolio_trader', ARRAY[]::name[], 'pgportfolio_trader may not execute the internal _check_portfolio_attributes(text, text)');
 SELECT function_privs_are('pgportfolio', '_check_request', ARRAY['text', 'bigint'], 'pgportfolio_trader', ARRAY[]::name[], 'pgportfolio_trader may not execute the internal _check_request(text, bigint)');
 SELECT function_privs_are('pgportfolio', '_check_symbol', ARRAY['text'], 'pgportfolio_trader', ARRAY[]::name[], 'pgportfolio_trader may not execute the internal _check_symbol(text)');
-SELECT function_privs_are('pgportfolio', '_execute_cash', ARRAY['text', 'bigint', 'numeric', 'text', 'bigint'], 'pgportfolio_trader', ARRAY[]::name[], 'pgportfolio_trader may not execute the internal _execute_cash(text, bigint, numeric, text, bigint)');
-SELECT function_privs_are('pgportfolio', '_execute_fill', ARRAY['text', 'bigint', 'text', 'numeric', 'numeric', 'numeric', 'text', 'bigint'], 'pgportfolio_trader', ARRAY[]::name[], 'pgportfolio_trader may not execute the internal _execute_fill(text, bigint, text, numeric, numeric, numeric, text, bigint)');
-SELECT function_privs_are('pgportfolio', '_replay', ARRAY['pgportfolio.events', 'jsonb'], 'pgportfolio_trader', ARRAY[]::name[], 'pgportfolio_trader may not execute the internal _replay(pgportfolio.events, jsonb)');
+SELECT function_privs_are('pgportfolio', '_apply_one', ARRAY['text', 'bigint', 'text', 'numeric', 'numeric', 'numeric', 'numeric', 'text', 'bigint'], 'pgportfolio_trader', ARRAY[]::name[], 'pgportfolio_trader may not execute the internal _apply_one(text, bigint, text, numeric, numeric, numeric, numeric, text, bigint)');
+SELECT function_privs_are('pgportfolio', '_apply_operations', ARRAY['text[]', 'bigint[]', 'text[]', 'numeric[]', 'numeric[]', 'numeric[]', 'numeric[]', 'text[]', 'bigint[]'], 'pgportfolio_trader', ARRAY[]::name[], 'pgportfolio_trader may not execute the internal _apply_operations(text[], bigint[], text[], numeric[], numeric[], numeric[], numeric[], text[], bigint[])');
+SELECT function_privs_are('pgportfolio', '_authorization_refusals', ARRAY['bigint[]', 'name'], 'pgportfolio_trader', ARRAY[]::name[], 'pgportfolio_trader may not execute the internal _authorization_refusals(bigint[], name)');
+SELECT function_privs_are('pgportfolio', '_event_hash', ARRAY['bytea', 'bigint', 'bigint', 'text', 'text', 'text', 'numeric', 'numeric', 'numeric', 'numeric', 'numeric', 'numeric', 'numeric', 'numeric', 'numeric', 'text', 'name', 'timestamp with time zone'], 'pgportfolio_trader', ARRAY[]::name[], 'pgportfolio_trader may not execute the internal _event_hash(bytea, bigint, bigint, text, text, text, numeric, numeric, numeric, numeric, numeric, numeric, numeric, numeric, numeric, text, name, timestamp with time zone)');
+SELECT function_privs_are('pgportfolio', '_request_args', ARRAY['text', 'text', 'numeric', 'numeric', 'numeric', 'numeric'], 'pgportfolio_trader', ARRAY[]::name[], 'pgportfolio_trader may not execute the internal _request_args(text, text, numeric, numeric, numeric, numeric)');
 SELECT function_privs_are('pgportfolio', 'events_refuse_change', ARRAY[]::name[], 'pgportfolio_trader', ARRAY[]::name[], 'pgportfolio_trader may not execute the internal events_refuse_change()');
 SELECT function_privs_are('pgportfolio', '_acting_role', ARRAY[]::name[], 'pgportfolio_analyst', ARRAY[]::name[], 'pgportfolio_analyst may not execute the internal _acting_role()');
 SELECT function_privs_are('pgportfolio', '_authorize', ARRAY['bigint', 'name'], 'pgportfolio_analyst', ARRAY[]::name[], 'pgportfolio_analyst may not execute the internal _authorize(bigint, name)');
@@ -135,9 +141,11 @@ SELECT function_privs_are('pgportfolio', '_check_number', ARRAY['text', 'numeric
 SELECT function_privs_are('pgportfolio', '_check_portfolio_attributes', ARRAY['text', 'text'], 'pgportfolio_analyst', ARRAY[]::name[], 'pgportfolio_analyst may not execute the internal _check_portfolio_attributes(text, text)');
 SELECT function_privs_are('pgportfolio', '_check_request', ARRAY['text', 'bigint'], 'pgportfolio_analyst', ARRAY[]::name[], 'pgportfolio_analyst may not execute the internal _check_request(text, bigint)');
 SELECT function_privs_are('pgportfolio', '_check_symbol', ARRAY['text'], 'pgportfolio_analyst', ARRAY[]::name[], 'pgportfolio_analyst may not execute the internal _check_symbol(text)');
-SELECT function_privs_are('pgportfolio', '_execute_cash', ARRAY['text', 'bigint', 'numeric', 'text', 'bigint'], 'pgportfolio_analyst', ARRAY[]::name[], 'pgportfolio_analyst may not execute the internal _execute_cash(text, bigint, numeric, text, bigint)');
-SELECT function_privs_are('pgportfolio', '_execute_fill', ARRAY['text', 'bigint', 'text', 'numeric', 'numeric', 'numeric', 'text', 'bigint'], 'pgportfolio_analyst', ARRAY[]::name[], 'pgportfolio_analyst may not execute the internal _execute_fill(text, bigint, text, numeric, numeric, numeric, text, bigint)');
-SELECT function_privs_are('pgportfolio', '_replay', ARRAY['pgportfolio.events', 'jsonb'], 'pgportfolio_analyst', ARRAY[]::name[], 'pgportfolio_analyst may not execute the internal _replay(pgportfolio.events, jsonb)');
+SELECT function_privs_are('pgportfolio', '_apply_one', ARRAY['text', 'bigint', 'text', 'numeric', 'numeric', 'numeric', 'numeric', 'text', 'bigint'], 'pgportfolio_analyst', ARRAY[]::name[], 'pgportfolio_analyst may not execute the internal _apply_one(text, bigint, text, numeric, numeric, numeric, numeric, text, bigint)');
+SELECT function_privs_are('pgportfolio', '_apply_operations', ARRAY['text[]', 'bigint[]', 'text[]', 'numeric[]', 'numeric[]', 'numeric[]', 'numeric[]', 'text[]', 'bigint[]'], 'pgportfolio_analyst', ARRAY[]::name[], 'pgportfolio_analyst may not execute the internal _apply_operations(text[], bigint[], text[], numeric[], numeric[], numeric[], numeric[], text[], bigint[])');
+SELECT function_privs_are('pgportfolio', '_authorization_refusals', ARRAY['bigint[]', 'name'], 'pgportfolio_analyst', ARRAY[]::name[], 'pgportfolio_analyst may not execute the internal _authorization_refusals(bigint[], name)');
+SELECT function_privs_are('pgportfolio', '_event_hash', ARRAY['bytea', 'bigint', 'bigint', 'text', 'text', 'text', 'numeric', 'numeric', 'numeric', 'numeric', 'numeric', 'numeric', 'numeric', 'numeric', 'numeric', 'text', 'name', 'timestamp with time zone'], 'pgportfolio_analyst', ARRAY[]::name[], 'pgportfolio_analyst may not execute the internal _event_hash(bytea, bigint, bigint, text, text, text, numeric, numeric, numeric, numeric, numeric, numeric, numeric, numeric, numeric, text, name, timestamp with time zone)');
+SELECT function_privs_are('pgportfolio', '_request_args', ARRAY['text', 'text', 'numeric', 'numeric', 'numeric', 'numeric'], 'pgportfolio_analyst', ARRAY[]::name[], 'pgportfolio_analyst may not execute the internal _request_args(text, text, numeric, numeric, numeric, numeric)');
 SELECT function_privs_are('pgportfolio', 'events_refuse_change', ARRAY[]::name[], 'pgportfolio_analyst', ARRAY[]::name[], 'pgportfolio_analyst may not execute the internal events_refuse_change()');
 
 -- table_privs_are: no role but the owner has any privilege on a table; the views are read-only for traders and analysts.
@@ -186,7 +194,7 @@ SELECT is(
 SELECT is(
     (SELECT array_agg(p.proname::text ORDER BY p.proname) FROM pg_proc AS p
      WHERE p.pronamespace = 'pgportfolio'::regnamespace AND p.prosecdef),
-    ARRAY['_portfolio_lockers', 'add_to_position', 'apply_fill', 'apply_fills', 'charge_fee', 'close_position', 'create_portfolio',
+    ARRAY['_portfolio_lockers', 'add_to_position', 'apply_fill', 'apply_fills', 'apply_fills_arrays', 'charge_fee', 'close_position', 'create_portfolio',
           'deposit_cash', 'event_chain_head', 'events_after', 'events_since', 'find_request', 'get_portfolio', 'grant_portfolio',
           'open_position', 'portfolio_snapshot', 'portfolio_version', 'recent_portfolios', 'reduce_position', 'revoke_portfolio',
           'update_market_price', 'update_market_prices', 'verify_portfolio', 'withdraw_cash'],
@@ -196,9 +204,48 @@ SELECT is(
     (SELECT array_agg(p.proname::text ORDER BY p.proname) FROM pg_proc AS p
      WHERE p.pronamespace = 'pgportfolio'::regnamespace
        AND NOT coalesce('search_path=pg_catalog, pg_temp' = ANY (p.proconfig), false)),
-    NULL,
-    'every pgportfolio function (not only the definers) pins its search_path'
+    ARRAY['_authorization_refusals', '_event_hash'],
+    'every pgportfolio function pins its search_path, except the two documented inlinable SQL helpers'
 );
+-- Why those two may: a SQL function with SET is never inlined, and inlining is what makes
+-- them cheap inside the per-batch statements. They are safe without it only because they
+-- are plain SQL, run as their caller (never SECURITY DEFINER) and qualify every name.
+SELECT is(
+    (SELECT array_agg(format('%s:%s:%s', p.proname, l.lanname, p.prosecdef) ORDER BY p.proname) FROM pg_proc AS p
+     JOIN pg_language AS l ON l.oid = p.prolang
+     WHERE p.pronamespace = 'pgportfolio'::regnamespace AND p.proname IN ('_authorization_refusals', '_event_hash')),
+    ARRAY['_authorization_refusals:sql:f', '_event_hash:sql:f'],
+    'the two exceptions are LANGUAGE sql and not SECURITY DEFINER'
+);
+CREATE SCHEMA pgtap_160_hostile;
+CREATE FUNCTION pgtap_160_hostile.sha256(bytea) RETURNS bytea LANGUAGE sql AS $$ SELECT '\x00'::bytea $$;
+CREATE FUNCTION pgtap_160_hostile.convert_to(text, name) RETURNS bytea LANGUAGE sql AS $$ SELECT '\x01'::bytea $$;
+CREATE FUNCTION pgtap_160_hostile.format(text, bigint) RETURNS text LANGUAGE sql AS $$ SELECT 'hostile' $$;
+DO $$
+BEGIN
+    PERFORM set_config('test.hash_pinned', encode(pgportfolio._event_hash(
+        '\x01'::bytea, 1, 2, 'open', 'apply_fill', 'S', 1, 2, 0, NULL, -2, 0, 8, 1, 2, 'r', 'postgres',
+        '2024-01-01 00:00:00+00'), 'hex'), true);
+END
+$$;
+SET LOCAL search_path = pgtap_160_hostile, pg_catalog, public;
+SELECT is(
+    format('%s', 1::bigint) || encode(sha256('\x01'::bytea), 'hex') || encode(convert_to('x', 'UTF8'), 'hex'),
+    'hostile0001',
+    'control: with that search_path, unqualified format, sha256 and convert_to are the hostile ones'
+);
+SELECT is(
+    encode(pgportfolio._event_hash(
+        '\x01'::bytea, 1, 2, 'open', 'apply_fill', 'S', 1, 2, 0, NULL, -2, 0, 8, 1, 2, 'r', 'postgres', '2024-01-01 00:00:00+00'), 'hex'),
+    current_setting('test.hash_pinned'),
+    '_event_hash gives the same hash with a hostile schema (sha256, convert_to) first in search_path'
+);
+SELECT is(
+    (SELECT array_agg(message ORDER BY portfolio_id) FROM pgportfolio._authorization_refusals(ARRAY[-1, -2]::bigint[], 'nobody')),
+    ARRAY['portfolio -2 not found', 'portfolio -1 not found'],
+    '_authorization_refusals uses pg_catalog.format with a hostile format() first in search_path'
+);
+RESET search_path;
 SELECT is(
     (SELECT array_agg(p.proname::text ORDER BY p.proname) FROM pg_proc AS p
      WHERE p.pronamespace = 'pgportfolio'::regnamespace AND has_function_privilege('public', p.oid, 'EXECUTE')),
@@ -278,8 +325,13 @@ SELECT throws_ok($$INSERT INTO pgportfolio.market_prices (symbol, price) VALUES 
     'a trader may not INSERT into market_prices (only update_market_price)');
 SELECT throws_ok($$TRUNCATE pgportfolio.events$$, '42501', NULL, 'a trader may not TRUNCATE events');
 SELECT throws_ok(
-    $$SELECT pgportfolio._execute_cash('deposit_cash', pg_temp.pid('alice'), 1, NULL, NULL)$$,
-    '42501', NULL, 'a trader may not call the internal worker _execute_cash directly');
+    $$SELECT pgportfolio._apply_one('deposit_cash', pg_temp.pid('alice'), NULL, NULL, NULL, NULL, 1, NULL, NULL)$$,
+    '42501', NULL, 'a trader may not call the internal _apply_one directly');
+SELECT throws_ok(
+    $$SELECT * FROM pgportfolio._apply_operations(ARRAY['deposit_cash'], ARRAY[pg_temp.pid('alice')], ARRAY[NULL],
+        ARRAY[NULL]::numeric[], ARRAY[NULL]::numeric[], ARRAY[NULL]::numeric[], ARRAY[1]::numeric[], ARRAY[NULL],
+        ARRAY[NULL]::bigint[])$$,
+    '42501', NULL, 'a trader may not call the operations core _apply_operations directly');
 SELECT throws_ok(
     $$SELECT pgportfolio._authorize(pg_temp.pid('alice'), 'pgtap_160_alice')$$,
     '42501', NULL, 'a trader may not call the internal _authorize directly');

@@ -2,10 +2,34 @@
 -- sequence of mutations, and each kind of corrupted stored state is reported by the
 -- checks that should see it (and only those).
 BEGIN;
-SELECT plan(41);
+SELECT plan(44);
 
 CREATE FUNCTION pg_temp.pid(p_name text) RETURNS bigint LANGUAGE sql STABLE
 AS $$ SELECT current_setting('test.pid_' || p_name)::bigint $$;
+
+-- The documented chain hash of event e after the hash p_previous (docs/sql-api.md, "Event log
+-- integrity"), written out: what a writer must store, for the direct inserts below.
+CREATE FUNCTION pg_temp.documented_hash(p_previous bytea, e pgportfolio.events) RETURNS bytea
+LANGUAGE sql STABLE AS $$
+    SELECT sha256(p_previous || convert_to(ROW(
+        e.portfolio_id, e.portfolio_version, e.kind, e.operation, e.symbol, e.quantity, e.price, e.fee, e.amount,
+        e.cash_delta, e.realized_pnl, e.cash_balance, e.position_quantity, e.position_cost_basis, e.request_id,
+        e.acting_role, EXTRACT(EPOCH FROM e.created_at))::text, 'UTF8'))
+$$;
+-- A direct insert of one event with the hash a writer would give it: chained to the
+-- portfolio's latest event before it (the one just before, unless the insert leaves a gap).
+CREATE FUNCTION pg_temp.insert_chained(e pgportfolio.events) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    e.created_at := coalesce(e.created_at, now());
+    e.chain_hash := pg_temp.documented_hash(
+        (SELECT prev.chain_hash FROM pgportfolio.events AS prev
+         WHERE prev.portfolio_id = e.portfolio_id AND prev.portfolio_version < e.portfolio_version
+         ORDER BY prev.portfolio_version DESC LIMIT 1),
+        e
+    );
+    INSERT INTO pgportfolio.events SELECT e.*;
+END;
+$$;
 
 -- The names of the failing checks, sorted; NULL when everything is ok.
 CREATE FUNCTION pg_temp.failing(p_portfolio_id bigint) RETURNS text[] LANGUAGE sql STABLE AS $$
@@ -169,14 +193,50 @@ SELECT is(pg_temp.failing(pg_temp.pid('v')),
 ROLLBACK TO SAVEPOINT corrupt;
 
 SAVEPOINT corrupt;
--- The chain trigger refuses a gap, so it is switched off, as only the table's owner can.
-ALTER TABLE pgportfolio.events DISABLE TRIGGER events_chain;
+-- Nothing refuses a gap at insert time (no trigger looks the previous event up): verify does.
 INSERT INTO pgportfolio.events (portfolio_id, portfolio_version, kind, operation, amount, cash_delta, cash_balance,
                                 acting_role, chain_hash)
 SELECT portfolio_id, version + 2, 'deposit', 'deposit_cash', 0, 0, cash_balance, 'postgres', '\x00'
 FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid('v');
 SELECT is(pg_temp.failing(pg_temp.pid('v')), ARRAY['event_hash_chain', 'version', 'versions_contiguous'],
     'an extra event after a gap in the versions: version, versions_contiguous and the hash chain fail');
+ROLLBACK TO SAVEPOINT corrupt;
+
+SAVEPOINT corrupt;
+-- A gap with the hash computed as if it were not one (chained to the last event before it),
+-- and the stored version moved along: the versions still show it.
+SELECT pg_temp.insert_chained(ROW(
+    pf.portfolio_id, pf.version + 2, 'deposit', 'deposit_cash', NULL, NULL, NULL, 0, 1, 1, 0, pf.cash_balance + 1,
+    NULL, NULL, NULL, 'postgres', NULL, NULL)::pgportfolio.events)
+FROM pgportfolio.portfolios AS pf WHERE pf.portfolio_id = pg_temp.pid('v');
+UPDATE pgportfolio.portfolios SET version = version + 2, cash_balance = cash_balance + 1
+WHERE portfolio_id = pg_temp.pid('v');
+SELECT is(pg_temp.failing(pg_temp.pid('v')), ARRAY['event_hash_chain', 'version', 'versions_contiguous'],
+    'a gap chained past the missing version, with the stored version and cash following it, still fails all three');
+ROLLBACK TO SAVEPOINT corrupt;
+
+SAVEPOINT corrupt;
+-- A deposit written directly, with the portfolio moved consistently, but a wrong chain_hash.
+INSERT INTO pgportfolio.events (portfolio_id, portfolio_version, kind, operation, amount, cash_delta, cash_balance,
+                                acting_role, chain_hash)
+SELECT portfolio_id, version + 1, 'deposit', 'deposit_cash', 5, 5, cash_balance + 5, 'postgres', sha256('forged'::bytea)
+FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid('v');
+UPDATE pgportfolio.portfolios SET version = version + 1, cash_balance = cash_balance + 5
+WHERE portfolio_id = pg_temp.pid('v');
+SELECT is(pg_temp.failing(pg_temp.pid('v')), ARRAY['event_hash_chain'],
+    'a wrong chain_hash inserted directly is not refused, and fails event_hash_chain (and nothing else)');
+ROLLBACK TO SAVEPOINT corrupt;
+
+SAVEPOINT corrupt;
+-- The same deposit with the documented hash: the control for the test above.
+SELECT pg_temp.insert_chained(ROW(
+    pf.portfolio_id, pf.version + 1, 'deposit', 'deposit_cash', NULL, NULL, NULL, 0, 5, 5, 0, pf.cash_balance + 5,
+    NULL, NULL, NULL, 'postgres', NULL, NULL)::pgportfolio.events)
+FROM pgportfolio.portfolios AS pf WHERE pf.portfolio_id = pg_temp.pid('v');
+UPDATE pgportfolio.portfolios SET version = version + 1, cash_balance = cash_balance + 5
+WHERE portfolio_id = pg_temp.pid('v');
+SELECT is(pg_temp.failing(pg_temp.pid('v')), NULL,
+    'the same deposit with the documented chain_hash verifies clean (verify uses the documented formula)');
 ROLLBACK TO SAVEPOINT corrupt;
 
 -- ---------------------------------------------------------------- history rewritten by the table's owner
@@ -228,11 +288,7 @@ BEGIN
         SELECT chain_hash INTO v_previous FROM pgportfolio.events
         WHERE portfolio_id = v_event.portfolio_id AND portfolio_version = v_event.portfolio_version - 1;
         UPDATE pgportfolio.events
-        SET chain_hash = sha256(v_previous || convert_to(jsonb_build_array(
-            v_event.portfolio_id, v_event.portfolio_version, v_event.kind, v_event.operation, v_event.symbol,
-            v_event.quantity, v_event.price, v_event.fee, v_event.amount, v_event.cash_delta, v_event.realized_pnl,
-            v_event.cash_balance, v_event.position_quantity, v_event.position_cost_basis, v_event.request_id,
-            v_event.request_args, v_event.acting_role, extract(EPOCH FROM v_event.created_at))::text, 'UTF8'))
+        SET chain_hash = pg_temp.documented_hash(v_previous, v_event)
         WHERE portfolio_id = v_event.portfolio_id AND portfolio_version = v_event.portfolio_version;
     END LOOP;
 END
@@ -255,10 +311,10 @@ SELECT is(
 SAVEPOINT corrupt;
 -- A fill event whose realized P&L does not follow from its cash flow and cost basis,
 -- with the stored state moved consistently with the event, so only the P&L checks can see it.
-INSERT INTO pgportfolio.events (portfolio_id, portfolio_version, kind, operation, symbol, quantity, price,
-                                cash_delta, realized_pnl, cash_balance, position_quantity, position_cost_basis, acting_role)
-SELECT pf.portfolio_id, pf.version + 1, 'add', 'apply_fill', 'VAAA', 1, 15, -15, 5, pf.cash_balance - 15,
-       p.quantity + 1, p.cost_basis + 15, 'postgres'
+-- (Each direct insert below carries the documented chain_hash, so the chain stays intact.)
+SELECT pg_temp.insert_chained(ROW(
+    pf.portfolio_id, pf.version + 1, 'add', 'apply_fill', 'VAAA', 1, 15, 0, NULL, -15, 5, pf.cash_balance - 15,
+    p.quantity + 1, p.cost_basis + 15, NULL, 'postgres', NULL, NULL)::pgportfolio.events)
 FROM pgportfolio.portfolios AS pf JOIN pgportfolio.positions AS p USING (portfolio_id)
 WHERE pf.portfolio_id = pg_temp.pid('v') AND p.symbol = 'VAAA';
 UPDATE pgportfolio.portfolios
@@ -271,9 +327,10 @@ SELECT is(pg_temp.failing(pg_temp.pid('v')), ARRAY['event_realized_pnl', 'realiz
 ROLLBACK TO SAVEPOINT corrupt;
 
 SAVEPOINT corrupt;
-INSERT INTO pgportfolio.events (portfolio_id, portfolio_version, kind, operation, amount, cash_delta, cash_balance, acting_role)
-SELECT portfolio_id, version + 1, 'deposit', 'deposit_cash', 5, 5, cash_balance + 6, 'postgres'
-FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid('v');
+SELECT pg_temp.insert_chained(ROW(
+    pf.portfolio_id, pf.version + 1, 'deposit', 'deposit_cash', NULL, NULL, NULL, 0, 5, 5, 0, pf.cash_balance + 6,
+    NULL, NULL, NULL, 'postgres', NULL, NULL)::pgportfolio.events)
+FROM pgportfolio.portfolios AS pf WHERE pf.portfolio_id = pg_temp.pid('v');
 UPDATE pgportfolio.portfolios SET version = version + 1, cash_balance = cash_balance + 5
 WHERE portfolio_id = pg_temp.pid('v');
 SELECT is(pg_temp.failing(pg_temp.pid('v')), ARRAY['event_cash_balances'],
@@ -281,10 +338,9 @@ SELECT is(pg_temp.failing(pg_temp.pid('v')), ARRAY['event_cash_balances'],
 ROLLBACK TO SAVEPOINT corrupt;
 
 SAVEPOINT corrupt;
-INSERT INTO pgportfolio.events (portfolio_id, portfolio_version, kind, operation, symbol, quantity, price,
-                                cash_delta, cash_balance, position_quantity, position_cost_basis, acting_role)
-SELECT pf.portfolio_id, pf.version + 1, 'add', 'apply_fill', 'VCCC', 1, 1, -1, pf.cash_balance - 1,
-       p.quantity + 2, p.cost_basis + 1, 'postgres'
+SELECT pg_temp.insert_chained(ROW(
+    pf.portfolio_id, pf.version + 1, 'add', 'apply_fill', 'VCCC', 1, 1, 0, NULL, -1, 0, pf.cash_balance - 1,
+    p.quantity + 2, p.cost_basis + 1, NULL, 'postgres', NULL, NULL)::pgportfolio.events)
 FROM pgportfolio.portfolios AS pf JOIN pgportfolio.positions AS p USING (portfolio_id)
 WHERE pf.portfolio_id = pg_temp.pid('v') AND p.symbol = 'VCCC';
 UPDATE pgportfolio.portfolios SET version = version + 1, cash_balance = cash_balance - 1
