@@ -118,6 +118,29 @@ CREATE TABLE pgportfolio.portfolio_access (
 COMMENT ON TABLE pgportfolio.portfolio_access IS
 'Roles allowed to trade a portfolio besides its owner.';
 
+-- A portfolio is never deleted: its events stay forever, and they carry no foreign key
+-- to it (see 034_events.sql), so this is what keeps every event's portfolio in place.
+CREATE FUNCTION pgportfolio.portfolios_refuse_delete() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RAISE EXCEPTION 'portfolios are never deleted'
+        USING ERRCODE = '42501', HINT = 'A portfolio''s events keep it; close its positions and withdraw its cash instead.';
+END;
+$$;
+
+CREATE TRIGGER portfolios_no_delete
+BEFORE DELETE ON pgportfolio.portfolios
+FOR EACH STATEMENT EXECUTE FUNCTION pgportfolio.portfolios_refuse_delete();
+
+CREATE TRIGGER portfolios_no_truncate
+BEFORE TRUNCATE ON pgportfolio.portfolios
+FOR EACH STATEMENT EXECUTE FUNCTION pgportfolio.portfolios_refuse_delete();
+
+ALTER TABLE pgportfolio.portfolios ENABLE ALWAYS TRIGGER portfolios_no_delete;
+ALTER TABLE pgportfolio.portfolios ENABLE ALWAYS TRIGGER portfolios_no_truncate;
+
 -- ===== sql/032_positions.sql =====
 -- Open positions only: a position that goes flat is deleted (its history is in events).
 -- quantity is signed (short < 0). cost_basis is signed like quantity and exact:
@@ -1557,6 +1580,12 @@ DECLARE
 BEGIN
     IF v_n IS NULL THEN
         RAISE EXCEPTION 'p_portfolio_ids must not be null' USING ERRCODE = '22023';
+    END IF;
+    -- The defaults below write into p_operations and p_fees by position, which would
+    -- lengthen a short array: refuse one first (the core checks every array's shape).
+    IF cardinality(p_operations) <> v_n OR cardinality(p_fees) <> v_n THEN
+        RAISE EXCEPTION 'the argument arrays must all have one element per operation'
+            USING ERRCODE = '22023', HINT = 'Pass one-dimensional arrays of equal length, numbered from 1.';
     END IF;
     v_nulls := array_fill(NULL::text, ARRAY[v_n]);
     p_operations := coalesce(p_operations, array_fill('apply_fill'::text, ARRAY[v_n]));

@@ -42,3 +42,26 @@ CREATE TABLE pgportfolio.portfolio_access (
 
 COMMENT ON TABLE pgportfolio.portfolio_access IS
 'Roles allowed to trade a portfolio besides its owner.';
+
+-- A portfolio is never deleted: its events stay forever, and they carry no foreign key
+-- to it (see 034_events.sql), so this is what keeps every event's portfolio in place.
+CREATE FUNCTION pgportfolio.portfolios_refuse_delete() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RAISE EXCEPTION 'portfolios are never deleted'
+        USING ERRCODE = '42501', HINT = 'A portfolio''s events keep it; close its positions and withdraw its cash instead.';
+END;
+$$;
+
+CREATE TRIGGER portfolios_no_delete
+BEFORE DELETE ON pgportfolio.portfolios
+FOR EACH STATEMENT EXECUTE FUNCTION pgportfolio.portfolios_refuse_delete();
+
+CREATE TRIGGER portfolios_no_truncate
+BEFORE TRUNCATE ON pgportfolio.portfolios
+FOR EACH STATEMENT EXECUTE FUNCTION pgportfolio.portfolios_refuse_delete();
+
+ALTER TABLE pgportfolio.portfolios ENABLE ALWAYS TRIGGER portfolios_no_delete;
+ALTER TABLE pgportfolio.portfolios ENABLE ALWAYS TRIGGER portfolios_no_truncate;

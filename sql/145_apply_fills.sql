@@ -31,6 +31,12 @@ BEGIN
     IF v_n IS NULL THEN
         RAISE EXCEPTION 'p_portfolio_ids must not be null' USING ERRCODE = '22023';
     END IF;
+    -- The defaults below write into p_operations and p_fees by position, which would
+    -- lengthen a short array: refuse one first (the core checks every array's shape).
+    IF cardinality(p_operations) <> v_n OR cardinality(p_fees) <> v_n THEN
+        RAISE EXCEPTION 'the argument arrays must all have one element per operation'
+            USING ERRCODE = '22023', HINT = 'Pass one-dimensional arrays of equal length, numbered from 1.';
+    END IF;
     v_nulls := array_fill(NULL::text, ARRAY[v_n]);
     p_operations := coalesce(p_operations, array_fill('apply_fill'::text, ARRAY[v_n]));
     p_fees := coalesce(p_fees, v_nulls::numeric[]);

@@ -53,7 +53,7 @@ SELECT functions_are('pgportfolio', ARRAY[
     '_check_portfolio_attributes', '_check_request', '_check_symbol', '_apply_operations', '_apply_one',
     '_request_args', '_event_hash',
     'acquire_advisory_lock', 'add_to_position', 'apply_fill', 'apply_fills', 'apply_fills_arrays', 'charge_fee', 'close_position', 'create_portfolio',
-    'current_lock_waits', 'deposit_cash', 'events_refuse_change', 'events_since', 'find_request', 'get_portfolio',
+    'current_lock_waits', 'deposit_cash', 'events_refuse_change', 'portfolios_refuse_delete', 'events_since', 'find_request', 'get_portfolio',
     'grant_portfolio', 'open_position', 'recent_portfolios', 'reduce_position', 'revoke_portfolio',
     'server_wait_events', 'update_market_price', 'update_market_prices', 'verify_portfolio', 'withdraw_cash',
     'portfolio_version', 'events_after', 'portfolio_snapshot',

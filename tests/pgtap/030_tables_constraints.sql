@@ -2,7 +2,7 @@
 -- 033_market_prices.sql, 034_events.sql). The constraints are the last line of defence
 -- behind the functions, so they are exercised here with direct writes as the superuser.
 BEGIN;
-SELECT plan(154);
+SELECT plan(157);
 
 -- ---------------------------------------------------------------- columns
 SELECT columns_are('pgportfolio', 'portfolios', ARRAY[
@@ -636,8 +636,26 @@ SELECT lives_ok(
 );
 SELECT throws_ok(
     $$DELETE FROM pgportfolio.portfolios WHERE portfolio_id = current_setting('test.pid')::bigint$$,
-    '23503', 'update or delete on table "portfolios" violates foreign key constraint "positions_portfolio_id_fkey" on table "positions"',
-    'a portfolio with open positions cannot be deleted (positions reference it; events do not)'
+    '42501', 'portfolios are never deleted',
+    'portfolios: DELETE is refused with 42501 even for the superuser (events keep no foreign key to it)'
+);
+SELECT throws_ok(
+    $$DELETE FROM pgportfolio.portfolios WHERE false$$,
+    '42501', 'portfolios are never deleted',
+    'portfolios: any DELETE statement is refused, even one that would match nothing'
+);
+SET LOCAL session_replication_role = replica;
+SELECT throws_ok(
+    $$DELETE FROM pgportfolio.portfolios WHERE portfolio_id = current_setting('test.pid')::bigint$$,
+    '42501', 'portfolios are never deleted',
+    'portfolios: DELETE is refused under session_replication_role = replica too (ENABLE ALWAYS)'
+);
+SET LOCAL session_replication_role = origin;
+SELECT is(
+    (SELECT array_agg(tgname::text || ':' || tgenabled::text ORDER BY tgname) FROM pg_trigger
+     WHERE tgrelid = 'pgportfolio.portfolios'::regclass AND NOT tgisinternal),
+    ARRAY['portfolios_no_delete:A', 'portfolios_no_truncate:A'],
+    'portfolios has the two refusing triggers, ENABLE ALWAYS (TRUNCATE is refused the same way)'
 );
 
 -- ---------------------------------------------------------------- portfolio_access

@@ -1,6 +1,6 @@
 -- apply_fills and apply_fills_arrays (sql/145_apply_fills.sql): a batch of operations across portfolios, one result row each.
 BEGIN;
-SELECT plan(50);
+SELECT plan(52);
 
 CREATE ROLE pgtap_batch_a IN ROLE pgportfolio_trader;
 CREATE ROLE pgtap_batch_b IN ROLE pgportfolio_trader;
@@ -254,6 +254,20 @@ SELECT throws_ok(
         ARRAY[1, 1]::numeric[], ARRAY[1, 1]::numeric[], ARRAY[0, 0, 0]::numeric[])$$, current_setting('test.c')),
     '22023', 'the argument arrays must all have one element per operation',
     'apply_fills_arrays: more fees than portfolio ids is 22023'
+);
+-- The defaults (no fee is 0, no operation is apply_fill) must not lengthen a short array.
+SELECT throws_ok(
+    format($$SELECT * FROM pgportfolio.apply_fills_arrays(ARRAY[%1$s, %1$s]::bigint[], ARRAY['AAA', 'AAA'],
+        ARRAY[1, 1]::numeric[], ARRAY[10, 10]::numeric[], ARRAY[5]::numeric[])$$, current_setting('test.c')),
+    '22023', 'the argument arrays must all have one element per operation',
+    'apply_fills_arrays: fewer fees than portfolio ids is 22023, not a fee of 0 for the rest'
+);
+SELECT throws_ok(
+    format($$SELECT * FROM pgportfolio.apply_fills_arrays(ARRAY[%1$s, %1$s]::bigint[], ARRAY['AAA', 'AAA'],
+        ARRAY[1, 1]::numeric[], ARRAY[10, 10]::numeric[], p_operations => ARRAY['add_to_position'])$$,
+        current_setting('test.c')),
+    '22023', 'the argument arrays must all have one element per operation',
+    'apply_fills_arrays: fewer operations than portfolio ids is 22023, not apply_fill for the rest'
 );
 SELECT throws_ok(
     $$SELECT * FROM pgportfolio.apply_fills_arrays(NULL, ARRAY['AAA'], ARRAY[1]::numeric[], ARRAY[1]::numeric[])$$,

@@ -41,10 +41,10 @@ BROKEN_FLOOR = "s_cash[ps] + v_cash_delta < -1"
 # The batch path, outermost first: each calls the next, and the last holds the floor.
 BATCH_PATH = (
     "pgportfolio.apply_fills(jsonb)",
-    "pgportfolio.apply_fills_arrays(bigint[], text[], numeric[], numeric[], numeric[], text[], bigint[],"
-    " text[], numeric[])",
-    "pgportfolio._apply_operations(text[], bigint[], text[], numeric[], numeric[], numeric[], numeric[],"
-    " text[], bigint[])",
+    "pgportfolio.apply_fills_arrays(bigint[], text[], numeric[], numeric[], numeric[], text[],"
+    " bigint[], text[], numeric[])",
+    "pgportfolio._apply_operations(text[], bigint[], text[], numeric[], numeric[], numeric[],"
+    " numeric[], text[], bigint[])",
 )
 
 # Programs per property run and steps per program: about 5 s in CI (a passing run), the
@@ -220,18 +220,18 @@ def _install_broken_batch(conn: psycopg.Connection[Any]) -> None:
     conn.execute("CREATE SCHEMA IF NOT EXISTS equiv_broken")
     names = [signature.split("(")[0] for signature in BATCH_PATH]
     for signature in BATCH_PATH:
-        row = conn.execute(
-            "SELECT pg_get_functiondef(%s::regprocedure)", (signature,)
-        ).fetchone()
+        row = conn.execute("SELECT pg_get_functiondef(%s::regprocedure)", (signature,)).fetchone()
         assert row is not None
         source: str = row[0]
         for name in names:
             # The rewrite must change exactly what it says, or the control proves nothing.
             source = source.replace(f"{name}(", name.replace("pgportfolio.", "equiv_broken.") + "(")
         if signature == BATCH_PATH[-1]:
-            assert source.count(FLOOR) == 1, "the core's cash floor is written otherwise: update FLOOR"
+            assert source.count(FLOOR) == 1, (
+                "the core's cash floor is written otherwise: update FLOOR"
+            )
             source = source.replace(FLOOR, BROKEN_FLOOR)
-        assert "equiv_broken." in source and source.count("CREATE OR REPLACE FUNCTION equiv_broken.") == 1
+        assert source.count("CREATE OR REPLACE FUNCTION equiv_broken.") == 1
         conn.execute(source.encode())
 
 

@@ -19,11 +19,13 @@ CORE = (
 
 # The two lock statements of the core, each from its first line to the line after it.
 PORTFOLIO_LOCK = re.compile(
-    r"( *)WITH locked AS MATERIALIZED \(\n *SELECT p\.portfolio_id, p\.cash_balance.*?FROM locked AS l;\n",
+    r"( *)WITH locked AS MATERIALIZED \(\n *SELECT p\.portfolio_id, p\.cash_balance"
+    r".*?FROM locked AS l;\n",
     re.DOTALL,
 )
 POSITION_LOCK = re.compile(
-    r"( *)IF k_pid IS NOT NULL THEN\n *WITH keys AS.*?k_changed := k_reopened;\n *END IF;\n", re.DOTALL
+    r"( *)IF k_pid IS NOT NULL THEN\n *WITH keys AS.*?k_changed := k_reopened;\n *END IF;\n",
+    re.DOTALL,
 )
 
 
@@ -33,7 +35,8 @@ def _no_for_update(source: str) -> str:
 
 def _no_version_check(source: str) -> str:
     return source.replace(
-        "p_expected_versions[i] <> s_version[ps]", "p_expected_versions[i] <> p_expected_versions[i]"
+        "p_expected_versions[i] <> s_version[ps]",
+        "p_expected_versions[i] <> p_expected_versions[i]",
     )
 
 

@@ -49,10 +49,10 @@ from pgportfolio.values import (
     as_decimal,
     as_id,
     as_text,
+    fits_in_batch,
     optional_decimal,
     optional_id,
     optional_text,
-    fits_in_batch,
 )
 
 # At most this many events per portfolio in one read of subscribe(): a subscriber far
