@@ -74,15 +74,8 @@ DECLARE
     v_error_detail text;
     v_error_hint text;
     v_dims text := format('[1:%s]', v_n);
-    v_look_up_requests boolean := false;
     v_portfolio_slots integer;
-    v_request_slots integer;
     v_position_slots integer;
-    -- the refusals of steps 1 and 2, for a second run of steps 4 to 6
-    c_state text[];
-    c_message text[];
-    c_detail text[];
-    c_hint text[];
     -- portfolios refused to the acting role
     a_id bigint[];
     a_state text[];
@@ -95,7 +88,7 @@ DECLARE
     f_hint text[];
     f_ps integer[];       -- portfolio slot
     f_ks integer[];       -- position slot (fills)
-    f_gs integer[];       -- request-id slot (elements with a request id)
+    f_first integer[];    -- the first element with the same request id (its group)
     f_version bigint[];
     f_kind text[];
     f_fill numeric[];     -- signed fill quantity
@@ -124,26 +117,24 @@ DECLARE
     k_version bigint[];
     k_reopened boolean[];
     k_changed boolean[];
-    -- per request-id slot: the event the request produced, from the log or this call
-    g_pid bigint[];
-    g_request text[];
-    g_version bigint[];
-    g_operation text[];
-    g_symbol text[];
-    g_quantity numeric[];  -- the quantity as requested (reduce: positive; close: none)
-    g_price numeric[];
-    g_fee numeric[];
-    g_amount numeric[];
-    g_cash numeric[];
-    g_position_quantity numeric[];
-    g_position_basis numeric[];
-    g_realized numeric[];
+    -- per request-id group, at its first element: the event the request produced
+    r_version bigint[];
+    r_operation text[];
+    r_symbol text[];
+    r_quantity numeric[];  -- the quantity as requested (reduce: positive; close: none)
+    r_price numeric[];
+    r_fee numeric[];
+    r_amount numeric[];
+    r_cash numeric[];
+    r_position_quantity numeric[];
+    r_position_basis numeric[];
+    r_realized numeric[];
     -- the element at hand
     v_operation text;
     v_is_cash boolean;
     ps integer;
     ks integer;
-    gs integer;
+    j integer;
     v_held numeric;
     v_basis numeric;
     v_fill numeric;
@@ -315,391 +306,344 @@ BEGIN
         END IF;
     END LOOP;
 
-    -- 4 to 6 run once, or twice when a request id of this call may be in the log already.
-    -- Looking every request id up before applying cost about 5 µs per element, for what
-    -- is almost always a new request. Instead, the first run assumes the ids are new; the
-    -- events' unique index on (portfolio_id, request_id) detects a repeat when the events
-    -- are written, and the call then undoes its writes and runs again, looking the ids up
-    -- first. Locks taken before the writes are kept; only the writes are undone.
-    c_state := f_state;
-    c_message := f_message;
-    c_detail := f_detail;
-    c_hint := f_hint;
-    <<attempt>>
-    LOOP
-        -- 4. Locks, then (on the second run) what the log already holds for these request ids.
-        IF s_id IS NOT NULL THEN
-            v_saved_lock_timeout := pgportfolio._bound_lock_wait();
-            WITH locked AS MATERIALIZED (
-                SELECT p.portfolio_id, p.cash_balance, p.realized_pnl, p.version
-                FROM pgportfolio.portfolios AS p
-                WHERE p.portfolio_id = ANY (s_id)
-                ORDER BY p.portfolio_id
+    -- 4. Locks, then what the log already holds for this call's request ids.
+    IF s_id IS NOT NULL THEN
+        v_saved_lock_timeout := pgportfolio._bound_lock_wait();
+        WITH locked AS MATERIALIZED (
+            SELECT p.portfolio_id, p.cash_balance, p.realized_pnl, p.version
+            FROM pgportfolio.portfolios AS p
+            WHERE p.portfolio_id = ANY (s_id)
+            ORDER BY p.portfolio_id
+            FOR UPDATE
+        )
+        SELECT
+            array_agg(l.cash_balance ORDER BY l.portfolio_id), array_agg(l.realized_pnl ORDER BY l.portfolio_id),
+            array_agg(l.version ORDER BY l.portfolio_id)
+        INTO s_cash, s_realized, s_version
+        FROM locked AS l;
+        IF cardinality(s_cash) IS DISTINCT FROM cardinality(s_id) THEN
+            RAISE EXCEPTION 'a portfolio of this call disappeared while it was being locked' USING ERRCODE = 'PF004';
+        END IF;
+        -- The chain heads in a statement of their own: its snapshot is taken after the
+        -- locks were granted, so it sees the events of the call that held them before.
+        SELECT array_agg(e.chain_hash ORDER BY u.slot) INTO s_head
+        FROM unnest(s_id, s_version) WITH ORDINALITY AS u (id, version, slot)
+        LEFT JOIN pgportfolio.events AS e ON e.portfolio_id = u.id AND e.portfolio_version = u.version;
+        s_first_version := s_version;
+
+        IF k_pid IS NOT NULL THEN
+            WITH keys AS (
+                SELECT k.pid, k.sym, k.slot FROM unnest(k_pid, k_symbol) WITH ORDINALITY AS k (pid, sym, slot)
+            ),
+            locked AS MATERIALIZED (
+                SELECT p.portfolio_id, p.symbol, p.quantity, p.cost_basis, p.realized_pnl, p.version
+                FROM pgportfolio.positions AS p
+                WHERE p.portfolio_id = ANY (s_id) AND (p.portfolio_id, p.symbol) IN (SELECT keys.pid, keys.sym FROM keys)
+                ORDER BY p.portfolio_id, p.symbol
                 FOR UPDATE
             )
             SELECT
-                array_agg(l.cash_balance ORDER BY l.portfolio_id), array_agg(l.realized_pnl ORDER BY l.portfolio_id),
-                array_agg(l.version ORDER BY l.portfolio_id)
-            INTO s_cash, s_realized, s_version
-            FROM locked AS l;
-            IF cardinality(s_cash) IS DISTINCT FROM cardinality(s_id) THEN
-                RAISE EXCEPTION 'a portfolio of this call disappeared while it was being locked' USING ERRCODE = 'PF004';
-            END IF;
-            -- The chain heads in a statement of their own: its snapshot is taken after the
-            -- locks were granted, so it sees the events of the call that held them before.
-            SELECT array_agg(e.chain_hash ORDER BY u.slot) INTO s_head
-            FROM unnest(s_id, s_version) WITH ORDINALITY AS u (id, version, slot)
-            LEFT JOIN pgportfolio.events AS e ON e.portfolio_id = u.id AND e.portfolio_version = u.version;
-            s_first_version := s_version;
-
-            IF k_pid IS NOT NULL THEN
-                WITH keys AS (
-                    SELECT k.pid, k.sym, k.slot FROM unnest(k_pid, k_symbol) WITH ORDINALITY AS k (pid, sym, slot)
-                ),
-                locked AS MATERIALIZED (
-                    SELECT p.portfolio_id, p.symbol, p.quantity, p.cost_basis, p.realized_pnl, p.version
-                    FROM pgportfolio.positions AS p
-                    WHERE p.portfolio_id = ANY (s_id) AND (p.portfolio_id, p.symbol) IN (SELECT keys.pid, keys.sym FROM keys)
-                    ORDER BY p.portfolio_id, p.symbol
-                    FOR UPDATE
-                )
-                SELECT
-                    array_agg(l.portfolio_id IS NOT NULL ORDER BY k.slot),
-                    array_agg(coalesce(l.quantity, 0) ORDER BY k.slot),
-                    array_agg(coalesce(l.cost_basis, 0) ORDER BY k.slot),
-                    array_agg(coalesce(l.realized_pnl, 0) ORDER BY k.slot),
-                    array_agg(coalesce(l.version, 0) ORDER BY k.slot)
-                INTO k_existed, k_quantity, k_basis, k_realized, k_version
-                FROM keys AS k
-                LEFT JOIN locked AS l ON l.portfolio_id = k.pid AND l.symbol = k.sym;
-                k_reopened := array_fill(false, ARRAY[cardinality(k_pid)]);
-                k_changed := k_reopened;
-            END IF;
-            PERFORM set_config('lock_timeout', v_saved_lock_timeout, true);
-
-            IF v_look_up_requests THEN
-                -- Slots for request ids: an id repeated within the call shares its slot,
-                -- so that the later element is the earlier one's replay.
-                SELECT array_agg(x.gs ORDER BY x.item), max(x.gs) INTO f_gs, v_request_slots
-                FROM (
-                    SELECT
-                        u.item,
-                        CASE WHEN u.st IS NULL AND u.rid IS NOT NULL
-                            THEN dense_rank() OVER (ORDER BY u.st IS NOT NULL OR u.rid IS NULL, u.id, u.rid)
-                        END AS gs
-                    FROM unnest(p_portfolio_ids, p_request_ids, c_state) WITH ORDINALITY AS u (id, rid, st, item)
-                ) AS x;
-                g_pid := array_fill(NULL::bigint, ARRAY[coalesce(v_request_slots, 0)]);
-                g_request := array_fill(NULL::text, ARRAY[coalesce(v_request_slots, 0)]);
-                FOR i IN 1 .. v_n LOOP
-                    IF f_gs[i] IS NOT NULL THEN
-                        g_pid[f_gs[i]] := p_portfolio_ids[i];
-                        g_request[f_gs[i]] := p_request_ids[i];
-                    END IF;
-                END LOOP;
-                SELECT
-                    array_agg(e.portfolio_version ORDER BY g.slot), array_agg(e.operation ORDER BY g.slot),
-                    array_agg(e.symbol ORDER BY g.slot),
-                    array_agg(
-                        CASE e.operation
-                            WHEN 'reduce_position' THEN abs(e.quantity)
-                            WHEN 'close_position' THEN NULL
-                            ELSE e.quantity
-                        END ORDER BY g.slot
-                    ),
-                    array_agg(e.price ORDER BY g.slot),
-                    array_agg(CASE WHEN e.symbol IS NOT NULL THEN e.fee END ORDER BY g.slot),
-                    array_agg(e.amount ORDER BY g.slot), array_agg(e.cash_balance ORDER BY g.slot),
-                    array_agg(e.position_quantity ORDER BY g.slot), array_agg(e.position_cost_basis ORDER BY g.slot),
-                    array_agg(e.realized_pnl ORDER BY g.slot)
-                INTO g_version, g_operation, g_symbol, g_quantity, g_price, g_fee, g_amount, g_cash,
-                    g_position_quantity, g_position_basis, g_realized
-                FROM unnest(g_pid, g_request) WITH ORDINALITY AS g (pid, rid, slot)
-                LEFT JOIN pgportfolio.events AS e ON e.portfolio_id = g.pid AND e.request_id = g.rid;
-            END IF;
+                array_agg(l.portfolio_id IS NOT NULL ORDER BY k.slot),
+                array_agg(coalesce(l.quantity, 0) ORDER BY k.slot),
+                array_agg(coalesce(l.cost_basis, 0) ORDER BY k.slot),
+                array_agg(coalesce(l.realized_pnl, 0) ORDER BY k.slot),
+                array_agg(coalesce(l.version, 0) ORDER BY k.slot)
+            INTO k_existed, k_quantity, k_basis, k_realized, k_version
+            FROM keys AS k
+            LEFT JOIN locked AS l ON l.portfolio_id = k.pid AND l.symbol = k.sym;
+            k_reopened := array_fill(false, ARRAY[cardinality(k_pid)]);
+            k_changed := k_reopened;
         END IF;
+        PERFORM set_config('lock_timeout', v_saved_lock_timeout, true);
 
-        -- 5. Apply, element by element, in input order, on the state in the slots.
-        -- Every per-element array starts full length: assigning to element i of an empty
-        -- array would number it from i.
-        f_version := array_fill(NULL::bigint, ARRAY[v_n]);
-        f_kind := array_fill(NULL::text, ARRAY[v_n]);
-        f_fill := array_fill(NULL::numeric, ARRAY[v_n]);
-        f_fee := f_fill;
-        f_cash_delta := f_fill;
-        f_realized := f_fill;
-        f_cash := f_fill;
-        f_position_quantity := f_fill;
-        f_position_basis := f_fill;
-        f_hash := array_fill(NULL::bytea, ARRAY[v_n]);
-        f_duplicate := array_fill(false, ARRAY[v_n]);
-        f_state := c_state;
-        f_message := c_message;
-        f_detail := c_detail;
-        f_hint := c_hint;
-        FOR i IN 1 .. v_n LOOP
-            CONTINUE WHEN f_state[i] IS NOT NULL;
-            v_operation := p_operations[i];
-            v_is_cash := v_operation IN ('deposit_cash', 'withdraw_cash', 'charge_fee');
-            ps := f_ps[i];
-            gs := f_gs[i];
-
-            IF gs IS NOT NULL AND g_version[gs] IS NOT NULL THEN
-                IF g_operation[gs] = v_operation
-                   AND g_symbol[gs] IS NOT DISTINCT FROM p_symbols[i]
-                   AND g_quantity[gs] IS NOT DISTINCT FROM p_quantities[i]
-                   AND g_price[gs] IS NOT DISTINCT FROM p_prices[i]
-                   AND g_fee[gs] IS NOT DISTINCT FROM p_fees[i]
-                   AND g_amount[gs] IS NOT DISTINCT FROM p_amounts[i] THEN
-                    f_duplicate[i] := true;
-                    f_version[i] := g_version[gs];
-                    f_cash[i] := g_cash[gs];
-                    f_position_quantity[i] := g_position_quantity[gs];
-                    f_position_basis[i] := g_position_basis[gs];
-                    f_realized[i] := g_realized[gs];
-                ELSE
-                    f_state[i] := 'PF005';
-                    f_message[i] := format('request id %s was already used with different arguments', quote_literal(p_request_ids[i]));
-                    f_detail[i] := format(
-                        'portfolio %s version %s: first %s, now %s', p_portfolio_ids[i], g_version[gs],
-                        pgportfolio._request_args(g_operation[gs], g_symbol[gs], g_quantity[gs], g_price[gs], g_fee[gs], g_amount[gs]),
-                        pgportfolio._request_args(
-                            v_operation, p_symbols[i], p_quantities[i], p_prices[i], p_fees[i], p_amounts[i]
-                        )
-                    );
-                    f_hint[i] := 'Use a new request id for a new operation.';
-                END IF;
-                CONTINUE;
-            END IF;
-
-            IF p_expected_versions[i] IS NOT NULL AND p_expected_versions[i] <> s_version[ps] THEN
-                f_state[i] := 'PF001';
-                f_message[i] := format('version conflict on portfolio %s', p_portfolio_ids[i]);
-                f_detail[i] := format('expected version %s, found version %s', p_expected_versions[i], s_version[ps]);
-                f_hint[i] := 'Reload the portfolio and retry with its current version.';
-                CONTINUE;
-            END IF;
-
-            IF v_is_cash THEN
-                v_fee := CASE WHEN v_operation = 'charge_fee' THEN p_amounts[i] ELSE 0 END;
-                v_cash_delta := CASE WHEN v_operation = 'deposit_cash' THEN p_amounts[i] ELSE -p_amounts[i] END;
-                v_realized := -v_fee;
-                v_kind := CASE v_operation WHEN 'deposit_cash' THEN 'deposit' WHEN 'withdraw_cash' THEN 'withdraw' ELSE 'fee' END;
-            ELSE
-                ks := f_ks[i];
-                v_held := k_quantity[ks];
-                v_basis := k_basis[ks];
-                v_fee := p_fees[i];
-                -- Turn the verb into a signed fill, refusing what the verb does not allow.
-                CASE v_operation
-                    WHEN 'apply_fill' THEN
-                        v_fill := p_quantities[i];
-                    WHEN 'open_position' THEN
-                        IF v_held <> 0 THEN
-                            f_state[i] := 'PF006';
-                            f_message[i] := format('a position in %s is already open in portfolio %s', p_symbols[i], p_portfolio_ids[i]);
-                            f_detail[i] := format('Open quantity is %s.', v_held);
-                            f_hint[i] := 'Use add_to_position, reduce_position or apply_fill.';
-                            CONTINUE;
-                        END IF;
-                        v_fill := p_quantities[i];
-                    WHEN 'add_to_position' THEN
-                        IF v_held = 0 THEN
-                            f_state[i] := 'PF003';
-                            f_message[i] := format('no %s position in portfolio %s', p_symbols[i], p_portfolio_ids[i]);
-                            f_hint[i] := 'Use open_position first.';
-                            CONTINUE;
-                        END IF;
-                        IF sign(p_quantities[i]) <> sign(v_held) THEN
-                            f_state[i] := '22023';
-                            f_message[i] := 'add_to_position must be on the side of the open position';
-                            f_detail[i] := format('Open quantity is %s, quantity is %s.', v_held, p_quantities[i]);
-                            f_hint[i] := 'Positive adds to a long, negative to a short; use reduce_position to reduce.';
-                            CONTINUE;
-                        END IF;
-                        v_fill := p_quantities[i];
-                    WHEN 'reduce_position' THEN
-                        IF p_quantities[i] > abs(v_held) THEN
-                            f_state[i] := 'PF003';
-                            f_message[i] := format(
-                                'not enough %s in portfolio %s to reduce by %s', p_symbols[i], p_portfolio_ids[i], p_quantities[i]
-                            );
-                            f_detail[i] := format('Open quantity is %s.', v_held);
-                            CONTINUE;
-                        END IF;
-                        v_fill := -sign(v_held) * p_quantities[i];
-                    ELSE  -- close_position
-                        IF v_held = 0 THEN
-                            f_state[i] := 'PF003';
-                            f_message[i] := format('no %s position in portfolio %s', p_symbols[i], p_portfolio_ids[i]);
-                            CONTINUE;
-                        END IF;
-                        v_fill := -v_held;
-                END CASE;
-
-                v_new_quantity := v_held + v_fill;
-                IF abs(v_new_quantity) >= 1e15 THEN
-                    f_state[i] := '22023';
-                    f_message[i] := format('position in %s would be out of range', p_symbols[i]);
-                    f_detail[i] := format(
-                        'Open %s plus fill %s; the absolute value must stay below 10^15.', v_held, v_fill
-                    );
-                    CONTINUE;
-                END IF;
-
-                IF v_held = 0 THEN
-                    v_kind := 'open';
-                    v_new_basis := v_fill * p_prices[i];
-                ELSIF sign(v_fill) = sign(v_held) THEN
-                    v_kind := 'add';
-                    v_new_basis := v_basis + v_fill * p_prices[i];
-                ELSIF v_new_quantity = 0 THEN
-                    v_kind := 'close';
-                    v_new_basis := 0;
-                ELSIF sign(v_new_quantity) = sign(v_held) THEN
-                    v_kind := 'reduce';
-                    -- The 1.0...0 factor gives the division 22 places, so round() decides, not
-                    -- numeric's default division scale (about 16 significant digits).
-                    v_new_basis := v_basis - trim_scale(
-                        round(v_basis * abs(v_fill) * 1.0000000000000000000000 / abs(v_held), 16)
-                    );
-                ELSE
-                    v_kind := 'flip';
-                    v_new_basis := v_new_quantity * p_prices[i];
-                END IF;
-                v_cash_delta := -(v_fill * p_prices[i]) - v_fee;
-                v_realized := v_new_basis - v_basis + v_cash_delta;
-            END IF;
-
-            IF s_cash[ps] + v_cash_delta < 0 THEN
-                f_state[i] := 'PF002';
-                f_message[i] := format('insufficient cash in portfolio %s', p_portfolio_ids[i]);
-                f_detail[i] := format('needed %s, available %s', -v_cash_delta, s_cash[ps]);
-                CONTINUE;
-            END IF;
-
-            -- Applied: the portfolio's state, the position's, the event and the answer.
-            s_cash[ps] := s_cash[ps] + v_cash_delta;
-            s_realized[ps] := s_realized[ps] + v_realized;
-            s_version[ps] := s_version[ps] + 1;
-            IF NOT v_is_cash THEN
-                -- A position that went flat and opens again starts a new row life, as after a
-                -- DELETE and an INSERT.
-                IF v_held = 0 THEN
-                    k_reopened[ks] := k_existed[ks];
-                    k_version[ks] := 1;
-                    k_realized[ks] := v_realized;
-                ELSE
-                    k_version[ks] := k_version[ks] + 1;
-                    k_realized[ks] := k_realized[ks] + v_realized;
-                END IF;
-                -- A flat position holds plain 0, as a deleted row read back would: a
-                -- reopening fill then keeps its own decimal places, not the closing sum's.
-                k_quantity[ks] := CASE WHEN v_new_quantity = 0 THEN 0 ELSE v_new_quantity END;
-                k_basis[ks] := v_new_basis;
-                k_changed[ks] := true;
-                f_fill[i] := v_fill;
-                f_position_quantity[i] := v_new_quantity;
-                f_position_basis[i] := v_new_basis;
-            END IF;
-            f_version[i] := s_version[ps];
-            f_kind[i] := v_kind;
-            f_fee[i] := v_fee;
-            f_cash_delta[i] := v_cash_delta;
-            f_realized[i] := v_realized;
-            f_cash[i] := s_cash[ps];
-            s_head[ps] := pgportfolio._event_hash(
-                s_head[ps], p_portfolio_ids[i], s_version[ps], v_kind, v_operation, p_symbols[i], f_fill[i],
-                p_prices[i], v_fee, p_amounts[i], v_cash_delta, v_realized, s_cash[ps], f_position_quantity[i],
-                f_position_basis[i], p_request_ids[i], v_actor, v_now
-            );
-            f_hash[i] := s_head[ps];
-            IF gs IS NOT NULL THEN
-                -- A later element with the same request id in this call is its replay.
-                g_version[gs] := s_version[ps];
-                g_operation[gs] := v_operation;
-                g_symbol[gs] := p_symbols[i];
-                g_quantity[gs] := p_quantities[i];
-                g_price[gs] := p_prices[i];
-                g_fee[gs] := p_fees[i];
-                g_amount[gs] := p_amounts[i];
-                g_cash[gs] := s_cash[ps];
-                g_position_quantity[gs] := f_position_quantity[i];
-                g_position_basis[gs] := f_position_basis[i];
-                g_realized[gs] := v_realized;
-            END IF;
-        END LOOP;
-
-        -- A request refused for the state it met (PF001, PF002, PF003, PF006, a position
-        -- out of range) may be the replay of one already applied, which must return its
-        -- first result instead: look the ids up and run again. Nothing is written yet.
-        IF NOT v_look_up_requests THEN
-            FOR i IN 1 .. v_n LOOP
-                IF f_state[i] IS NOT NULL AND c_state[i] IS NULL AND p_request_ids[i] IS NOT NULL THEN
-                    v_look_up_requests := true;
-                    CONTINUE attempt;
-                END IF;
-            END LOOP;
-        END IF;
-
-        -- 6. Write: one statement per table.
-        BEGIN
-            IF s_id IS NOT NULL THEN
-                UPDATE pgportfolio.portfolios AS p
-                SET cash_balance = u.cash, realized_pnl = u.realized, version = u.version, updated_at = v_now
-                FROM unnest(s_id, s_cash, s_realized, s_version, s_first_version) AS u (id, cash, realized, version, first_version)
-                WHERE p.portfolio_id = u.id AND u.version <> u.first_version;
-            END IF;
-
-            IF k_pid IS NOT NULL THEN
-                DELETE FROM pgportfolio.positions AS p
-                USING unnest(k_pid, k_symbol, k_existed, k_quantity, k_reopened) AS u (pid, sym, existed, quantity, reopened)
-                WHERE u.existed AND (u.quantity = 0 OR u.reopened)
-                AND p.portfolio_id = u.pid AND p.symbol = u.sym;
-
-                UPDATE pgportfolio.positions AS p
-                SET quantity = u.quantity, cost_basis = u.basis, realized_pnl = u.realized, version = u.version,
-                    updated_at = v_now
-                FROM unnest(k_pid, k_symbol, k_existed, k_quantity, k_basis, k_realized, k_version, k_reopened, k_changed)
-                    AS u (pid, sym, existed, quantity, basis, realized, version, reopened, changed)
-                WHERE u.existed AND u.changed AND NOT u.reopened AND u.quantity <> 0
-                AND p.portfolio_id = u.pid AND p.symbol = u.sym;
-
-                INSERT INTO pgportfolio.positions (portfolio_id, symbol, quantity, cost_basis, realized_pnl, version)
-                SELECT u.pid, u.sym, u.quantity, u.basis, u.realized, u.version
-                FROM unnest(k_pid, k_symbol, k_existed, k_quantity, k_basis, k_realized, k_version, k_reopened, k_changed)
-                    AS u (pid, sym, existed, quantity, basis, realized, version, reopened, changed)
-                WHERE u.changed AND u.quantity <> 0 AND (NOT u.existed OR u.reopened);
-            END IF;
-
-            -- f_kind is set only for applied elements, so this writes exactly their events, in
-            -- input order, which is version order within each portfolio.
-            INSERT INTO pgportfolio.events (
-                portfolio_id, portfolio_version, kind, operation, symbol, quantity, price, fee, amount, cash_delta,
-                realized_pnl, cash_balance, position_quantity, position_cost_basis, request_id, acting_role, created_at,
-                chain_hash
-            )
+        -- Request ids: the elements that share one (same portfolio and id) are a group,
+        -- represented by its first element j; r_*[j] is the event the request produced,
+        -- from the log (looked up once per group) or, once an element of the group
+        -- applies in this call, from that element. A later element of the group is its
+        -- replay.
+        SELECT
+            array_agg(x.first ORDER BY x.item), array_agg(e.portfolio_version ORDER BY x.item),
+            array_agg(e.operation ORDER BY x.item), array_agg(e.symbol ORDER BY x.item),
+            array_agg(
+                CASE e.operation
+                    WHEN 'reduce_position' THEN abs(e.quantity)
+                    WHEN 'close_position' THEN NULL
+                    ELSE e.quantity
+                END ORDER BY x.item
+            ),
+            array_agg(e.price ORDER BY x.item),
+            array_agg(CASE WHEN e.symbol IS NOT NULL THEN e.fee END ORDER BY x.item),
+            array_agg(e.amount ORDER BY x.item), array_agg(e.cash_balance ORDER BY x.item),
+            array_agg(e.position_quantity ORDER BY x.item), array_agg(e.position_cost_basis ORDER BY x.item),
+            array_agg(e.realized_pnl ORDER BY x.item)
+        INTO f_first, r_version, r_operation, r_symbol, r_quantity, r_price, r_fee, r_amount, r_cash,
+            r_position_quantity, r_position_basis, r_realized
+        FROM (
             SELECT
-                u.pid, u.version, u.kind, u.operation, u.sym, u.fill, u.price, u.fee, u.amount, u.cash_delta, u.realized,
-                u.cash, u.position_quantity, u.position_basis, u.rid, v_actor, v_now, u.hash
-            FROM unnest(
-                p_portfolio_ids, f_version, f_kind, p_operations, p_symbols, f_fill, p_prices, f_fee, p_amounts, f_cash_delta,
-                f_realized, f_cash, f_position_quantity, f_position_basis, p_request_ids, f_hash
-            ) AS u (
-                pid, version, kind, operation, sym, fill, price, fee, amount, cash_delta, realized, cash,
-                position_quantity, position_basis, rid, hash
-            )
-            WHERE u.kind IS NOT NULL;
-        EXCEPTION WHEN unique_violation THEN
-            GET STACKED DIAGNOSTICS v_error_message = CONSTRAINT_NAME;
-            IF v_look_up_requests OR v_error_message <> 'events_request_id_key' THEN
-                RAISE;
+                u.item, u.id, u.rid,
+                CASE WHEN u.st IS NULL AND u.rid IS NOT NULL
+                    THEN min(u.item) OVER (PARTITION BY u.st IS NULL, u.id, u.rid)
+                END AS first
+            FROM unnest(p_portfolio_ids, p_request_ids, f_state) WITH ORDINALITY AS u (id, rid, st, item)
+        ) AS x
+        LEFT JOIN pgportfolio.events AS e
+            ON x.first = x.item AND e.portfolio_id = x.id AND e.request_id = x.rid;
+    END IF;
+
+    -- 5. Apply, element by element, in input order, on the state in the slots.
+    -- Every per-element array starts full length: assigning to element i of an empty
+    -- array would number it from i.
+    f_version := array_fill(NULL::bigint, ARRAY[v_n]);
+    f_kind := array_fill(NULL::text, ARRAY[v_n]);
+    f_fill := array_fill(NULL::numeric, ARRAY[v_n]);
+    f_fee := f_fill;
+    f_cash_delta := f_fill;
+    f_realized := f_fill;
+    f_cash := f_fill;
+    f_position_quantity := f_fill;
+    f_position_basis := f_fill;
+    f_hash := array_fill(NULL::bytea, ARRAY[v_n]);
+    f_duplicate := array_fill(false, ARRAY[v_n]);
+    FOR i IN 1 .. v_n LOOP
+        CONTINUE WHEN f_state[i] IS NOT NULL;
+        v_operation := p_operations[i];
+        v_is_cash := v_operation IN ('deposit_cash', 'withdraw_cash', 'charge_fee');
+        ps := f_ps[i];
+        j := f_first[i];
+
+        IF j IS NOT NULL AND r_version[j] IS NOT NULL THEN
+            IF r_operation[j] = v_operation
+               AND r_symbol[j] IS NOT DISTINCT FROM p_symbols[i]
+               AND r_quantity[j] IS NOT DISTINCT FROM p_quantities[i]
+               AND r_price[j] IS NOT DISTINCT FROM p_prices[i]
+               AND r_fee[j] IS NOT DISTINCT FROM p_fees[i]
+               AND r_amount[j] IS NOT DISTINCT FROM p_amounts[i] THEN
+                f_duplicate[i] := true;
+                f_version[i] := r_version[j];
+                f_cash[i] := r_cash[j];
+                f_position_quantity[i] := r_position_quantity[j];
+                f_position_basis[i] := r_position_basis[j];
+                f_realized[i] := r_realized[j];
+            ELSE
+                f_state[i] := 'PF005';
+                f_message[i] := format('request id %s was already used with different arguments', quote_literal(p_request_ids[i]));
+                f_detail[i] := format(
+                    'portfolio %s version %s: first %s, now %s', p_portfolio_ids[i], r_version[j],
+                    pgportfolio._request_args(r_operation[j], r_symbol[j], r_quantity[j], r_price[j], r_fee[j], r_amount[j]),
+                    pgportfolio._request_args(
+                        v_operation, p_symbols[i], p_quantities[i], p_prices[i], p_fees[i], p_amounts[i]
+                    )
+                );
+                f_hint[i] := 'Use a new request id for a new operation.';
             END IF;
-            v_look_up_requests := true;
-            CONTINUE attempt;
-        END;
-        EXIT attempt;
-    END LOOP attempt;
+            CONTINUE;
+        END IF;
+
+        IF p_expected_versions[i] IS NOT NULL AND p_expected_versions[i] <> s_version[ps] THEN
+            f_state[i] := 'PF001';
+            f_message[i] := format('version conflict on portfolio %s', p_portfolio_ids[i]);
+            f_detail[i] := format('expected version %s, found version %s', p_expected_versions[i], s_version[ps]);
+            f_hint[i] := 'Reload the portfolio and retry with its current version.';
+            CONTINUE;
+        END IF;
+
+        IF v_is_cash THEN
+            v_fee := CASE WHEN v_operation = 'charge_fee' THEN p_amounts[i] ELSE 0 END;
+            v_cash_delta := CASE WHEN v_operation = 'deposit_cash' THEN p_amounts[i] ELSE -p_amounts[i] END;
+            v_realized := -v_fee;
+            v_kind := CASE v_operation WHEN 'deposit_cash' THEN 'deposit' WHEN 'withdraw_cash' THEN 'withdraw' ELSE 'fee' END;
+        ELSE
+            ks := f_ks[i];
+            v_held := k_quantity[ks];
+            v_basis := k_basis[ks];
+            v_fee := p_fees[i];
+            -- Turn the verb into a signed fill, refusing what the verb does not allow.
+            CASE v_operation
+                WHEN 'apply_fill' THEN
+                    v_fill := p_quantities[i];
+                WHEN 'open_position' THEN
+                    IF v_held <> 0 THEN
+                        f_state[i] := 'PF006';
+                        f_message[i] := format('a position in %s is already open in portfolio %s', p_symbols[i], p_portfolio_ids[i]);
+                        f_detail[i] := format('Open quantity is %s.', v_held);
+                        f_hint[i] := 'Use add_to_position, reduce_position or apply_fill.';
+                        CONTINUE;
+                    END IF;
+                    v_fill := p_quantities[i];
+                WHEN 'add_to_position' THEN
+                    IF v_held = 0 THEN
+                        f_state[i] := 'PF003';
+                        f_message[i] := format('no %s position in portfolio %s', p_symbols[i], p_portfolio_ids[i]);
+                        f_hint[i] := 'Use open_position first.';
+                        CONTINUE;
+                    END IF;
+                    IF sign(p_quantities[i]) <> sign(v_held) THEN
+                        f_state[i] := '22023';
+                        f_message[i] := 'add_to_position must be on the side of the open position';
+                        f_detail[i] := format('Open quantity is %s, quantity is %s.', v_held, p_quantities[i]);
+                        f_hint[i] := 'Positive adds to a long, negative to a short; use reduce_position to reduce.';
+                        CONTINUE;
+                    END IF;
+                    v_fill := p_quantities[i];
+                WHEN 'reduce_position' THEN
+                    IF p_quantities[i] > abs(v_held) THEN
+                        f_state[i] := 'PF003';
+                        f_message[i] := format(
+                            'not enough %s in portfolio %s to reduce by %s', p_symbols[i], p_portfolio_ids[i], p_quantities[i]
+                        );
+                        f_detail[i] := format('Open quantity is %s.', v_held);
+                        CONTINUE;
+                    END IF;
+                    v_fill := -sign(v_held) * p_quantities[i];
+                ELSE  -- close_position
+                    IF v_held = 0 THEN
+                        f_state[i] := 'PF003';
+                        f_message[i] := format('no %s position in portfolio %s', p_symbols[i], p_portfolio_ids[i]);
+                        CONTINUE;
+                    END IF;
+                    v_fill := -v_held;
+            END CASE;
+
+            v_new_quantity := v_held + v_fill;
+            IF abs(v_new_quantity) >= 1e15 THEN
+                f_state[i] := '22023';
+                f_message[i] := format('position in %s would be out of range', p_symbols[i]);
+                f_detail[i] := format(
+                    'Open %s plus fill %s; the absolute value must stay below 10^15.', v_held, v_fill
+                );
+                CONTINUE;
+            END IF;
+
+            IF v_held = 0 THEN
+                v_kind := 'open';
+                v_new_basis := v_fill * p_prices[i];
+            ELSIF sign(v_fill) = sign(v_held) THEN
+                v_kind := 'add';
+                v_new_basis := v_basis + v_fill * p_prices[i];
+            ELSIF v_new_quantity = 0 THEN
+                v_kind := 'close';
+                v_new_basis := 0;
+            ELSIF sign(v_new_quantity) = sign(v_held) THEN
+                v_kind := 'reduce';
+                -- The 1.0...0 factor gives the division 22 places, so round() decides, not
+                -- numeric's default division scale (about 16 significant digits).
+                v_new_basis := v_basis - trim_scale(
+                    round(v_basis * abs(v_fill) * 1.0000000000000000000000 / abs(v_held), 16)
+                );
+            ELSE
+                v_kind := 'flip';
+                v_new_basis := v_new_quantity * p_prices[i];
+            END IF;
+            v_cash_delta := -(v_fill * p_prices[i]) - v_fee;
+            v_realized := v_new_basis - v_basis + v_cash_delta;
+        END IF;
+
+        IF s_cash[ps] + v_cash_delta < 0 THEN
+            f_state[i] := 'PF002';
+            f_message[i] := format('insufficient cash in portfolio %s', p_portfolio_ids[i]);
+            f_detail[i] := format('needed %s, available %s', -v_cash_delta, s_cash[ps]);
+            CONTINUE;
+        END IF;
+
+        -- Applied: the portfolio's state, the position's, the event and the answer.
+        s_cash[ps] := s_cash[ps] + v_cash_delta;
+        s_realized[ps] := s_realized[ps] + v_realized;
+        s_version[ps] := s_version[ps] + 1;
+        IF NOT v_is_cash THEN
+            -- A position that went flat and opens again starts a new row life, as after a
+            -- DELETE and an INSERT.
+            IF v_held = 0 THEN
+                k_reopened[ks] := k_existed[ks];
+                k_version[ks] := 1;
+                k_realized[ks] := v_realized;
+            ELSE
+                k_version[ks] := k_version[ks] + 1;
+                k_realized[ks] := k_realized[ks] + v_realized;
+            END IF;
+            -- A flat position holds plain 0, as a deleted row read back would: a
+            -- reopening fill then keeps its own decimal places, not the closing sum's.
+            k_quantity[ks] := CASE WHEN v_new_quantity = 0 THEN 0 ELSE v_new_quantity END;
+            k_basis[ks] := v_new_basis;
+            k_changed[ks] := true;
+            f_fill[i] := v_fill;
+            f_position_quantity[i] := v_new_quantity;
+            f_position_basis[i] := v_new_basis;
+        END IF;
+        f_version[i] := s_version[ps];
+        f_kind[i] := v_kind;
+        f_fee[i] := v_fee;
+        f_cash_delta[i] := v_cash_delta;
+        f_realized[i] := v_realized;
+        f_cash[i] := s_cash[ps];
+        s_head[ps] := pgportfolio._event_hash(
+            s_head[ps], p_portfolio_ids[i], s_version[ps], v_kind, v_operation, p_symbols[i], f_fill[i],
+            p_prices[i], v_fee, p_amounts[i], v_cash_delta, v_realized, s_cash[ps], f_position_quantity[i],
+            f_position_basis[i], p_request_ids[i], v_actor, v_now
+        );
+        f_hash[i] := s_head[ps];
+        IF j IS NOT NULL THEN
+            -- A later element with the same request id in this call is its replay.
+            r_version[j] := s_version[ps];
+            r_operation[j] := v_operation;
+            r_symbol[j] := p_symbols[i];
+            r_quantity[j] := p_quantities[i];
+            r_price[j] := p_prices[i];
+            r_fee[j] := p_fees[i];
+            r_amount[j] := p_amounts[i];
+            r_cash[j] := s_cash[ps];
+            r_position_quantity[j] := f_position_quantity[i];
+            r_position_basis[j] := f_position_basis[i];
+            r_realized[j] := v_realized;
+        END IF;
+    END LOOP;
+
+    -- 6. Write: one statement per table.
+    IF s_id IS NOT NULL THEN
+        UPDATE pgportfolio.portfolios AS p
+        SET cash_balance = u.cash, realized_pnl = u.realized, version = u.version, updated_at = v_now
+        FROM unnest(s_id, s_cash, s_realized, s_version, s_first_version) AS u (id, cash, realized, version, first_version)
+        WHERE p.portfolio_id = u.id AND u.version <> u.first_version;
+    END IF;
+
+    IF k_pid IS NOT NULL THEN
+        DELETE FROM pgportfolio.positions AS p
+        USING unnest(k_pid, k_symbol, k_existed, k_quantity, k_reopened) AS u (pid, sym, existed, quantity, reopened)
+        WHERE u.existed AND (u.quantity = 0 OR u.reopened)
+        AND p.portfolio_id = u.pid AND p.symbol = u.sym;
+
+        UPDATE pgportfolio.positions AS p
+        SET quantity = u.quantity, cost_basis = u.basis, realized_pnl = u.realized, version = u.version,
+            updated_at = v_now
+        FROM unnest(k_pid, k_symbol, k_existed, k_quantity, k_basis, k_realized, k_version, k_reopened, k_changed)
+            AS u (pid, sym, existed, quantity, basis, realized, version, reopened, changed)
+        WHERE u.existed AND u.changed AND NOT u.reopened AND u.quantity <> 0
+        AND p.portfolio_id = u.pid AND p.symbol = u.sym;
+
+        INSERT INTO pgportfolio.positions (portfolio_id, symbol, quantity, cost_basis, realized_pnl, version)
+        SELECT u.pid, u.sym, u.quantity, u.basis, u.realized, u.version
+        FROM unnest(k_pid, k_symbol, k_existed, k_quantity, k_basis, k_realized, k_version, k_reopened, k_changed)
+            AS u (pid, sym, existed, quantity, basis, realized, version, reopened, changed)
+        WHERE u.changed AND u.quantity <> 0 AND (NOT u.existed OR u.reopened);
+    END IF;
+
+    -- f_kind is set only for applied elements, so this writes exactly their events, in
+    -- input order, which is version order within each portfolio.
+    INSERT INTO pgportfolio.events (
+        portfolio_id, portfolio_version, kind, operation, symbol, quantity, price, fee, amount, cash_delta,
+        realized_pnl, cash_balance, position_quantity, position_cost_basis, request_id, acting_role, created_at,
+        chain_hash
+    )
+    SELECT
+        u.pid, u.version, u.kind, u.operation, u.sym, u.fill, u.price, u.fee, u.amount, u.cash_delta, u.realized,
+        u.cash, u.position_quantity, u.position_basis, u.rid, v_actor, v_now, u.hash
+    FROM unnest(
+        p_portfolio_ids, f_version, f_kind, p_operations, p_symbols, f_fill, p_prices, f_fee, p_amounts, f_cash_delta,
+        f_realized, f_cash, f_position_quantity, f_position_basis, p_request_ids, f_hash
+    ) AS u (
+        pid, version, kind, operation, sym, fill, price, fee, amount, cash_delta, realized, cash,
+        position_quantity, position_basis, rid, hash
+    )
+    WHERE u.kind IS NOT NULL;
 
     RETURN QUERY
     SELECT

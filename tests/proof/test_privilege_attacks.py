@@ -695,15 +695,22 @@ def test_attack_check_detects_a_granted_privilege(own_cast: Cast) -> None:
 
 
 def test_foreign_portfolio_check_detects_a_broken_authorize(own_cast: Cast) -> None:
-    """Negative control: in a copy of the ledger whose _authorize lets every caller in,
+    """Negative control: in a copy of the ledger whose access rule lets every caller in
+    (_authorization_refusals, which _authorize and every mutation ask, refuses nobody),
     trader B's mutations on A's portfolio must be reported, with the rows they changed."""
     books = open_books(own_cast)
     with psycopg.connect(own_cast.db, autocommit=True) as su:
         source = _scalar(
-            su, "SELECT pg_get_functiondef('pgportfolio._authorize(bigint,name)'::regprocedure)"
+            su,
+            "SELECT pg_get_functiondef("
+            "'pgportfolio._authorization_refusals(bigint[],name)'::regprocedure)",
         )
-        broken = source.replace("\nBEGIN\n", "\nBEGIN\n    RETURN;\n", 1)
-        assert broken != source
+        broken = source.replace(
+            "    WHERE p.portfolio_id IS NULL\n", "    WHERE false AND (p.portfolio_id IS NULL\n", 1
+        )
+        broken = broken.replace("    );\n$function$", "    ));\n$function$", 1)
+        assert broken.count("WHERE false AND (") == 1
+        assert broken.count("));\n$function$") == 1
         su.execute(broken.encode())
     problems = attack_problems(own_cast, own_cast.trader_b, books)
     for label in ("deposit_cash", "withdraw_cash", "find_request"):
@@ -1267,13 +1274,15 @@ def test_search_path_shadows_never_run(cast: Cast) -> None:
 
 
 def test_search_path_check_detects_an_unpinned_function(own_cast: Cast) -> None:
-    """Negative control: with search_path no longer pinned on deposit_cash and
-    _execute_cash, the same check must see the shadows run and the results change."""
+    """Negative control: with search_path no longer pinned on deposit_cash and on the
+    operations core, the same check must see the shadows run and the results change."""
     books = open_books(own_cast)
     with psycopg.connect(own_cast.db, autocommit=True) as su:
         for function in (
             "pgportfolio.deposit_cash(bigint,numeric,text,bigint)",
-            "pgportfolio._execute_cash(text,bigint,numeric,text,bigint)",
+            "pgportfolio._apply_one(text,bigint,text,numeric,numeric,numeric,numeric,text,bigint)",
+            "pgportfolio._apply_operations(text[],bigint[],text[],numeric[],numeric[],numeric[],"
+            "numeric[],text[],bigint[])",
         ):
             su.execute(f"ALTER FUNCTION {function} RESET search_path".encode())
     problems = search_path_problems(own_cast, books)
