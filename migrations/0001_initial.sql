@@ -338,7 +338,8 @@ ALTER TABLE pgportfolio.events ENABLE ALWAYS TRIGGER events_chain;
 -- Instruments: what the ledger knows about a symbol beyond its marks. multiplier is the
 -- contract size (a future's point value, 100 for a US equity option): one unit of
 -- quantity at price p is worth multiplier * p. A symbol with no row has multiplier 1.
--- Written only by upsert_instrument (owner role); traders and analysts may read it.
+-- Written only by upsert_instrument (owner role); traders and analysts read the
+-- instrument_list view (sql/200_views.sql).
 CREATE TABLE pgportfolio.instruments (
     symbol text PRIMARY KEY,
     multiplier numeric NOT NULL DEFAULT 1,
@@ -2241,6 +2242,18 @@ FROM pgportfolio.events AS e;
 COMMENT ON VIEW pgportfolio.event_log IS
 'Append-only log of every mutation; portfolio_version is the version it produced.';
 
+-- Every instrument, for traders and analysts (the table itself is the owner's).
+CREATE VIEW pgportfolio.instrument_list AS
+SELECT
+    i.symbol,
+    i.multiplier,
+    i.description,
+    i.updated_at
+FROM pgportfolio.instruments AS i;
+
+COMMENT ON VIEW pgportfolio.instrument_list IS
+'Instruments: contract multiplier and description per symbol (no row: multiplier 1).';
+
 -- Sessions of this database waiting for a lock, and who holds them up.
 CREATE VIEW pgportfolio.lock_waits AS
 SELECT
@@ -2583,8 +2596,7 @@ TO pgportfolio_trader, pgportfolio_analyst;
 
 -- ===== sql/900_privileges.sql =====
 -- Privileges. PUBLIC gets nothing; traders call functions and read views; analysts
--- read views and run verify_portfolio. Both may read instruments, a reference table with
--- nothing internal in it. Nobody but the owner writes tables.
+-- read views and run verify_portfolio. Nobody but the owner writes tables.
 REVOKE ALL ON SCHEMA pgportfolio FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA pgportfolio FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA pgportfolio FROM PUBLIC;
@@ -2606,7 +2618,7 @@ pgportfolio.portfolio_summary,
 pgportfolio.position_pnl,
 pgportfolio.event_log,
 pgportfolio.lock_waits,
-pgportfolio.instruments
+pgportfolio.instrument_list
 TO pgportfolio_trader, pgportfolio_analyst;
 
 GRANT EXECUTE ON FUNCTION

@@ -1,7 +1,8 @@
 -- Instruments: what the ledger knows about a symbol beyond its marks. multiplier is the
 -- contract size (a future's point value, 100 for a US equity option): one unit of
 -- quantity at price p is worth multiplier * p. A symbol with no row has multiplier 1.
--- Written only by upsert_instrument (owner role); traders and analysts may read it.
+-- Written only by upsert_instrument (owner role); traders and analysts read the
+-- instrument_list view (sql/200_views.sql).
 CREATE TABLE pgportfolio.instruments (
     symbol text PRIMARY KEY,
     multiplier numeric NOT NULL DEFAULT 1,

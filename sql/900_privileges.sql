@@ -1,6 +1,5 @@
 -- Privileges. PUBLIC gets nothing; traders call functions and read views; analysts
--- read views and run verify_portfolio. Both may read instruments, a reference table with
--- nothing internal in it. Nobody but the owner writes tables.
+-- read views and run verify_portfolio. Nobody but the owner writes tables.
 REVOKE ALL ON SCHEMA pgportfolio FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA pgportfolio FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA pgportfolio FROM PUBLIC;
@@ -22,7 +21,7 @@ pgportfolio.portfolio_summary,
 pgportfolio.position_pnl,
 pgportfolio.event_log,
 pgportfolio.lock_waits,
-pgportfolio.instruments
+pgportfolio.instrument_list
 TO pgportfolio_trader, pgportfolio_analyst;
 
 GRANT EXECUTE ON FUNCTION

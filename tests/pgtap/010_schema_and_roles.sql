@@ -45,8 +45,8 @@ SELECT tables_are('pgportfolio',
           'market_price_history', 'instruments'],
     'pgportfolio has exactly the seven tables (five of the ledger, the price history, instruments)');
 SELECT views_are('pgportfolio',
-    ARRAY['portfolio_summary', 'position_pnl', 'event_log', 'lock_waits'],
-    'pgportfolio has exactly the four read views');
+    ARRAY['portfolio_summary', 'position_pnl', 'event_log', 'lock_waits', 'instrument_list'],
+    'pgportfolio has exactly the five read views');
 SELECT sequences_are('pgportfolio', ARRAY['portfolios_portfolio_id_seq', 'market_price_history_mark_id_seq'],
     'the only sequences are the identities of portfolios and of the price history');
 SELECT functions_are('pgportfolio', ARRAY[

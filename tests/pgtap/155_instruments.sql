@@ -1,8 +1,9 @@
 -- Instruments (sql/035_instruments.sql, sql/155_instruments.sql): upsert_instrument writes
 -- the multiplier and description of a symbol, is the owner role's alone, and refuses
--- (PF007) to change the multiplier of a symbol that any portfolio holds.
+-- (PF007) to change the multiplier of a symbol that any portfolio holds. instrument_list
+-- (sql/200_views.sql) is how traders and analysts read them.
 BEGIN;
-SELECT plan(45);
+SELECT plan(46);
 
 CREATE FUNCTION pg_temp.instrument(p_symbol text) RETURNS text LANGUAGE sql STABLE AS $$
     SELECT format('%s x%s %s', symbol, multiplier, coalesce(description, '-'))
@@ -91,16 +92,18 @@ CREATE ROLE pgtap_155_trader IN ROLE pgportfolio_trader;
 CREATE ROLE pgtap_155_analyst IN ROLE pgportfolio_analyst;
 CREATE ROLE pgtap_155_admin IN ROLE pgportfolio_owner;
 SET LOCAL ROLE pgtap_155_analyst;
-SELECT is((SELECT multiplier FROM pgportfolio.instruments WHERE symbol = 'HELDROW'), 100::numeric,
-    'an analyst reads the instruments');
+SELECT is((SELECT multiplier FROM pgportfolio.instrument_list WHERE symbol = 'HELDROW'), 100::numeric,
+    'an analyst reads the instruments through instrument_list');
+SELECT throws_ok($$SELECT * FROM pgportfolio.instruments$$, '42501', NULL,
+    'an analyst may not read the table itself');
 SELECT throws_ok($$SELECT pgportfolio.upsert_instrument('ANL', 2)$$, '42501', NULL,
     'an analyst may not upsert an instrument');
 SELECT throws_ok($$UPDATE pgportfolio.instruments SET multiplier = 3$$, '42501', NULL,
     'an analyst may not update the table');
 RESET ROLE;
 SET LOCAL ROLE pgtap_155_trader;
-SELECT is((SELECT multiplier FROM pgportfolio.instruments WHERE symbol = 'ES:2027H'), 0.5,
-    'a trader reads the instruments');
+SELECT is((SELECT multiplier FROM pgportfolio.instrument_list WHERE symbol = 'ES:2027H'), 0.5,
+    'a trader reads the instruments through instrument_list');
 SELECT throws_ok($$SELECT pgportfolio.upsert_instrument('TRD', 2)$$, '42501', NULL,
     'a trader may not upsert an instrument');
 SELECT throws_ok($$INSERT INTO pgportfolio.instruments (symbol, multiplier) VALUES ('TRD', 2)$$, '42501', NULL,

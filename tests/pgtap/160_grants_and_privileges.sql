@@ -3,7 +3,7 @@
 -- SECURITY DEFINER hygiene, and per-portfolio trading rights (owner, member of the
 -- owner, or grant_portfolio). Roles are created inside the test transaction.
 BEGIN;
-SELECT plan(264);
+SELECT plan(267);
 
 CREATE FUNCTION pg_temp.pid(p_name text) RETURNS bigint LANGUAGE sql STABLE
 AS $$ SELECT current_setting('test.pid_' || p_name)::bigint $$;
@@ -155,8 +155,7 @@ SELECT function_privs_are('pgportfolio', '_execute_fill', ARRAY['text', 'bigint'
 SELECT function_privs_are('pgportfolio', '_replay', ARRAY['pgportfolio.events', 'jsonb'], 'pgportfolio_analyst', ARRAY[]::name[], 'pgportfolio_analyst may not execute the internal _replay(pgportfolio.events, jsonb)');
 SELECT function_privs_are('pgportfolio', 'events_refuse_change', ARRAY[]::name[], 'pgportfolio_analyst', ARRAY[]::name[], 'pgportfolio_analyst may not execute the internal events_refuse_change()');
 
--- table_privs_are: no role but the owner has any privilege on a table (except reading instruments, a
--- reference table with nothing internal in it); the views are read-only for traders and analysts.
+-- table_privs_are: no role but the owner has any privilege on a table; the views are read-only for traders and analysts.
 SELECT table_privs_are('pgportfolio', 'portfolios', 'pgportfolio_trader', ARRAY[]::name[], 'pgportfolio_trader has no privilege on table portfolios');
 SELECT table_privs_are('pgportfolio', 'portfolios', 'pgportfolio_analyst', ARRAY[]::name[], 'pgportfolio_analyst has no privilege on table portfolios');
 SELECT table_privs_are('pgportfolio', 'portfolios', 'public', ARRAY[]::name[], 'PUBLIC has no privilege on table portfolios');
@@ -175,9 +174,12 @@ SELECT table_privs_are('pgportfolio', 'events', 'public', ARRAY[]::name[], 'PUBL
 SELECT table_privs_are('pgportfolio', 'market_price_history', 'pgportfolio_trader', ARRAY[]::name[], 'pgportfolio_trader has no privilege on table market_price_history');
 SELECT table_privs_are('pgportfolio', 'market_price_history', 'pgportfolio_analyst', ARRAY[]::name[], 'pgportfolio_analyst has no privilege on table market_price_history');
 SELECT table_privs_are('pgportfolio', 'market_price_history', 'public', ARRAY[]::name[], 'PUBLIC has no privilege on table market_price_history');
-SELECT table_privs_are('pgportfolio', 'instruments', 'pgportfolio_trader', ARRAY['SELECT'], 'pgportfolio_trader may only SELECT from table instruments');
-SELECT table_privs_are('pgportfolio', 'instruments', 'pgportfolio_analyst', ARRAY['SELECT'], 'pgportfolio_analyst may only SELECT from table instruments');
+SELECT table_privs_are('pgportfolio', 'instruments', 'pgportfolio_trader', ARRAY[]::name[], 'pgportfolio_trader has no privilege on table instruments');
+SELECT table_privs_are('pgportfolio', 'instruments', 'pgportfolio_analyst', ARRAY[]::name[], 'pgportfolio_analyst has no privilege on table instruments');
 SELECT table_privs_are('pgportfolio', 'instruments', 'public', ARRAY[]::name[], 'PUBLIC has no privilege on table instruments');
+SELECT table_privs_are('pgportfolio', 'instrument_list', 'pgportfolio_trader', ARRAY['SELECT'], 'pgportfolio_trader may only SELECT from view instrument_list');
+SELECT table_privs_are('pgportfolio', 'instrument_list', 'pgportfolio_analyst', ARRAY['SELECT'], 'pgportfolio_analyst may only SELECT from view instrument_list');
+SELECT table_privs_are('pgportfolio', 'instrument_list', 'public', ARRAY[]::name[], 'PUBLIC has no privilege on view instrument_list');
 SELECT sequence_privs_are('pgportfolio', 'market_price_history_mark_id_seq', 'pgportfolio_trader', ARRAY[]::name[], 'pgportfolio_trader has no privilege on the mark id sequence');
 SELECT sequence_privs_are('pgportfolio', 'market_price_history_mark_id_seq', 'pgportfolio_analyst', ARRAY[]::name[], 'pgportfolio_analyst has no privilege on the mark id sequence');
 SELECT sequence_privs_are('pgportfolio', 'market_price_history_mark_id_seq', 'public', ARRAY[]::name[], 'PUBLIC has no privilege on the mark id sequence');
@@ -255,8 +257,8 @@ SELECT is(
     (SELECT array_agg(c.relname::text ORDER BY c.relname) FROM pg_class AS c
      WHERE c.relnamespace = 'pgportfolio'::regnamespace AND c.relkind = 'v' AND NOT c.relrowsecurity
        AND has_table_privilege('pgportfolio_analyst', c.oid, 'SELECT')),
-    ARRAY['event_log', 'lock_waits', 'portfolio_summary', 'position_pnl'],
-    'the analyst can read exactly the four views'
+    ARRAY['event_log', 'instrument_list', 'lock_waits', 'portfolio_summary', 'position_pnl'],
+    'the analyst can read exactly the five views'
 );
 
 -- ---------------------------------------------------------------- behaviour with real roles
