@@ -175,21 +175,57 @@ COMMENT ON TABLE pgportfolio.positions IS
 'Open positions. Written only by pgportfolio functions; read position_pnl instead.';
 
 -- ===== sql/033_market_prices.sql =====
--- Latest mark per symbol. Kept apart from positions so that a price tick never
--- locks or rewrites a portfolio or a position; unrealized P&L is derived when read.
+-- Every mark ever received, and the current one per symbol. Kept apart from positions so
+-- that a price tick never locks or rewrites a portfolio or a position; unrealized P&L is
+-- derived when read.
+
+-- The history: one row per mark, never updated. as_of is when the price was true (the
+-- caller's time, default the transaction's); recorded_at is when the ledger learnt it.
+-- mark_id orders marks that share an as_of (the later arrival wins). The primary key is
+-- also the index of price_at(): the latest as_of at or before a time, for one symbol, is
+-- one backward step in it, and the price comes from the index itself.
+-- Growth is bounded by prune_price_history() (sql/150_market_prices.sql), not by
+-- partitions: see docs/sql-api.md, "Price history growth".
+CREATE TABLE pgportfolio.market_price_history (
+    symbol text NOT NULL,
+    as_of timestamptz NOT NULL,
+    mark_id bigint GENERATED ALWAYS AS IDENTITY,
+    price numeric NOT NULL,
+    source text,
+    recorded_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (symbol, as_of, mark_id) INCLUDE (price),
+    CONSTRAINT market_price_history_symbol_valid CHECK (symbol ~ '^[A-Z0-9._/:-]{1,32}$'),
+    CONSTRAINT market_price_history_price_valid CHECK (
+        price NOT IN ('NaN', 'Infinity', '-Infinity') AND price > 0 AND price < 1e15
+    ),
+    CONSTRAINT market_price_history_as_of_finite CHECK (pg_catalog.isfinite(as_of)),
+    CONSTRAINT market_price_history_source_valid CHECK (pg_catalog.length(source) BETWEEN 1 AND 64)
+);
+
+COMMENT ON TABLE pgportfolio.market_price_history IS
+'Every mark received (update_market_price, update_market_prices); pruned by prune_price_history.';
+
+-- The current mark per symbol: the history row with the latest (as_of, mark_id). A mark
+-- that arrives late, with an older as_of, goes to the history only. version counts the
+-- times the current mark was replaced.
 CREATE TABLE pgportfolio.market_prices (
     symbol text PRIMARY KEY,
     price numeric NOT NULL,
     version bigint NOT NULL DEFAULT 1,
     updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    as_of timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    source text,
+    mark_id bigint NOT NULL,
     CONSTRAINT market_prices_symbol_valid CHECK (symbol ~ '^[A-Z0-9._/:-]{1,32}$'),
     CONSTRAINT market_prices_price_valid CHECK (
         price NOT IN ('NaN', 'Infinity', '-Infinity') AND price > 0 AND price < 1e15
     ),
-    CONSTRAINT market_prices_version_positive CHECK (version >= 1)
+    CONSTRAINT market_prices_version_positive CHECK (version >= 1),
+    CONSTRAINT market_prices_as_of_finite CHECK (pg_catalog.isfinite(as_of)),
+    CONSTRAINT market_prices_source_valid CHECK (pg_catalog.length(source) BETWEEN 1 AND 64)
 );
 
-COMMENT ON TABLE pgportfolio.market_prices IS 'Latest market price per symbol.';
+COMMENT ON TABLE pgportfolio.market_prices IS 'Current market price per symbol: the mark with the latest as_of.';
 
 -- ===== sql/034_events.sql =====
 -- Append-only log of every successful mutation. Each row records the portfolio
@@ -324,6 +360,32 @@ $$;
 -- docs/sql-api.md, "Event log integrity").
 ALTER TABLE pgportfolio.events ENABLE ALWAYS TRIGGER events_append_only;
 ALTER TABLE pgportfolio.events ENABLE ALWAYS TRIGGER events_no_truncate;
+
+-- ===== sql/035_instruments.sql =====
+-- Instruments: what the ledger knows about a symbol beyond its marks. multiplier is the
+-- contract size (a future's point value, 100 for a US equity option): one unit of
+-- quantity at price p is worth multiplier * p. A symbol with no row has multiplier 1.
+-- Written only by upsert_instrument (owner role); traders and analysts read the
+-- instrument_list view (sql/200_views.sql).
+CREATE TABLE pgportfolio.instruments (
+    symbol text PRIMARY KEY,
+    multiplier numeric NOT NULL DEFAULT 1,
+    description text,
+    updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CONSTRAINT instruments_symbol_valid CHECK (symbol ~ '^[A-Z0-9._/:-]{1,32}$'),
+    CONSTRAINT instruments_multiplier_valid CHECK (
+        multiplier NOT IN ('NaN', 'Infinity', '-Infinity')
+        AND multiplier > 0
+        AND multiplier < 1e15
+        AND pg_catalog.scale(multiplier) <= 8
+    ),
+    CONSTRAINT instruments_description_valid CHECK (
+        pg_catalog.length(description) BETWEEN 1 AND 200 AND description !~ '[[:cntrl:]]'
+    )
+);
+
+COMMENT ON TABLE pgportfolio.instruments IS
+'Contract multiplier and description per symbol; a symbol without a row has multiplier 1.';
 
 -- ===== sql/100_validation.sql =====
 -- Input checks shared by the mutation functions. Every failure is SQLSTATE 22023
@@ -1616,35 +1678,88 @@ COMMENT ON FUNCTION pgportfolio.apply_fills(jsonb) IS
 'Apply many operations given as one JSON array of objects; one result row per element, in input order.';
 
 -- ===== sql/150_market_prices.sql =====
--- A price tick touches only market_prices: it never locks or rewrites a portfolio or
--- a position, so ticks and fills never wait for each other.
-CREATE FUNCTION pgportfolio.update_market_price(p_symbol text, p_price numeric)
+-- A price tick touches only market_price_history and market_prices: it never locks or
+-- rewrites a portfolio or a position, so ticks and fills never wait for each other.
+
+-- The rules of a mark's time and source (22023), shared by both tick functions. as_of may
+-- lie in the past without bound (a back-filled mark) but at most a minute ahead of the
+-- server's clock (clock skew between a feed and the server); it must be a finite time.
+-- A source names the feed: 1 to 64 characters, none of _refused_characters().
+CREATE FUNCTION pgportfolio._check_mark(p_as_of_argument text, p_as_of timestamptz, p_source text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_as_of IS NULL THEN
+        RAISE EXCEPTION '% must not be null', p_as_of_argument USING ERRCODE = '22023';
+    END IF;
+    IF NOT isfinite(p_as_of) THEN
+        RAISE EXCEPTION '% must be a finite time', p_as_of_argument
+            USING ERRCODE = '22023', DETAIL = format('Got %s.', p_as_of);
+    END IF;
+    IF p_as_of > clock_timestamp() + INTERVAL '1 minute' THEN
+        RAISE EXCEPTION '% is in the future', p_as_of_argument
+            USING ERRCODE = '22023',
+            DETAIL = format('Got %s; the server''s clock reads %s.', p_as_of, clock_timestamp()),
+            HINT = 'A mark may be at most one minute ahead of the server''s clock.';
+    END IF;
+    IF p_source IS NOT NULL
+       AND (length(p_source) NOT BETWEEN 1 AND 64 OR p_source ~ pgportfolio._refused_characters()) THEN
+        RAISE EXCEPTION 'invalid source'
+            USING ERRCODE = '22023',
+            HINT = 'A source is 1 to 64 characters without control or format characters (such as U+202E).';
+    END IF;
+END;
+$$;
+
+-- One mark: kept in the history, and made the current mark unless the current one has a
+-- later as_of (a late-arriving older mark goes to the history only). The history row is
+-- written first, so its mark_id is known when the current mark is compared: for two marks
+-- with one as_of, the later arrival (higher mark_id) is current, whichever commits first,
+-- exactly as price_at() orders them.
+CREATE FUNCTION pgportfolio.update_market_price(
+    p_symbol text,
+    p_price numeric,
+    p_as_of timestamptz DEFAULT NULL,
+    p_source text DEFAULT NULL
+)
 RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    v_as_of timestamptz := coalesce(p_as_of, now());
+    v_mark_id bigint;
     v_saved_lock_timeout text;
 BEGIN
     PERFORM pgportfolio._check_symbol(p_symbol);
     PERFORM pgportfolio._check_number('p_price', p_price, 'positive');
+    PERFORM pgportfolio._check_mark('p_as_of', v_as_of, p_source);
+    INSERT INTO pgportfolio.market_price_history (symbol, as_of, price, source)
+    VALUES (p_symbol, v_as_of, trim_scale(p_price), p_source)
+    RETURNING mark_id INTO v_mark_id;
     v_saved_lock_timeout := pgportfolio._bound_lock_wait();  -- ticks on one symbol queue on its row
-    INSERT INTO pgportfolio.market_prices AS m (symbol, price)
-    VALUES (p_symbol, trim_scale(p_price))
+    INSERT INTO pgportfolio.market_prices AS m (symbol, price, as_of, source, mark_id)
+    VALUES (p_symbol, trim_scale(p_price), v_as_of, p_source, v_mark_id)
     ON CONFLICT (symbol) DO UPDATE
-    SET price = excluded.price, version = m.version + 1, updated_at = now();
+    SET price = excluded.price, version = m.version + 1, updated_at = now(),
+        as_of = excluded.as_of, source = excluded.source, mark_id = excluded.mark_id
+    WHERE (m.as_of, m.mark_id) < (excluded.as_of, excluded.mark_id);
     PERFORM set_config('lock_timeout', v_saved_lock_timeout, true);
 END;
 $$;
 
-COMMENT ON FUNCTION pgportfolio.update_market_price(text, numeric) IS
-'Set the latest market price of a symbol. Never locks portfolios or positions.';
+COMMENT ON FUNCTION pgportfolio.update_market_price(text, numeric, timestamptz, text) IS
+'Record a mark of a symbol as of p_as_of (default now); current if latest. Never locks portfolios or positions.';
 
--- Many ticks in one call: [{"symbol": "AAPL", "price": "189.5"}, ...]. All or nothing:
--- a bad element fails the call (22023) and nothing is written. Rows are written in
--- symbol order, so two bulk calls over the same symbols cannot deadlock; the last price
--- given for a symbol wins. Like single ticks, it never touches portfolios or positions.
+-- Many ticks in one call: [{"symbol": "AAPL", "price": "189.5", "as_of": "...", "source": "..."}, ...],
+-- as_of and source optional. All or nothing: a bad element fails the call (22023) and
+-- nothing is written. Every mark goes to the history, in the order given; per symbol the
+-- one with the latest as_of (the last given, among equal ones) is offered as the current
+-- mark. Current marks are written in symbol order, so two bulk calls over the same
+-- symbols cannot deadlock. Like single ticks, it never touches portfolios or positions.
 CREATE FUNCTION pgportfolio.update_market_prices(p_prices jsonb)
 RETURNS integer
 LANGUAGE plpgsql
@@ -1654,6 +1769,9 @@ AS $$
 DECLARE
     v_symbols text[];
     v_prices numeric[];
+    v_as_ofs timestamptz[];
+    v_sources text[];
+    v_latest_allowed timestamptz;
     v_saved_lock_timeout text;
     v_count integer;
 BEGIN
@@ -1661,40 +1779,64 @@ BEGIN
         RAISE EXCEPTION 'p_prices must be a JSON array of {"symbol", "price"}' USING ERRCODE = '22023';
     END IF;
     BEGIN
-        SELECT array_agg(t.symbol ORDER BY t.item), array_agg(t.price ORDER BY t.item)
-        INTO v_symbols, v_prices
-        FROM ROWS FROM (jsonb_to_recordset(p_prices) AS (symbol text, price numeric))
-            WITH ORDINALITY AS t (symbol, price, item);
+        SELECT
+            array_agg(t.symbol ORDER BY t.item),
+            array_agg(t.price ORDER BY t.item),
+            array_agg(coalesce(t.as_of, now()) ORDER BY t.item),
+            array_agg(t.source ORDER BY t.item)
+        INTO v_symbols, v_prices, v_as_ofs, v_sources
+        FROM ROWS FROM (
+            jsonb_to_recordset(p_prices) AS (symbol text, price numeric, as_of timestamptz, source text)
+        ) WITH ORDINALITY AS t (symbol, price, as_of, source, item);
     EXCEPTION WHEN data_exception THEN
         RAISE EXCEPTION 'malformed p_prices: %', sqlerrm USING ERRCODE = '22023';
     END;
     IF v_symbols IS NULL THEN
         RETURN 0;
     END IF;
-    -- Every input rule in one pass over the set (the rules of 100_validation.sql); the
-    -- raising checks run only when an element fails, to name the first with its message.
+    -- Every input rule in one pass over the set (the rules of 100_validation.sql and
+    -- _check_mark); the raising checks run only when an element fails, to name the first
+    -- with its message.
+    v_latest_allowed := clock_timestamp() + INTERVAL '1 minute';
     IF EXISTS (
-        SELECT FROM unnest(v_symbols, v_prices) AS t (symbol, price)
+        SELECT FROM unnest(v_symbols, v_prices, v_as_ofs, v_sources) AS t (symbol, price, as_of, source)
         WHERE NOT coalesce(
             t.symbol ~ '^[A-Z0-9._/:-]{1,32}$'
             AND t.price NOT IN ('NaN', 'Infinity', '-Infinity') AND t.price > 0
-            AND t.price < 1e15 AND min_scale(t.price) <= 8,
+            AND t.price < 1e15 AND min_scale(t.price) <= 8
+            AND isfinite(t.as_of) AND t.as_of <= v_latest_allowed
+            AND (
+                t.source IS NULL
+                OR (length(t.source) BETWEEN 1 AND 64 AND t.source !~ pgportfolio._refused_characters())
+            ),
             false
         )
     ) THEN
         FOR i IN 1 .. array_length(v_symbols, 1) LOOP
             PERFORM pgportfolio._check_symbol(v_symbols[i]);
             PERFORM pgportfolio._check_number('price', v_prices[i], 'positive');
+            PERFORM pgportfolio._check_mark('as_of', v_as_ofs[i], v_sources[i]);
         END LOOP;
     END IF;
 
     v_saved_lock_timeout := pgportfolio._bound_lock_wait();
-    INSERT INTO pgportfolio.market_prices AS m (symbol, price)
-    SELECT DISTINCT ON (t.symbol) t.symbol, trim_scale(t.price)
-    FROM unnest(v_symbols, v_prices) WITH ORDINALITY AS t (symbol, price, item)
-    ORDER BY t.symbol, t.item DESC
+    WITH recorded AS (
+        INSERT INTO pgportfolio.market_price_history (symbol, as_of, price, source)
+        SELECT t.symbol, t.as_of, trim_scale(t.price), t.source
+        FROM unnest(v_symbols, v_prices, v_as_ofs, v_sources) WITH ORDINALITY
+            AS t (symbol, price, as_of, source, item)
+        ORDER BY t.item  -- mark_ids follow the order given: among equal as_of, the last wins
+        RETURNING symbol, as_of, mark_id, price, source
+    )
+
+    INSERT INTO pgportfolio.market_prices AS m (symbol, price, as_of, source, mark_id)
+    SELECT DISTINCT ON (r.symbol) r.symbol, r.price, r.as_of, r.source, r.mark_id
+    FROM recorded AS r
+    ORDER BY r.symbol ASC, r.as_of DESC, r.mark_id DESC
     ON CONFLICT (symbol) DO UPDATE
-    SET price = excluded.price, version = m.version + 1, updated_at = now();
+    SET price = excluded.price, version = m.version + 1, updated_at = now(),
+        as_of = excluded.as_of, source = excluded.source, mark_id = excluded.mark_id
+    WHERE (m.as_of, m.mark_id) < (excluded.as_of, excluded.mark_id);
     GET DIAGNOSTICS v_count = ROW_COUNT;
     PERFORM set_config('lock_timeout', v_saved_lock_timeout, true);
     RETURN v_count;
@@ -1702,7 +1844,145 @@ END;
 $$;
 
 COMMENT ON FUNCTION pgportfolio.update_market_prices(jsonb) IS
-'Set many marks at once, all or nothing; returns the number of symbols written.';
+'Record many marks at once, all or nothing; returns the number of symbols whose current mark this call set.';
+
+-- The mark that was current at p_at: the latest as_of at or before it (the later arrival
+-- among equal ones), or NULL when none is known (no mark yet, or pruned). One backward
+-- step in the history's primary key. For point-in-time reads and valuations.
+CREATE FUNCTION pgportfolio.price_at(p_symbol text, p_at timestamptz)
+RETURNS numeric
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM pgportfolio._check_symbol(p_symbol);
+    IF p_at IS NULL THEN
+        RAISE EXCEPTION 'p_at must not be null' USING ERRCODE = '22023';
+    END IF;
+    RETURN (
+        SELECT h.price
+        FROM pgportfolio.market_price_history AS h
+        WHERE h.symbol = p_symbol AND h.as_of <= p_at
+        ORDER BY h.as_of DESC, h.mark_id DESC
+        LIMIT 1
+    );
+END;
+$$;
+
+COMMENT ON FUNCTION pgportfolio.price_at(text, timestamptz) IS
+'The price of the mark current at p_at (latest as_of at or before it), or NULL if none is known.';
+
+-- Retention of the price history (owner only). Deletes the marks with as_of before
+-- p_before, except, per symbol, the one current at p_before: so price_at() gives the same
+-- answer as before for every time from the oldest kept mark on, and NULL before it. The
+-- current marks (market_prices) are never touched. Run it from a scheduler (pg_cron, cron
+-- + psql), often enough that each run deletes a day or so of marks; it returns the number
+-- of marks deleted.
+CREATE FUNCTION pgportfolio.prune_price_history(p_before timestamptz)
+RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_count bigint;
+BEGIN
+    IF p_before IS NULL OR NOT isfinite(p_before) THEN
+        RAISE EXCEPTION 'p_before must be a finite time'
+            USING ERRCODE = '22023', DETAIL = format('Got %s.', coalesce(p_before::text, 'NULL'));
+    END IF;
+    IF p_before > now() THEN
+        RAISE EXCEPTION 'p_before is in the future'
+            USING ERRCODE = '22023', DETAIL = format('Got %s; now is %s.', p_before, now()),
+            HINT = 'History is pruned only up to the present.';
+    END IF;
+    DELETE FROM pgportfolio.market_price_history AS h
+    WHERE h.as_of < p_before
+      AND EXISTS (
+          SELECT FROM pgportfolio.market_price_history AS later
+          WHERE later.symbol = h.symbol
+            AND later.as_of <= p_before
+            AND (later.as_of, later.mark_id) > (h.as_of, h.mark_id)
+      );
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    RETURN v_count;
+END;
+$$;
+
+COMMENT ON FUNCTION pgportfolio.prune_price_history(timestamptz) IS
+'Delete price history before p_before, keeping per symbol the mark current at p_before. Owner only.';
+
+-- ===== sql/155_instruments.sql =====
+-- Instruments are reference data, managed by the owner role only (no EXECUTE grant).
+-- A multiplier scales the value of every unit held, so changing it under an open
+-- position would silently rewrite that position's cost basis and P&L: the change is
+-- refused (PF007) while any portfolio holds the symbol. A description, or a multiplier
+-- equal to the one in force (1 for a symbol without a row), may always be written.
+--
+-- The held check cannot race a fill: before it looks at positions it takes a SHARE lock
+-- on the positions table, which waits for every uncommitted position write and holds
+-- new ones back until this transaction ends. The check then sees every committed
+-- position, which needs READ COMMITTED (a REPEATABLE READ snapshot was taken before the
+-- lock), so a multiplier change at a higher isolation level is refused (0A000).
+CREATE FUNCTION pgportfolio.upsert_instrument(
+    p_symbol text,
+    p_multiplier numeric DEFAULT 1,
+    p_description text DEFAULT NULL
+)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_multiplier_in_force numeric;
+    v_holders bigint;
+    v_saved_lock_timeout text;
+BEGIN
+    PERFORM pgportfolio._check_symbol(p_symbol);
+    PERFORM pgportfolio._check_number('p_multiplier', p_multiplier, 'positive');
+    IF p_description IS NOT NULL
+       AND (length(p_description) NOT BETWEEN 1 AND 200 OR p_description ~ pgportfolio._refused_characters()) THEN
+        RAISE EXCEPTION 'invalid description'
+            USING ERRCODE = '22023',
+            HINT = 'A description is 1 to 200 characters without control or format characters (such as U+202E).';
+    END IF;
+
+    v_saved_lock_timeout := pgportfolio._bound_lock_wait();
+    -- A new symbol first gets the row it implicitly had (multiplier 1), so that one row
+    -- lock serialises concurrent upserts of the same symbol, new or not.
+    INSERT INTO pgportfolio.instruments (symbol) VALUES (p_symbol) ON CONFLICT (symbol) DO NOTHING;
+    SELECT i.multiplier INTO STRICT v_multiplier_in_force
+    FROM pgportfolio.instruments AS i WHERE i.symbol = p_symbol FOR UPDATE;
+
+    IF p_multiplier <> v_multiplier_in_force THEN
+        IF current_setting('transaction_isolation') <> 'read committed' THEN
+            RAISE EXCEPTION 'a multiplier can be changed only at READ COMMITTED'
+                USING ERRCODE = '0A000',
+                DETAIL = format('The transaction is %s.', upper(current_setting('transaction_isolation'))),
+                HINT = 'The held-symbol check must see positions committed after the transaction began.';
+        END IF;
+        LOCK TABLE pgportfolio.positions IN SHARE MODE;
+        SELECT count(*) INTO v_holders FROM pgportfolio.positions AS p WHERE p.symbol = p_symbol;
+        IF v_holders > 0 THEN
+            RAISE EXCEPTION 'symbol % is held: its multiplier cannot change', p_symbol
+                USING ERRCODE = 'PF007',
+                DETAIL = format('Multiplier %s, asked %s; %s open position(s).',
+                                v_multiplier_in_force, trim_scale(p_multiplier), v_holders),
+                HINT = 'Close every position in the symbol first, or keep the multiplier.';
+        END IF;
+    END IF;
+
+    UPDATE pgportfolio.instruments
+    SET multiplier = trim_scale(p_multiplier), description = p_description, updated_at = now()
+    WHERE symbol = p_symbol;
+    PERFORM set_config('lock_timeout', v_saved_lock_timeout, true);
+END;
+$$;
+
+COMMENT ON FUNCTION pgportfolio.upsert_instrument(text, numeric, text) IS
+'Create or replace an instrument. Owner only; PF007 if the multiplier of a held symbol would change.';
 
 -- ===== sql/160_grants.sql =====
 -- Only the portfolio's owner role (or a member of it) may let another role trade it.
@@ -2037,6 +2317,18 @@ FROM pgportfolio.events AS e;
 
 COMMENT ON VIEW pgportfolio.event_log IS
 'Append-only log of every mutation; portfolio_version is the version it produced.';
+
+-- Every instrument, for traders and analysts (the table itself is the owner's).
+CREATE VIEW pgportfolio.instrument_list AS
+SELECT
+    i.symbol,
+    i.multiplier,
+    i.description,
+    i.updated_at
+FROM pgportfolio.instruments AS i;
+
+COMMENT ON VIEW pgportfolio.instrument_list IS
+'Instruments: contract multiplier and description per symbol (no row: multiplier 1).';
 
 -- Sessions of this database waiting for a lock, and who holds them up.
 CREATE VIEW pgportfolio.lock_waits AS
@@ -2399,7 +2691,8 @@ GRANT SELECT ON
 pgportfolio.portfolio_summary,
 pgportfolio.position_pnl,
 pgportfolio.event_log,
-pgportfolio.lock_waits
+pgportfolio.lock_waits,
+pgportfolio.instrument_list
 TO pgportfolio_trader, pgportfolio_analyst;
 
 GRANT EXECUTE ON FUNCTION
@@ -2414,7 +2707,7 @@ pgportfolio.open_position(bigint, text, numeric, numeric, numeric, text, bigint)
 pgportfolio.add_to_position(bigint, text, numeric, numeric, numeric, text, bigint),
 pgportfolio.reduce_position(bigint, text, numeric, numeric, numeric, text, bigint),
 pgportfolio.close_position(bigint, text, numeric, numeric, text, bigint),
-pgportfolio.update_market_price(text, numeric),
+pgportfolio.update_market_price(text, numeric, timestamptz, text),
 pgportfolio.update_market_prices(jsonb),
 pgportfolio.grant_portfolio(bigint, name),
 pgportfolio.revoke_portfolio(bigint, name)
@@ -2434,6 +2727,9 @@ pgportfolio.portfolio_version(bigint),
 pgportfolio.events_after(bigint[], bigint[], integer),
 pgportfolio.recent_portfolios(integer),
 pgportfolio.server_wait_events(),
-pgportfolio.current_lock_waits()
+pgportfolio.current_lock_waits(),
+pgportfolio.price_at(text, timestamptz)
 TO pgportfolio_trader, pgportfolio_analyst;
+
+-- upsert_instrument and prune_price_history are the owner's alone: no grant.
 

@@ -74,6 +74,18 @@ FROM pgportfolio.events AS e;
 COMMENT ON VIEW pgportfolio.event_log IS
 'Append-only log of every mutation; portfolio_version is the version it produced.';
 
+-- Every instrument, for traders and analysts (the table itself is the owner's).
+CREATE VIEW pgportfolio.instrument_list AS
+SELECT
+    i.symbol,
+    i.multiplier,
+    i.description,
+    i.updated_at
+FROM pgportfolio.instruments AS i;
+
+COMMENT ON VIEW pgportfolio.instrument_list IS
+'Instruments: contract multiplier and description per symbol (no row: multiplier 1).';
+
 -- Sessions of this database waiting for a lock, and who holds them up.
 CREATE VIEW pgportfolio.lock_waits AS
 SELECT

@@ -20,7 +20,8 @@ GRANT SELECT ON
 pgportfolio.portfolio_summary,
 pgportfolio.position_pnl,
 pgportfolio.event_log,
-pgportfolio.lock_waits
+pgportfolio.lock_waits,
+pgportfolio.instrument_list
 TO pgportfolio_trader, pgportfolio_analyst;
 
 GRANT EXECUTE ON FUNCTION
@@ -35,7 +36,7 @@ pgportfolio.open_position(bigint, text, numeric, numeric, numeric, text, bigint)
 pgportfolio.add_to_position(bigint, text, numeric, numeric, numeric, text, bigint),
 pgportfolio.reduce_position(bigint, text, numeric, numeric, numeric, text, bigint),
 pgportfolio.close_position(bigint, text, numeric, numeric, text, bigint),
-pgportfolio.update_market_price(text, numeric),
+pgportfolio.update_market_price(text, numeric, timestamptz, text),
 pgportfolio.update_market_prices(jsonb),
 pgportfolio.grant_portfolio(bigint, name),
 pgportfolio.revoke_portfolio(bigint, name)
@@ -55,5 +56,8 @@ pgportfolio.portfolio_version(bigint),
 pgportfolio.events_after(bigint[], bigint[], integer),
 pgportfolio.recent_portfolios(integer),
 pgportfolio.server_wait_events(),
-pgportfolio.current_lock_waits()
+pgportfolio.current_lock_waits(),
+pgportfolio.price_at(text, timestamptz)
 TO pgportfolio_trader, pgportfolio_analyst;
+
+-- upsert_instrument and prune_price_history are the owner's alone: no grant.

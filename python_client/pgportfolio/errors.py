@@ -144,6 +144,13 @@ class PositionAlreadyOpen(PortfolioError):
     sqlstate = "PF006"
 
 
+class InstrumentHeld(PortfolioError):
+    """PF007: upsert_instrument would change the multiplier of a symbol that a portfolio
+    holds. Nothing changed."""
+
+    sqlstate = "PF007"
+
+
 class NotPermitted(PortfolioError, PermissionError):
     """42501: the role may not do this."""
 
@@ -206,6 +213,7 @@ _BY_SQLSTATE: dict[str, type[PortfolioError]] = {
     "PF004": PortfolioNotFound,
     "PF005": RequestIdReused,
     "PF006": PositionAlreadyOpen,
+    "PF007": InstrumentHeld,
     "42501": NotPermitted,
     "55P03": LockTimeout,
     "40001": TransientConflict,

@@ -177,3 +177,26 @@ class ChangeEvent:
     version: int
     kind: str
     gap: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedEvent:
+    """One row of the ``event_log`` view, every column, in the view's order (the
+    ``event_log`` query selects them by name, in this order)."""
+
+    portfolio_id: int
+    portfolio_version: int
+    kind: str
+    operation: str
+    symbol: str | None
+    quantity: Decimal | None
+    price: Decimal | None
+    fee: Decimal
+    amount: Decimal | None
+    cash_delta: Decimal
+    realized_pnl: Decimal
+    cash_balance: Decimal
+    position_quantity: Decimal | None
+    request_id: str | None
+    acting_role: str
+    created_at: datetime

@@ -38,8 +38,16 @@ SELECT * FROM pgportfolio.reduce_position(p_portfolio_id => %(portfolio_id)s, p_
 SELECT * FROM pgportfolio.close_position(p_portfolio_id => %(portfolio_id)s, p_symbol => %(symbol)s, p_price => %(price)s, p_fee => %(fee)s, p_request_id => %(request_id)s, p_expected_version => %(expected_version)s);
 
 -- name: update_market_price
--- Set the latest mark of a symbol.
-SELECT pgportfolio.update_market_price(p_symbol => %(symbol)s, p_price => %(price)s);
+-- Record a mark of a symbol (as of a time, default now; optional source).
+SELECT pgportfolio.update_market_price(p_symbol => %(symbol)s, p_price => %(price)s, p_as_of => %(as_of)s, p_source => %(source)s);
+
+-- name: price_at
+-- The price of the mark current at a time, or NULL.
+SELECT pgportfolio.price_at(p_symbol => %(symbol)s, p_at => %(at)s);
+
+-- name: upsert_instrument
+-- Create or replace an instrument (owner role only).
+SELECT pgportfolio.upsert_instrument(p_symbol => %(symbol)s, p_multiplier => %(multiplier)s, p_description => %(description)s);
 
 -- name: grant_portfolio
 -- Let another role trade a portfolio.
@@ -108,3 +116,7 @@ SELECT p.portfolio_id, pgportfolio.portfolio_version(p_portfolio_id => p.portfol
 -- name: events_after
 -- Push updates: the events after the last version seen of each portfolio (subscribe).
 SELECT portfolio_id, portfolio_version, kind FROM pgportfolio.events_after(p_portfolio_ids => %(portfolio_ids)s::bigint[], p_after_versions => %(after_versions)s::bigint[], p_limit => %(limit)s);
+
+-- name: event_log
+-- Every column of a portfolio's events after a version and at or after a time, in order (frames).
+SELECT portfolio_id, portfolio_version, kind, operation, symbol, quantity, price, fee, amount, cash_delta, realized_pnl, cash_balance, position_quantity, request_id, acting_role, created_at FROM pgportfolio.event_log WHERE portfolio_id = %(portfolio_id)s AND portfolio_version > %(after_version)s AND created_at >= %(since)s ORDER BY portfolio_version;

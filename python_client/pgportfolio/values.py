@@ -6,6 +6,7 @@ rule and one error; the client refuses only what it alone can see: the Python ty
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 
 from pgportfolio.errors import InvalidInput
@@ -49,6 +50,23 @@ def as_text(name: str, value: object) -> str:
 
 def optional_text(name: str, value: object) -> str | None:
     return None if value is None else as_text(name, value)
+
+
+def as_aware_time(name: str, value: object) -> datetime:
+    """A datetime with a time zone. A naive one is refused: the server would read it in
+    its session's TimeZone, which the caller may not know."""
+    if not isinstance(value, datetime):
+        raise InvalidInput(f"{name} must be a datetime, not {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidInput(
+            f"{name} must be timezone-aware, got the naive {value.isoformat()}",
+            hint="Use datetime.now(timezone.utc) or attach a tzinfo.",
+        )
+    return value
+
+
+def optional_aware_time(name: str, value: object) -> datetime | None:
+    return None if value is None else as_aware_time(name, value)
 
 
 _BIGINT = range(-(2**63), 2**63)

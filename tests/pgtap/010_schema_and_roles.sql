@@ -1,7 +1,7 @@
 -- Roles, schema and the inventory of objects (sql/010_roles.sql, sql/020_schema.sql),
 -- and the public function signatures.
 BEGIN;
-SELECT plan(71);
+SELECT plan(80);
 
 -- ---------------------------------------------------------------- roles
 SELECT has_role('pgportfolio_owner', 'role pgportfolio_owner exists');
@@ -41,13 +41,14 @@ SELECT schema_owner_is('pgportfolio', 'pgportfolio_owner', 'schema pgportfolio i
 SELECT isnt(obj_description('pgportfolio'::regnamespace, 'pg_namespace'), NULL, 'schema pgportfolio has a comment');
 
 SELECT tables_are('pgportfolio',
-    ARRAY['portfolios', 'portfolio_access', 'positions', 'market_prices', 'events'],
-    'pgportfolio has exactly the five ledger tables');
+    ARRAY['portfolios', 'portfolio_access', 'positions', 'market_prices', 'events',
+          'market_price_history', 'instruments'],
+    'pgportfolio has exactly the seven tables (five of the ledger, the price history, instruments)');
 SELECT views_are('pgportfolio',
-    ARRAY['portfolio_summary', 'position_pnl', 'event_log', 'lock_waits'],
-    'pgportfolio has exactly the four read views');
-SELECT sequences_are('pgportfolio', ARRAY['portfolios_portfolio_id_seq'],
-    'the only sequence is the identity of portfolios');
+    ARRAY['portfolio_summary', 'position_pnl', 'event_log', 'lock_waits', 'instrument_list'],
+    'pgportfolio has exactly the five read views');
+SELECT sequences_are('pgportfolio', ARRAY['portfolios_portfolio_id_seq', 'market_price_history_mark_id_seq'],
+    'the only sequences are the identities of portfolios and of the price history');
 SELECT functions_are('pgportfolio', ARRAY[
     '_acting_role', '_authorize', '_authorization_refusals', '_bound_lock_wait', '_check_number',
     '_check_portfolio_attributes', '_check_request', '_check_symbol', '_apply_operations', '_apply_one',
@@ -58,7 +59,8 @@ SELECT functions_are('pgportfolio', ARRAY[
     'server_wait_events', 'update_market_price', 'update_market_prices', 'verify_portfolio', 'withdraw_cash',
     'portfolio_version', 'events_after', 'portfolio_snapshot',
     '_refused_characters', 'event_chain_head',
-    '_portfolio_lockers', 'portfolio_lock_holders'
+    '_portfolio_lockers', 'portfolio_lock_holders',
+    '_check_mark', 'price_at', 'prune_price_history', 'upsert_instrument'
 ], 'pgportfolio has exactly the expected functions');
 SELECT is(
     (SELECT array_agg(p.oid::regprocedure::text ORDER BY p.oid::regprocedure::text) FROM pg_proc AS p
@@ -143,10 +145,19 @@ SELECT has_function('pgportfolio', 'close_position', ARRAY['bigint', 'text', 'nu
     'close_position(bigint, text, numeric, numeric, text, bigint) exists (no quantity)');
 SELECT function_returns('pgportfolio', 'close_position', ARRAY['bigint', 'text', 'numeric', 'numeric', 'text', 'bigint'],
     'pgportfolio.mutation_result', 'close_position returns mutation_result');
-SELECT has_function('pgportfolio', 'update_market_price', ARRAY['text', 'numeric'],
-    'update_market_price(text, numeric) exists');
-SELECT function_returns('pgportfolio', 'update_market_price', ARRAY['text', 'numeric'], 'void',
+SELECT has_function('pgportfolio', 'update_market_price', ARRAY['text', 'numeric', 'timestamp with time zone', 'text'],
+    'update_market_price(text, numeric, timestamptz, text) exists');
+SELECT function_returns('pgportfolio', 'update_market_price', ARRAY['text', 'numeric', 'timestamp with time zone', 'text'], 'void',
     'update_market_price returns void');
+SELECT has_function('pgportfolio', 'price_at', ARRAY['text', 'timestamp with time zone'], 'price_at(text, timestamptz) exists');
+SELECT function_returns('pgportfolio', 'price_at', ARRAY['text', 'timestamp with time zone'], 'numeric', 'price_at returns numeric');
+SELECT has_function('pgportfolio', 'prune_price_history', ARRAY['timestamp with time zone'], 'prune_price_history(timestamptz) exists');
+SELECT function_returns('pgportfolio', 'prune_price_history', ARRAY['timestamp with time zone'], 'bigint',
+    'prune_price_history returns the number of marks deleted (bigint)');
+SELECT has_function('pgportfolio', 'upsert_instrument', ARRAY['text', 'numeric', 'text'],
+    'upsert_instrument(text, numeric, text) exists');
+SELECT function_returns('pgportfolio', 'upsert_instrument', ARRAY['text', 'numeric', 'text'], 'void',
+    'upsert_instrument returns void');
 SELECT has_function('pgportfolio', 'grant_portfolio', ARRAY['bigint', 'name'], 'grant_portfolio(bigint, name) exists');
 SELECT function_returns('pgportfolio', 'grant_portfolio', ARRAY['bigint', 'name'], 'void', 'grant_portfolio returns void');
 SELECT has_function('pgportfolio', 'revoke_portfolio', ARRAY['bigint', 'name'], 'revoke_portfolio(bigint, name) exists');
@@ -202,6 +213,17 @@ SELECT is(
     'p_name text, p_initial_cash numeric, p_currency text DEFAULT ''USD''::text',
     'create_portfolio: currency defaults to USD'
 );
+SELECT is(
+    pg_get_function_arguments('pgportfolio.update_market_price(text, numeric, timestamptz, text)'::regprocedure),
+    'p_symbol text, p_price numeric, p_as_of timestamp with time zone DEFAULT NULL::timestamp with time zone, '
+    'p_source text DEFAULT NULL::text',
+    'update_market_price: as_of (NULL: the transaction time) and source default to NULL'
+);
+SELECT is(
+    pg_get_function_arguments('pgportfolio.upsert_instrument(text, numeric, text)'::regprocedure),
+    'p_symbol text, p_multiplier numeric DEFAULT 1, p_description text DEFAULT NULL::text',
+    'upsert_instrument: multiplier defaults to 1, description to NULL'
+);
 
 -- ---------------------------------------------------------------- volatility
 SELECT volatility_is('pgportfolio', 'verify_portfolio', ARRAY['bigint'], 'stable',
@@ -210,8 +232,10 @@ SELECT volatility_is('pgportfolio', 'apply_fill', ARRAY['bigint', 'text', 'numer
     'volatile', 'apply_fill is VOLATILE');
 SELECT volatility_is('pgportfolio', 'deposit_cash', ARRAY['bigint', 'numeric', 'text', 'bigint'],
     'volatile', 'deposit_cash is VOLATILE');
-SELECT volatility_is('pgportfolio', 'update_market_price', ARRAY['text', 'numeric'],
+SELECT volatility_is('pgportfolio', 'update_market_price', ARRAY['text', 'numeric', 'timestamp with time zone', 'text'],
     'volatile', 'update_market_price is VOLATILE');
+SELECT volatility_is('pgportfolio', 'price_at', ARRAY['text', 'timestamp with time zone'],
+    'stable', 'price_at is STABLE (a read)');
 SELECT volatility_is('pgportfolio', '_bound_lock_wait', ARRAY[]::text[],
     'volatile', '_bound_lock_wait is VOLATILE (it sets lock_timeout)');
 

@@ -1,8 +1,8 @@
 -- Tables, keys and constraints (sql/030_portfolios.sql, 032_positions.sql,
--- 033_market_prices.sql, 034_events.sql). The constraints are the last line of defence
+-- 033_market_prices.sql, 034_events.sql, 035_instruments.sql). The constraints are the last line of defence
 -- behind the functions, so they are exercised here with direct writes as the superuser.
 BEGIN;
-SELECT plan(157);
+SELECT plan(196);
 
 -- ---------------------------------------------------------------- columns
 SELECT columns_are('pgportfolio', 'portfolios', ARRAY[
@@ -13,8 +13,14 @@ SELECT columns_are('pgportfolio', 'portfolio_access', ARRAY[
 SELECT columns_are('pgportfolio', 'positions', ARRAY[
     'portfolio_id', 'symbol', 'quantity', 'cost_basis', 'realized_pnl', 'version', 'opened_at', 'updated_at'],
     'positions has the expected columns');
-SELECT columns_are('pgportfolio', 'market_prices', ARRAY['symbol', 'price', 'version', 'updated_at'],
+SELECT columns_are('pgportfolio', 'market_prices',
+    ARRAY['symbol', 'price', 'version', 'updated_at', 'as_of', 'source', 'mark_id'],
     'market_prices has the expected columns');
+SELECT columns_are('pgportfolio', 'market_price_history',
+    ARRAY['symbol', 'as_of', 'mark_id', 'price', 'source', 'recorded_at'],
+    'market_price_history has the expected columns');
+SELECT columns_are('pgportfolio', 'instruments', ARRAY['symbol', 'multiplier', 'description', 'updated_at'],
+    'instruments has the expected columns');
 SELECT columns_are('pgportfolio', 'events', ARRAY[
     'portfolio_id', 'portfolio_version', 'kind', 'operation', 'symbol', 'quantity', 'price', 'fee', 'amount',
     'cash_delta', 'realized_pnl', 'cash_balance', 'position_quantity', 'position_cost_basis', 'request_id',
@@ -46,6 +52,19 @@ SELECT col_type_is('pgportfolio', 'market_prices', 'symbol', 'text', 'market_pri
 SELECT col_type_is('pgportfolio', 'market_prices', 'price', 'numeric', 'market_prices.price is numeric');
 SELECT col_type_is('pgportfolio', 'market_prices', 'version', 'bigint', 'market_prices.version is bigint');
 SELECT col_type_is('pgportfolio', 'market_prices', 'updated_at', 'timestamp with time zone', 'market_prices.updated_at is timestamp with time zone');
+SELECT col_type_is('pgportfolio', 'market_prices', 'as_of', 'timestamp with time zone', 'market_prices.as_of is timestamp with time zone');
+SELECT col_type_is('pgportfolio', 'market_prices', 'source', 'text', 'market_prices.source is text');
+SELECT col_type_is('pgportfolio', 'market_prices', 'mark_id', 'bigint', 'market_prices.mark_id is bigint');
+SELECT col_type_is('pgportfolio', 'market_price_history', 'symbol', 'text', 'market_price_history.symbol is text');
+SELECT col_type_is('pgportfolio', 'market_price_history', 'as_of', 'timestamp with time zone', 'market_price_history.as_of is timestamp with time zone');
+SELECT col_type_is('pgportfolio', 'market_price_history', 'mark_id', 'bigint', 'market_price_history.mark_id is bigint');
+SELECT col_type_is('pgportfolio', 'market_price_history', 'price', 'numeric', 'market_price_history.price is numeric');
+SELECT col_type_is('pgportfolio', 'market_price_history', 'source', 'text', 'market_price_history.source is text');
+SELECT col_type_is('pgportfolio', 'market_price_history', 'recorded_at', 'timestamp with time zone', 'market_price_history.recorded_at is timestamp with time zone');
+SELECT col_type_is('pgportfolio', 'instruments', 'symbol', 'text', 'instruments.symbol is text');
+SELECT col_type_is('pgportfolio', 'instruments', 'multiplier', 'numeric', 'instruments.multiplier is numeric');
+SELECT col_type_is('pgportfolio', 'instruments', 'description', 'text', 'instruments.description is text');
+SELECT col_type_is('pgportfolio', 'instruments', 'updated_at', 'timestamp with time zone', 'instruments.updated_at is timestamp with time zone');
 SELECT col_type_is('pgportfolio', 'events', 'portfolio_id', 'bigint', 'events.portfolio_id is bigint');
 SELECT col_type_is('pgportfolio', 'events', 'portfolio_version', 'bigint', 'events.portfolio_version is bigint');
 SELECT col_type_is('pgportfolio', 'events', 'kind', 'text', 'events.kind is text');
@@ -65,15 +84,17 @@ SELECT col_type_is('pgportfolio', 'events', 'chain_hash', 'bytea', 'events.chain
 SELECT col_type_is('pgportfolio', 'events', 'acting_role', 'name', 'events.acting_role is name');
 SELECT col_type_is('pgportfolio', 'events', 'created_at', 'timestamp with time zone', 'events.created_at is timestamp with time zone');
 
--- Which columns may be NULL: none, except the fill and request columns of events.
+-- Which columns may be NULL: none, except the fill and request columns of events, a
+-- mark's source and an instrument's description.
 SELECT is(
     (SELECT array_agg(c.relname || '.' || a.attname ORDER BY c.relname, a.attnum)
      FROM pg_attribute AS a JOIN pg_class AS c ON c.oid = a.attrelid
      WHERE c.relnamespace = 'pgportfolio'::regnamespace AND c.relkind = 'r'
        AND a.attnum > 0 AND NOT a.attisdropped AND NOT a.attnotnull),
     ARRAY['events.symbol', 'events.quantity', 'events.price', 'events.amount', 'events.position_quantity',
-          'events.position_cost_basis', 'events.request_id'],
-    'every table column is NOT NULL except the optional fill and request columns of events'
+          'events.position_cost_basis', 'events.request_id',
+          'instruments.description', 'market_price_history.source', 'market_prices.source'],
+    'every table column is NOT NULL except the optional fill and request columns of events, sources and descriptions'
 );
 
 -- ---------------------------------------------------------------- defaults and identity
@@ -88,6 +109,13 @@ SELECT col_default_is('pgportfolio', 'portfolios', 'realized_pnl', '0', 'portfol
 SELECT col_default_is('pgportfolio', 'positions', 'version', '1', 'positions.version defaults to 1');
 SELECT col_default_is('pgportfolio', 'positions', 'realized_pnl', '0', 'positions.realized_pnl defaults to 0');
 SELECT col_default_is('pgportfolio', 'market_prices', 'version', '1', 'market_prices.version defaults to 1');
+SELECT col_default_is('pgportfolio', 'instruments', 'multiplier', '1', 'instruments.multiplier defaults to 1');
+SELECT is(
+    (SELECT attidentity::text FROM pg_attribute
+     WHERE attrelid = 'pgportfolio.market_price_history'::regclass AND attname = 'mark_id'),
+    'a',
+    'market_price_history.mark_id is GENERATED ALWAYS AS IDENTITY'
+);
 SELECT col_default_is('pgportfolio', 'events', 'fee', '0', 'events.fee defaults to 0');
 SELECT col_default_is('pgportfolio', 'events', 'realized_pnl', '0', 'events.realized_pnl defaults to 0');
 
@@ -110,6 +138,17 @@ SELECT fk_ok('pgportfolio', 'positions', ARRAY['portfolio_id'], 'pgportfolio', '
 -- cost about 7 µs per event); verify_portfolio and the hash chain check the log instead.
 SELECT hasnt_fk('pgportfolio', 'events', 'events references nothing (writers hold the portfolio''s row lock)');
 SELECT hasnt_fk('pgportfolio', 'market_prices', 'market_prices references nothing (marks are global per symbol)');
+SELECT col_is_pk('pgportfolio', 'market_price_history', ARRAY['symbol', 'as_of', 'mark_id'],
+    'market_price_history is keyed by (symbol, as_of, mark_id): the order of price_at()');
+SELECT is(
+    (SELECT pg_get_indexdef(conindid) FROM pg_constraint
+     WHERE conrelid = 'pgportfolio.market_price_history'::regclass AND contype = 'p'),
+    'CREATE UNIQUE INDEX market_price_history_pkey ON pgportfolio.market_price_history '
+    'USING btree (symbol, as_of, mark_id) INCLUDE (price)',
+    'the history''s key index carries the price, so price_at() reads the index only'
+);
+SELECT col_is_pk('pgportfolio', 'instruments', ARRAY['symbol'], 'instruments is keyed by symbol');
+SELECT hasnt_fk('pgportfolio', 'instruments', 'instruments references nothing (a symbol need not be held or marked)');
 
 SELECT set_eq(
     $$SELECT conrelid::regclass::text, conname::text FROM pg_constraint
@@ -129,6 +168,15 @@ SELECT set_eq(
         ('pgportfolio.market_prices', 'market_prices_symbol_valid'),
         ('pgportfolio.market_prices', 'market_prices_price_valid'),
         ('pgportfolio.market_prices', 'market_prices_version_positive'),
+        ('pgportfolio.market_prices', 'market_prices_as_of_finite'),
+        ('pgportfolio.market_prices', 'market_prices_source_valid'),
+        ('pgportfolio.market_price_history', 'market_price_history_symbol_valid'),
+        ('pgportfolio.market_price_history', 'market_price_history_price_valid'),
+        ('pgportfolio.market_price_history', 'market_price_history_as_of_finite'),
+        ('pgportfolio.market_price_history', 'market_price_history_source_valid'),
+        ('pgportfolio.instruments', 'instruments_symbol_valid'),
+        ('pgportfolio.instruments', 'instruments_multiplier_valid'),
+        ('pgportfolio.instruments', 'instruments_description_valid'),
         ('pgportfolio.events', 'events_kind_valid'),
         ('pgportfolio.events', 'events_fill_shape'),
         ('pgportfolio.events', 'events_numbers_finite'),
@@ -364,42 +412,135 @@ SELECT lives_ok(
 
 -- ---------------------------------------------------------------- market_prices: direct writes
 SELECT lives_ok(
-    $$INSERT INTO pgportfolio.market_prices (symbol, price) VALUES ('PROBE030', 0.00000001)$$,
+    $$INSERT INTO pgportfolio.market_prices (symbol, price, mark_id) VALUES ('PROBE030', 0.00000001, 1)$$,
     'market_prices: a valid mark can be inserted directly'
 );
 SELECT throws_ok(
-    $$INSERT INTO pgportfolio.market_prices (symbol, price) VALUES ('PROBE030', 2)$$,
+    $$INSERT INTO pgportfolio.market_prices (symbol, price, mark_id) VALUES ('PROBE030', 2, 1)$$,
     '23505', NULL, 'market_prices: one mark per symbol'
 );
 SELECT throws_ok(
-    $$INSERT INTO pgportfolio.market_prices (symbol, price) VALUES ('bad sym', 1)$$,
+    $$INSERT INTO pgportfolio.market_prices (symbol, price, mark_id) VALUES ('bad sym', 1, 1)$$,
     '23514', 'new row for relation "market_prices" violates check constraint "market_prices_symbol_valid"',
     'market_prices: an invalid symbol violates market_prices_symbol_valid'
 );
 SELECT throws_ok(
-    $$INSERT INTO pgportfolio.market_prices (symbol, price) VALUES ('P0', 0)$$,
+    $$INSERT INTO pgportfolio.market_prices (symbol, price, mark_id) VALUES ('P0', 0, 1)$$,
     '23514', 'new row for relation "market_prices" violates check constraint "market_prices_price_valid"',
     'market_prices: a zero price violates market_prices_price_valid'
 );
 SELECT throws_ok(
-    $$INSERT INTO pgportfolio.market_prices (symbol, price) VALUES ('PNEG', -1)$$,
+    $$INSERT INTO pgportfolio.market_prices (symbol, price, mark_id) VALUES ('PNEG', -1, 1)$$,
     '23514', 'new row for relation "market_prices" violates check constraint "market_prices_price_valid"',
     'market_prices: a negative price violates market_prices_price_valid'
 );
 SELECT throws_ok(
-    $$INSERT INTO pgportfolio.market_prices (symbol, price) VALUES ('PNAN', 'NaN')$$,
+    $$INSERT INTO pgportfolio.market_prices (symbol, price, mark_id) VALUES ('PNAN', 'NaN', 1)$$,
     '23514', 'new row for relation "market_prices" violates check constraint "market_prices_price_valid"',
     'market_prices: a NaN price violates market_prices_price_valid'
 );
 SELECT throws_ok(
-    $$INSERT INTO pgportfolio.market_prices (symbol, price) VALUES ('PBIG', 1e15)$$,
+    $$INSERT INTO pgportfolio.market_prices (symbol, price, mark_id) VALUES ('PBIG', 1e15, 1)$$,
     '23514', 'new row for relation "market_prices" violates check constraint "market_prices_price_valid"',
     'market_prices: a price of 1e15 violates market_prices_price_valid'
 );
 SELECT throws_ok(
-    $$INSERT INTO pgportfolio.market_prices (symbol, price, version) VALUES ('PVER', 1, 0)$$,
+    $$INSERT INTO pgportfolio.market_prices (symbol, price, version, mark_id) VALUES ('PVER', 1, 0, 1)$$,
     '23514', 'new row for relation "market_prices" violates check constraint "market_prices_version_positive"',
     'market_prices: version 0 violates market_prices_version_positive'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.market_prices (symbol, price, mark_id, as_of) VALUES ('PINF', 1, 1, 'infinity')$$,
+    '23514', 'new row for relation "market_prices" violates check constraint "market_prices_as_of_finite"',
+    'market_prices: an infinite as_of violates market_prices_as_of_finite'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.market_prices (symbol, price, mark_id, source) VALUES ('PSRC', 1, 1, '')$$,
+    '23514', 'new row for relation "market_prices" violates check constraint "market_prices_source_valid"',
+    'market_prices: an empty source violates market_prices_source_valid'
+);
+
+-- ---------------------------------------------------------------- market_price_history: direct writes
+SELECT lives_ok(
+    $$INSERT INTO pgportfolio.market_price_history (symbol, as_of, price, source)
+      VALUES ('PROBE030', '2026-01-02 15:30+00', 0.00000001, repeat('s', 64)),
+             ('PROBE030', '2026-01-02 15:30+00', 0.00000001, NULL)$$,
+    'market_price_history: valid marks can be inserted directly, two with one as_of (mark_id tells them apart)'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.market_price_history (symbol, as_of, mark_id, price)
+      VALUES ('PROBE030', now(), 1, 1)$$,
+    '428C9', NULL, 'market_price_history: mark_id is always generated'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.market_price_history (symbol, as_of, price) VALUES ('bad sym', now(), 1)$$,
+    '23514', 'new row for relation "market_price_history" violates check constraint "market_price_history_symbol_valid"',
+    'market_price_history: an invalid symbol violates market_price_history_symbol_valid'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.market_price_history (symbol, as_of, price) VALUES ('H0', now(), 0)$$,
+    '23514', 'new row for relation "market_price_history" violates check constraint "market_price_history_price_valid"',
+    'market_price_history: a zero price violates market_price_history_price_valid'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.market_price_history (symbol, as_of, price) VALUES ('HNAN', now(), 'NaN')$$,
+    '23514', 'new row for relation "market_price_history" violates check constraint "market_price_history_price_valid"',
+    'market_price_history: a NaN price violates market_price_history_price_valid'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.market_price_history (symbol, as_of, price) VALUES ('HINF', '-infinity', 1)$$,
+    '23514', 'new row for relation "market_price_history" violates check constraint "market_price_history_as_of_finite"',
+    'market_price_history: -infinity violates market_price_history_as_of_finite'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.market_price_history (symbol, as_of, price, source) VALUES ('HSRC', now(), 1, repeat('s', 65))$$,
+    '23514', 'new row for relation "market_price_history" violates check constraint "market_price_history_source_valid"',
+    'market_price_history: a 65-character source violates market_price_history_source_valid'
+);
+
+-- ---------------------------------------------------------------- instruments: direct writes
+SELECT lives_ok(
+    $$INSERT INTO pgportfolio.instruments (symbol) VALUES ('ES:2027H')$$,
+    'instruments: a symbol alone is a valid instrument (multiplier 1, no description)'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.instruments (symbol) VALUES ('ES:2027H')$$,
+    '23505', NULL, 'instruments: one row per symbol'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.instruments (symbol) VALUES ('es')$$,
+    '23514', 'new row for relation "instruments" violates check constraint "instruments_symbol_valid"',
+    'instruments: a lower-case symbol violates instruments_symbol_valid'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.instruments (symbol, multiplier) VALUES ('I0', 0)$$,
+    '23514', 'new row for relation "instruments" violates check constraint "instruments_multiplier_valid"',
+    'instruments: a zero multiplier violates instruments_multiplier_valid'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.instruments (symbol, multiplier) VALUES ('INEG', -5)$$,
+    '23514', 'new row for relation "instruments" violates check constraint "instruments_multiplier_valid"',
+    'instruments: a negative multiplier violates instruments_multiplier_valid'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.instruments (symbol, multiplier) VALUES ('INAN', 'NaN')$$,
+    '23514', 'new row for relation "instruments" violates check constraint "instruments_multiplier_valid"',
+    'instruments: a NaN multiplier violates instruments_multiplier_valid'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.instruments (symbol, multiplier) VALUES ('IINF', 'Infinity')$$,
+    '23514', 'new row for relation "instruments" violates check constraint "instruments_multiplier_valid"',
+    'instruments: an infinite multiplier violates instruments_multiplier_valid'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.instruments (symbol, multiplier) VALUES ('ISCL', 0.000000001)$$,
+    '23514', 'new row for relation "instruments" violates check constraint "instruments_multiplier_valid"',
+    'instruments: a multiplier with 9 decimal places violates instruments_multiplier_valid'
+);
+SELECT throws_ok(
+    $$INSERT INTO pgportfolio.instruments (symbol, description) VALUES ('IDSC', E'two\nlines')$$,
+    '23514', 'new row for relation "instruments" violates check constraint "instruments_description_valid"',
+    'instruments: a description with a control character violates instruments_description_valid'
 );
 
 -- ---------------------------------------------------------------- events: direct writes

@@ -3,7 +3,7 @@
 -- SECURITY DEFINER hygiene, and per-portfolio trading rights (owner, member of the
 -- owner, or grant_portfolio). Roles are created inside the test transaction.
 BEGIN;
-SELECT plan(254);
+SELECT plan(280);
 
 CREATE FUNCTION pg_temp.pid(p_name text) RETURNS bigint LANGUAGE sql STABLE
 AS $$ SELECT current_setting('test.pid_' || p_name)::bigint $$;
@@ -18,9 +18,24 @@ SELECT is_definer('pgportfolio', 'open_position', ARRAY['bigint', 'text', 'numer
 SELECT is_definer('pgportfolio', 'add_to_position', ARRAY['bigint', 'text', 'numeric', 'numeric', 'numeric', 'text', 'bigint'], 'add_to_position(bigint, text, numeric, numeric, numeric, text, bigint) is SECURITY DEFINER');
 SELECT is_definer('pgportfolio', 'reduce_position', ARRAY['bigint', 'text', 'numeric', 'numeric', 'numeric', 'text', 'bigint'], 'reduce_position(bigint, text, numeric, numeric, numeric, text, bigint) is SECURITY DEFINER');
 SELECT is_definer('pgportfolio', 'close_position', ARRAY['bigint', 'text', 'numeric', 'numeric', 'text', 'bigint'], 'close_position(bigint, text, numeric, numeric, text, bigint) is SECURITY DEFINER');
-SELECT is_definer('pgportfolio', 'update_market_price', ARRAY['text', 'numeric'], 'update_market_price(text, numeric) is SECURITY DEFINER');
+SELECT is_definer('pgportfolio', 'update_market_price', ARRAY['text', 'numeric', 'timestamp with time zone', 'text'], 'update_market_price(text, numeric, timestamptz, text) is SECURITY DEFINER');
 SELECT is_definer('pgportfolio', 'grant_portfolio', ARRAY['bigint', 'name'], 'grant_portfolio(bigint, name) is SECURITY DEFINER');
 SELECT is_definer('pgportfolio', 'revoke_portfolio', ARRAY['bigint', 'name'], 'revoke_portfolio(bigint, name) is SECURITY DEFINER');
+SELECT is_definer('pgportfolio', 'price_at', ARRAY['text', 'timestamp with time zone'], 'price_at(text, timestamptz) is SECURITY DEFINER (the history is not readable)');
+SELECT is_definer('pgportfolio', 'upsert_instrument', ARRAY['text', 'numeric', 'text'], 'upsert_instrument(text, numeric, text) is SECURITY DEFINER');
+SELECT is_definer('pgportfolio', 'prune_price_history', ARRAY['timestamp with time zone'], 'prune_price_history(timestamptz) is SECURITY DEFINER');
+SELECT isnt_definer('pgportfolio', '_check_mark', ARRAY['text', 'timestamp with time zone', 'text'], 'the internal _check_mark is not SECURITY DEFINER');
+-- price_at: traders and analysts; upsert_instrument and prune_price_history: the owner alone.
+SELECT function_privs_are('pgportfolio', 'price_at', ARRAY['text', 'timestamp with time zone'], 'pgportfolio_trader', ARRAY['EXECUTE'], 'pgportfolio_trader may execute price_at');
+SELECT function_privs_are('pgportfolio', 'price_at', ARRAY['text', 'timestamp with time zone'], 'pgportfolio_analyst', ARRAY['EXECUTE'], 'pgportfolio_analyst may execute price_at');
+SELECT function_privs_are('pgportfolio', 'price_at', ARRAY['text', 'timestamp with time zone'], 'public', ARRAY[]::name[], 'PUBLIC may not execute price_at');
+SELECT function_privs_are('pgportfolio', 'upsert_instrument', ARRAY['text', 'numeric', 'text'], 'pgportfolio_trader', ARRAY[]::name[], 'pgportfolio_trader may not execute upsert_instrument');
+SELECT function_privs_are('pgportfolio', 'upsert_instrument', ARRAY['text', 'numeric', 'text'], 'pgportfolio_analyst', ARRAY[]::name[], 'pgportfolio_analyst may not execute upsert_instrument');
+SELECT function_privs_are('pgportfolio', 'upsert_instrument', ARRAY['text', 'numeric', 'text'], 'public', ARRAY[]::name[], 'PUBLIC may not execute upsert_instrument');
+SELECT function_privs_are('pgportfolio', 'prune_price_history', ARRAY['timestamp with time zone'], 'pgportfolio_trader', ARRAY[]::name[], 'pgportfolio_trader may not execute prune_price_history');
+SELECT function_privs_are('pgportfolio', 'prune_price_history', ARRAY['timestamp with time zone'], 'pgportfolio_analyst', ARRAY[]::name[], 'pgportfolio_analyst may not execute prune_price_history');
+SELECT function_privs_are('pgportfolio', 'prune_price_history', ARRAY['timestamp with time zone'], 'public', ARRAY[]::name[], 'PUBLIC may not execute prune_price_history');
+SELECT function_privs_are('pgportfolio', '_check_mark', ARRAY['text', 'timestamp with time zone', 'text'], 'pgportfolio_trader', ARRAY[]::name[], 'pgportfolio_trader may not execute the internal _check_mark');
 SELECT is_definer('pgportfolio', 'verify_portfolio', ARRAY['bigint'], 'verify_portfolio(bigint) is SECURITY DEFINER');
 SELECT is_definer('pgportfolio', 'get_portfolio', ARRAY['bigint'], 'get_portfolio(bigint) is SECURITY DEFINER');
 SELECT is_definer('pgportfolio', 'find_request', ARRAY['bigint', 'text'], 'find_request(bigint, text) is SECURITY DEFINER');
@@ -54,7 +69,7 @@ SELECT function_privs_are('pgportfolio', 'open_position', ARRAY['bigint', 'text'
 SELECT function_privs_are('pgportfolio', 'add_to_position', ARRAY['bigint', 'text', 'numeric', 'numeric', 'numeric', 'text', 'bigint'], 'pgportfolio_trader', ARRAY['EXECUTE'], 'pgportfolio_trader may execute add_to_position(bigint, text, numeric, numeric, numeric, text, bigint)');
 SELECT function_privs_are('pgportfolio', 'reduce_position', ARRAY['bigint', 'text', 'numeric', 'numeric', 'numeric', 'text', 'bigint'], 'pgportfolio_trader', ARRAY['EXECUTE'], 'pgportfolio_trader may execute reduce_position(bigint, text, numeric, numeric, numeric, text, bigint)');
 SELECT function_privs_are('pgportfolio', 'close_position', ARRAY['bigint', 'text', 'numeric', 'numeric', 'text', 'bigint'], 'pgportfolio_trader', ARRAY['EXECUTE'], 'pgportfolio_trader may execute close_position(bigint, text, numeric, numeric, text, bigint)');
-SELECT function_privs_are('pgportfolio', 'update_market_price', ARRAY['text', 'numeric'], 'pgportfolio_trader', ARRAY['EXECUTE'], 'pgportfolio_trader may execute update_market_price(text, numeric)');
+SELECT function_privs_are('pgportfolio', 'update_market_price', ARRAY['text', 'numeric', 'timestamp with time zone', 'text'], 'pgportfolio_trader', ARRAY['EXECUTE'], 'pgportfolio_trader may execute update_market_price(text, numeric, timestamptz, text)');
 SELECT function_privs_are('pgportfolio', 'grant_portfolio', ARRAY['bigint', 'name'], 'pgportfolio_trader', ARRAY['EXECUTE'], 'pgportfolio_trader may execute grant_portfolio(bigint, name)');
 SELECT function_privs_are('pgportfolio', 'revoke_portfolio', ARRAY['bigint', 'name'], 'pgportfolio_trader', ARRAY['EXECUTE'], 'pgportfolio_trader may execute revoke_portfolio(bigint, name)');
 SELECT function_privs_are('pgportfolio', 'verify_portfolio', ARRAY['bigint'], 'pgportfolio_trader', ARRAY['EXECUTE'], 'pgportfolio_trader may execute verify_portfolio(bigint)');
@@ -75,7 +90,7 @@ SELECT function_privs_are('pgportfolio', 'open_position', ARRAY['bigint', 'text'
 SELECT function_privs_are('pgportfolio', 'add_to_position', ARRAY['bigint', 'text', 'numeric', 'numeric', 'numeric', 'text', 'bigint'], 'pgportfolio_analyst', ARRAY[]::name[], 'pgportfolio_analyst may not execute add_to_position(bigint, text, numeric, numeric, numeric, text, bigint)');
 SELECT function_privs_are('pgportfolio', 'reduce_position', ARRAY['bigint', 'text', 'numeric', 'numeric', 'numeric', 'text', 'bigint'], 'pgportfolio_analyst', ARRAY[]::name[], 'pgportfolio_analyst may not execute reduce_position(bigint, text, numeric, numeric, numeric, text, bigint)');
 SELECT function_privs_are('pgportfolio', 'close_position', ARRAY['bigint', 'text', 'numeric', 'numeric', 'text', 'bigint'], 'pgportfolio_analyst', ARRAY[]::name[], 'pgportfolio_analyst may not execute close_position(bigint, text, numeric, numeric, text, bigint)');
-SELECT function_privs_are('pgportfolio', 'update_market_price', ARRAY['text', 'numeric'], 'pgportfolio_analyst', ARRAY[]::name[], 'pgportfolio_analyst may not execute update_market_price(text, numeric)');
+SELECT function_privs_are('pgportfolio', 'update_market_price', ARRAY['text', 'numeric', 'timestamp with time zone', 'text'], 'pgportfolio_analyst', ARRAY[]::name[], 'pgportfolio_analyst may not execute update_market_price(text, numeric, timestamptz, text)');
 SELECT function_privs_are('pgportfolio', 'grant_portfolio', ARRAY['bigint', 'name'], 'pgportfolio_analyst', ARRAY[]::name[], 'pgportfolio_analyst may not execute grant_portfolio(bigint, name)');
 SELECT function_privs_are('pgportfolio', 'revoke_portfolio', ARRAY['bigint', 'name'], 'pgportfolio_analyst', ARRAY[]::name[], 'pgportfolio_analyst may not execute revoke_portfolio(bigint, name)');
 SELECT function_privs_are('pgportfolio', 'verify_portfolio', ARRAY['bigint'], 'pgportfolio_analyst', ARRAY['EXECUTE'], 'pgportfolio_analyst may execute verify_portfolio(bigint)');
@@ -96,7 +111,7 @@ SELECT function_privs_are('pgportfolio', 'open_position', ARRAY['bigint', 'text'
 SELECT function_privs_are('pgportfolio', 'add_to_position', ARRAY['bigint', 'text', 'numeric', 'numeric', 'numeric', 'text', 'bigint'], 'public', ARRAY[]::name[], 'PUBLIC may not execute add_to_position(bigint, text, numeric, numeric, numeric, text, bigint)');
 SELECT function_privs_are('pgportfolio', 'reduce_position', ARRAY['bigint', 'text', 'numeric', 'numeric', 'numeric', 'text', 'bigint'], 'public', ARRAY[]::name[], 'PUBLIC may not execute reduce_position(bigint, text, numeric, numeric, numeric, text, bigint)');
 SELECT function_privs_are('pgportfolio', 'close_position', ARRAY['bigint', 'text', 'numeric', 'numeric', 'text', 'bigint'], 'public', ARRAY[]::name[], 'PUBLIC may not execute close_position(bigint, text, numeric, numeric, text, bigint)');
-SELECT function_privs_are('pgportfolio', 'update_market_price', ARRAY['text', 'numeric'], 'public', ARRAY[]::name[], 'PUBLIC may not execute update_market_price(text, numeric)');
+SELECT function_privs_are('pgportfolio', 'update_market_price', ARRAY['text', 'numeric', 'timestamp with time zone', 'text'], 'public', ARRAY[]::name[], 'PUBLIC may not execute update_market_price(text, numeric, timestamptz, text)');
 SELECT function_privs_are('pgportfolio', 'grant_portfolio', ARRAY['bigint', 'name'], 'public', ARRAY[]::name[], 'PUBLIC may not execute grant_portfolio(bigint, name)');
 SELECT function_privs_are('pgportfolio', 'revoke_portfolio', ARRAY['bigint', 'name'], 'public', ARRAY[]::name[], 'PUBLIC may not execute revoke_portfolio(bigint, name)');
 SELECT function_privs_are('pgportfolio', 'verify_portfolio', ARRAY['bigint'], 'public', ARRAY[]::name[], 'PUBLIC may not execute verify_portfolio(bigint)');
@@ -164,6 +179,18 @@ SELECT table_privs_are('pgportfolio', 'market_prices', 'public', ARRAY[]::name[]
 SELECT table_privs_are('pgportfolio', 'events', 'pgportfolio_trader', ARRAY[]::name[], 'pgportfolio_trader has no privilege on table events');
 SELECT table_privs_are('pgportfolio', 'events', 'pgportfolio_analyst', ARRAY[]::name[], 'pgportfolio_analyst has no privilege on table events');
 SELECT table_privs_are('pgportfolio', 'events', 'public', ARRAY[]::name[], 'PUBLIC has no privilege on table events');
+SELECT table_privs_are('pgportfolio', 'market_price_history', 'pgportfolio_trader', ARRAY[]::name[], 'pgportfolio_trader has no privilege on table market_price_history');
+SELECT table_privs_are('pgportfolio', 'market_price_history', 'pgportfolio_analyst', ARRAY[]::name[], 'pgportfolio_analyst has no privilege on table market_price_history');
+SELECT table_privs_are('pgportfolio', 'market_price_history', 'public', ARRAY[]::name[], 'PUBLIC has no privilege on table market_price_history');
+SELECT table_privs_are('pgportfolio', 'instruments', 'pgportfolio_trader', ARRAY[]::name[], 'pgportfolio_trader has no privilege on table instruments');
+SELECT table_privs_are('pgportfolio', 'instruments', 'pgportfolio_analyst', ARRAY[]::name[], 'pgportfolio_analyst has no privilege on table instruments');
+SELECT table_privs_are('pgportfolio', 'instruments', 'public', ARRAY[]::name[], 'PUBLIC has no privilege on table instruments');
+SELECT table_privs_are('pgportfolio', 'instrument_list', 'pgportfolio_trader', ARRAY['SELECT'], 'pgportfolio_trader may only SELECT from view instrument_list');
+SELECT table_privs_are('pgportfolio', 'instrument_list', 'pgportfolio_analyst', ARRAY['SELECT'], 'pgportfolio_analyst may only SELECT from view instrument_list');
+SELECT table_privs_are('pgportfolio', 'instrument_list', 'public', ARRAY[]::name[], 'PUBLIC has no privilege on view instrument_list');
+SELECT sequence_privs_are('pgportfolio', 'market_price_history_mark_id_seq', 'pgportfolio_trader', ARRAY[]::name[], 'pgportfolio_trader has no privilege on the mark id sequence');
+SELECT sequence_privs_are('pgportfolio', 'market_price_history_mark_id_seq', 'pgportfolio_analyst', ARRAY[]::name[], 'pgportfolio_analyst has no privilege on the mark id sequence');
+SELECT sequence_privs_are('pgportfolio', 'market_price_history_mark_id_seq', 'public', ARRAY[]::name[], 'PUBLIC has no privilege on the mark id sequence');
 SELECT table_privs_are('pgportfolio', 'portfolio_summary', 'pgportfolio_trader', ARRAY['SELECT'], 'pgportfolio_trader may only SELECT from view portfolio_summary');
 SELECT table_privs_are('pgportfolio', 'portfolio_summary', 'pgportfolio_analyst', ARRAY['SELECT'], 'pgportfolio_analyst may only SELECT from view portfolio_summary');
 SELECT table_privs_are('pgportfolio', 'portfolio_summary', 'public', ARRAY[]::name[], 'PUBLIC has no privilege on view portfolio_summary');
@@ -196,8 +223,9 @@ SELECT is(
      WHERE p.pronamespace = 'pgportfolio'::regnamespace AND p.prosecdef),
     ARRAY['_portfolio_lockers', 'add_to_position', 'apply_fill', 'apply_fills', 'apply_fills_arrays', 'charge_fee', 'close_position', 'create_portfolio',
           'deposit_cash', 'event_chain_head', 'events_after', 'events_since', 'find_request', 'get_portfolio', 'grant_portfolio',
-          'open_position', 'portfolio_snapshot', 'portfolio_version', 'recent_portfolios', 'reduce_position', 'revoke_portfolio',
-          'update_market_price', 'update_market_prices', 'verify_portfolio', 'withdraw_cash'],
+          'open_position', 'portfolio_snapshot', 'portfolio_version', 'price_at', 'prune_price_history',
+          'recent_portfolios', 'reduce_position', 'revoke_portfolio',
+          'update_market_price', 'update_market_prices', 'upsert_instrument', 'verify_portfolio', 'withdraw_cash'],
     'exactly the public API functions (mutations, grants, verify and the client reads) are SECURITY DEFINER'
 );
 SELECT is(
@@ -276,8 +304,8 @@ SELECT is(
     (SELECT array_agg(c.relname::text ORDER BY c.relname) FROM pg_class AS c
      WHERE c.relnamespace = 'pgportfolio'::regnamespace AND c.relkind = 'v' AND NOT c.relrowsecurity
        AND has_table_privilege('pgportfolio_analyst', c.oid, 'SELECT')),
-    ARRAY['event_log', 'lock_waits', 'portfolio_summary', 'position_pnl'],
-    'the analyst can read exactly the four views'
+    ARRAY['event_log', 'instrument_list', 'lock_waits', 'portfolio_summary', 'position_pnl'],
+    'the analyst can read exactly the five views'
 );
 
 -- ---------------------------------------------------------------- behaviour with real roles

@@ -1,7 +1,7 @@
--- Read models (sql/200_views.sql): columns and types of the four views, and the values
+-- Read models (sql/200_views.sql): columns and types of the views, and the values
 -- portfolio_summary, position_pnl and event_log show after trades and marks.
 BEGIN;
-SELECT plan(89);
+SELECT plan(93);
 
 CREATE FUNCTION pg_temp.pid(p_name text) RETURNS bigint LANGUAGE sql STABLE
 AS $$ SELECT current_setting('test.pid_' || p_name)::bigint $$;
@@ -258,6 +258,17 @@ SELECT is_empty($$SELECT 1 FROM pgportfolio.lock_waits WHERE waiting_pid = pg_ba
     'lock_waits never lists the querying session itself (it is not waiting)');
 SELECT lives_ok($$SELECT waiting_pid, waiting_for, blocking_pids, blocking_queries FROM pgportfolio.lock_waits$$,
     'lock_waits can be queried');
+
+-- ---------------------------------------------------------------- instrument_list
+SELECT columns_are('pgportfolio', 'instrument_list', ARRAY['symbol', 'multiplier', 'description', 'updated_at'],
+    'instrument_list has the expected columns');
+SELECT col_type_is('pgportfolio', 'instrument_list', 'multiplier', 'numeric', 'instrument_list.multiplier is numeric');
+SELECT lives_ok($$SELECT pgportfolio.upsert_instrument('VWFUT', 12.5, 'a future')$$, 'the owner adds an instrument');
+SELECT is(
+    (SELECT (symbol, multiplier, description) FROM pgportfolio.instrument_list WHERE symbol = 'VWFUT'),
+    ROW('VWFUT'::text, 12.5::numeric, 'a future'::text),
+    'instrument_list shows it as stored'
+);
 
 SELECT * FROM finish();
 ROLLBACK;

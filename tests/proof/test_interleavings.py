@@ -873,11 +873,11 @@ def install_tick_touching_positions(conninfo: str) -> None:
     "last marked" column might: it locks and versions position rows."""
     rewrite_function(
         conninfo,
-        "pgportfolio.update_market_price(text,numeric)",
+        "pgportfolio.update_market_price(text,numeric,timestamptz,text)",
         [
             (
-                "SET price = excluded.price, version = m.version + 1, updated_at = now();",
-                "SET price = excluded.price, version = m.version + 1, updated_at = now();\n"
+                "WHERE (m.as_of, m.mark_id) < (excluded.as_of, excluded.mark_id);",
+                "WHERE (m.as_of, m.mark_id) < (excluded.as_of, excluded.mark_id);\n"
                 "    UPDATE pgportfolio.positions SET version = version + 1, updated_at = now()"
                 " WHERE symbol = p_symbol;",
             )

@@ -16,6 +16,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from decimal import Decimal
 from hashlib import blake2b
 from typing import Any
@@ -38,6 +39,7 @@ from pgportfolio.errors import (
 )
 from pgportfolio.models import (
     ChangeEvent,
+    LoggedEvent,
     MutationResult,
     PortfolioSnapshot,
     VerificationCheck,
@@ -47,10 +49,12 @@ from pgportfolio.operations import ChargeFee, Deposit, Fill, Operation, Withdraw
 from pgportfolio.queries import query
 from pgportfolio.retry import RetryPolicy
 from pgportfolio.values import (
+    as_aware_time,
     as_decimal,
     as_id,
     as_text,
     fits_in_batch,
+    optional_aware_time,
     optional_decimal,
     optional_id,
     optional_text,
@@ -59,6 +63,9 @@ from pgportfolio.values import (
 # At most this many events per portfolio in one read of subscribe(): a subscriber far
 # behind catches up in steps of bounded size.
 SUBSCRIBE_BATCH = 1000
+
+# event_log's lower bound on created_at when no time is given: before any event.
+_BEGINNING = datetime.min.replace(tzinfo=UTC)
 
 
 class PortfolioClient:
@@ -361,10 +368,65 @@ class PortfolioClient:
                 raise error
         return answers
 
-    def update_market_price(self, symbol: str, price: Decimal | int) -> None:
-        params = {"symbol": as_text("symbol", symbol), "price": as_decimal("price", price)}
-        # Setting a mark twice is harmless, so any retryable failure is simply retried.
+    def update_market_price(
+        self,
+        symbol: str,
+        price: Decimal | int,
+        as_of: datetime | None = None,
+        source: str | None = None,
+    ) -> None:
+        """Record a mark: the price of ``symbol`` as of ``as_of`` (timezone-aware; default
+        the server's transaction time), from ``source`` (a feed name, optional). It is the
+        current mark unless one with a later ``as_of`` is already known; every mark is
+        kept in the history (``price_at``)."""
+        params = {
+            "symbol": as_text("symbol", symbol),
+            "price": as_decimal("price", price),
+            "as_of": optional_aware_time("as_of", as_of),
+            "source": optional_text("source", source),
+        }
+        # A mark recorded twice changes no price (same price, same as_of; the history
+        # holds it twice), so any retryable failure is simply retried.
         self._transport.read("update_market_price", params, lambda rows: None)
+
+    def price_at(self, symbol: str, at: datetime) -> Decimal | None:
+        """The price of the mark that was current at ``at`` (timezone-aware): the latest
+        ``as_of`` at or before it. None when no mark is known (none yet, or pruned)."""
+        params = {"symbol": as_text("symbol", symbol), "at": as_aware_time("at", at)}
+        return self._transport.read("price_at", params, _optional_price)
+
+    def upsert_instrument(
+        self, symbol: str, multiplier: Decimal | int = 1, description: str | None = None
+    ) -> None:
+        """Create or replace an instrument (owner role only: NotPermitted otherwise).
+        Changing the multiplier of a symbol that a portfolio holds is InstrumentHeld."""
+        params = {
+            "symbol": as_text("symbol", symbol),
+            "multiplier": as_decimal("multiplier", multiplier),
+            "description": optional_text("description", description),
+        }
+        # Writing the same instrument twice leaves it as once: retried like a read.
+        self._transport.read("upsert_instrument", params, lambda rows: None)
+
+    def event_log(
+        self, portfolio_id: int, *, since: int | datetime | None = None
+    ) -> list[LoggedEvent]:
+        """Every column of a portfolio's events, in version order: all of them, those
+        after version ``since`` (an int), or those logged at or after ``since`` (a
+        timezone-aware datetime, compared with ``created_at``, the ledger's time)."""
+        after_version, logged_since = 0, _BEGINNING
+        if isinstance(since, datetime):
+            logged_since = as_aware_time("since", since)
+        elif since is not None:
+            after_version = as_id("since", since)
+        params = {
+            "portfolio_id": as_id("portfolio_id", portfolio_id),
+            "after_version": after_version,
+            "since": logged_since,
+        }
+        return self._transport.read(
+            "event_log", params, lambda rows: [LoggedEvent(*r) for r in rows]
+        )
 
     def update_market_prices(
         self, prices: dict[str, Decimal] | Iterable[tuple[str, Decimal]]
@@ -714,6 +776,11 @@ def _commit(conn: Connection[Any]) -> None:
     # Our own pool is autocommit; a caller's pool may not be.
     if not conn.autocommit:
         conn.commit()
+
+
+def _optional_price(rows: list[Any]) -> Decimal | None:
+    price = rows[0][0]
+    return None if price is None else Decimal(price)
 
 
 def _advisory_key(name: str) -> int:
