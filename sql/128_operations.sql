@@ -332,15 +332,14 @@ BEGIN
         s_first_version := s_version;
 
         IF k_pid IS NOT NULL THEN
-            WITH keys AS (
-                SELECT k.pid, k.sym, k.slot FROM unnest(k_pid, k_symbol) WITH ORDINALITY AS k (pid, sym, slot)
-            ),
-            locked AS MATERIALIZED (
+            -- Driven by the keys, one primary-key probe each: a wide portfolio's other
+            -- positions are never read (filtering them by portfolio id read all 10,000).
+            WITH locked AS MATERIALIZED (
                 SELECT p.portfolio_id, p.symbol, p.quantity, p.cost_basis, p.realized_pnl, p.version
-                FROM pgportfolio.positions AS p
-                WHERE p.portfolio_id = ANY (s_id) AND (p.portfolio_id, p.symbol) IN (SELECT keys.pid, keys.sym FROM keys)
+                FROM unnest(k_pid, k_symbol) AS k (pid, sym)
+                INNER JOIN pgportfolio.positions AS p ON p.portfolio_id = k.pid AND p.symbol = k.sym
                 ORDER BY p.portfolio_id, p.symbol
-                FOR UPDATE
+                FOR UPDATE OF p
             )
             SELECT
                 array_agg(l.portfolio_id IS NOT NULL ORDER BY k.slot),
@@ -349,7 +348,7 @@ BEGIN
                 array_agg(coalesce(l.realized_pnl, 0) ORDER BY k.slot),
                 array_agg(coalesce(l.version, 0) ORDER BY k.slot)
             INTO k_existed, k_quantity, k_basis, k_realized, k_version
-            FROM keys AS k
+            FROM unnest(k_pid, k_symbol) WITH ORDINALITY AS k (pid, sym, slot)
             LEFT JOIN locked AS l ON l.portfolio_id = k.pid AND l.symbol = k.sym;
             k_reopened := array_fill(false, ARRAY[cardinality(k_pid)]);
             k_changed := k_reopened;

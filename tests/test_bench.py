@@ -186,7 +186,7 @@ def _variant(name: str, fills_per_second: float | None, p99_ms: float | None) ->
 def test_build_targets_from_fake_results() -> None:
     hot = ScenarioResult("hot", "fake")
     hot.variants = {
-        "client": _variant("client", 40_000, 6.0),
+        "client": _variant("client", 20_000, 12.0),
         "client_per_call": _variant("client_per_call", 2_000, 50.0),
         "pgbench_apply_fill": _variant("pgbench_apply_fill", 8_000, 3.0),
         "pgbench_apply_fills": VariantResult("d", "d", "txn", error="RuntimeError: boom"),
@@ -293,7 +293,7 @@ LABELS = (
 def _printed_results(console: Console) -> str:
     """print_results of a hot scenario (three variants, one failed) and a read, as text."""
     measured: dict[str, Any] = {
-        "fills_per_second": 41_234.0,
+        "fills_per_second": 20_617.0,
         "p50_ms": 1.25,
         "p99_ms": 6.5,
         "p999_ms": 9.75,
@@ -337,13 +337,13 @@ def test_an_80_column_terminal_gets_key_value_lines_with_every_name_whole() -> N
     assert "…" not in printed
     for label in LABELS:
         assert f"  {label}" in lines
-    assert "    fills/s = 41,234" in lines
+    assert "    fills/s = 20,617" in lines
     assert "    p99.9 ms = 9.750" in lines
     assert "    latency of = fill call" in lines
     assert "    ERROR: PgbenchFailed: boom" in lines
     # The reads table fits in 80 columns, so it stays a table.
     assert any(re.match(r"│ portfolio_snapshot_sql_narrow +│ +10 │", line) for line in lines)
-    assert "    target = (a) fills/s >= 50,000 fills/s" in lines
+    assert "    target = (a) fills/s >= 25,000 fills/s" in lines
     # Ratios and other numbers: too many for one 80-column line, so one per line.
     assert "  a_over_c = 0.75" in lines
     assert "  client_per_call: transactions = 906" in lines
@@ -353,7 +353,7 @@ def test_an_80_column_terminal_gets_key_value_lines_with_every_name_whole() -> N
 
 def test_output_that_is_not_a_terminal_gets_lines_however_wide() -> None:
     printed = _printed_results(Console(file=io.StringIO(), width=250))  # a pipe, a CI log
-    assert "    fills/s = 41,234" in printed.splitlines()
+    assert "    fills/s = 20,617" in printed.splitlines()
     assert "┃" not in printed
 
 

@@ -26,7 +26,7 @@ PORTFOLIO_LOCK = re.compile(
 # The last line of the core's events insert.
 EVENTS_INSERT_END = "WHERE u.kind IS NOT NULL;"
 POSITION_LOCK = re.compile(
-    r"( *)IF k_pid IS NOT NULL THEN\n *WITH keys AS.*?k_changed := k_reopened;\n *END IF;\n",
+    r"( *)IF k_pid IS NOT NULL THEN\n.*?WITH locked AS MATERIALIZED.*?k_changed := k_reopened;\n *END IF;\n",
     re.DOTALL,
 )
 
@@ -36,7 +36,7 @@ def _no_for_update(source: str) -> str:
     # same version both write that version's successor, and the events' key refuses the
     # second (23505). An implementation with neither guard is what this variant stands
     # for, so it also lets the events insert skip a clash.
-    unlocked = source.replace("FOR UPDATE", "")
+    unlocked = re.sub(r"FOR UPDATE( OF \w+)?", "", source)
     return unlocked.replace(EVENTS_INSERT_END, EVENTS_INSERT_END[:-1] + " ON CONFLICT DO NOTHING;")
 
 

@@ -16,6 +16,8 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from dataclasses import dataclass, field
 from typing import cast
 
+import psycopg
+
 from pgportfolio import AsyncPortfolioClient, ChangeEvent
 from pgportfolio.bench.fills import FillPlan, symbol_names
 from pgportfolio.bench.harness import Bench, Variant
@@ -136,12 +138,13 @@ NARROW_OPEN_QUANTITY = 1_000_000
 
 
 def _throughput_targets(*, per_call: bool) -> tuple[TargetSpec, ...]:
-    """hot and spread: (a) against its bounds, against (b) (hot only) and against (d)."""
+    """hot and spread: (a) against issue 10's musts (goals: 50,000 fills/s, p99 5 ms),
+    against (b) (hot only) and against (d)."""
     return (
         TargetSpec(
-            "(a) fills/s", ">=", 50_000, "fills/s", variant_value("client", "fills_per_second")
+            "(a) fills/s", ">=", 25_000, "fills/s", variant_value("client", "fills_per_second")
         ),
-        TargetSpec("(a) p99 per fill", "<=", 5.0, "ms", variant_value("client", "p99_ms")),
+        TargetSpec("(a) p99 per fill", "<=", 10.0, "ms", variant_value("client", "p99_ms")),
         *(
             [TargetSpec("(a) / (b) fills/s", ">=", 10.0, "x", ratio_value("a_over_b"))]
             if per_call
@@ -344,8 +347,14 @@ def _sql_read(
     "uncontended",
     "one caller, one portfolio",
     targets=[
-        TargetSpec("(a) p50 per fill", "<=", 0.5, "ms", variant_value("client", "p50_ms")),
-        TargetSpec("(a) p99 per fill", "<=", 1.0, "ms", variant_value("client", "p99_ms")),
+        TargetSpec(
+            "(a) p50 over pgbench apply_fill -c 1 p50",
+            "<=",
+            0.25,
+            "ms",
+            extra_value("p50_over_floor_ms"),
+        ),
+        TargetSpec("(a) p99 per fill", "<=", 2.0, "ms", variant_value("client", "p99_ms")),
         TargetSpec(
             "mean latency, coalescing on / off", "<=", 1.10, "x", ratio_value("mean_on_over_off")
         ),
@@ -377,6 +386,117 @@ async def uncontended(bench: Bench, result: ScenarioResult) -> None:
     v = result.variants
     result.ratios["mean_on_over_off"] = ratio(v["client"].mean_ms, v["client_per_call"].mean_ms)
     result.ratios["p50_on_over_off"] = ratio(v["client"].p50_ms, v["client_per_call"].p50_ms)
+    client_p50, floor_p50 = v["client"].p50_ms, v["pgbench_apply_fill"].p50_ms
+    if client_p50 is not None and floor_p50 is not None:
+        result.extra["p50_over_floor_ms"] = client_p50 - floor_p50
+
+
+# The server's cost per fill inside the portfolio's lock: apply_fills_arrays called in a
+# loop on the server itself (no client, no network), each call its own transaction, only
+# the call timed. On one portfolio the whole call runs with its row locked, so this bounds
+# a hot portfolio's throughput (at 30 µs, 50 fills take 1.5 ms plus their commit).
+INLOCK_BATCH = 50
+INLOCK_LOOP = """
+DO $loop$
+DECLARE
+    symbols text[];
+    quantities numeric[];
+    prices numeric[];
+    request_ids text[];
+    started timestamptz;
+BEGIN
+    FOR n IN 1 .. %(calls)s LOOP
+        SELECT
+            array_agg('S' || (1 + floor(random() * %(symbols)s))::int),
+            array_agg(((1 + floor(random() * 100)) * sign(random() - 0.5))::numeric),
+            array_agg(round((10 + random() * 190)::numeric, 2)),
+            array_agg(gen_random_uuid()::text)
+        INTO symbols, quantities, prices, request_ids
+        FROM generate_series(1, %(batch)s);
+        started := clock_timestamp();
+        PERFORM count(*) FROM pgportfolio.apply_fills_arrays(
+            array_fill(%(pid)s::bigint, ARRAY[%(batch)s]), symbols, quantities, prices,
+            NULL, request_ids
+        ) WHERE sqlstate IS NULL;
+        INSERT INTO pg_temp.inlock_calls VALUES (extract(epoch FROM clock_timestamp() - started));
+        COMMIT;
+    END LOOP;
+END
+$loop$
+"""
+
+
+async def _inlock_window(bench: Bench, pid: int, calls: int) -> Measurement:
+    """``calls`` server-side calls of INLOCK_BATCH fills; every call's time, exactly."""
+    async with await psycopg.AsyncConnection.connect(bench.conninfo, autocommit=True) as conn:
+        # Commits are not what is measured: they need not wait for the disk.
+        await conn.execute("SET synchronous_commit = off")
+        await conn.execute("CREATE TEMPORARY TABLE inlock_calls (seconds float8)")
+        sql_loop = INLOCK_LOOP % {
+            "calls": calls,
+            "symbols": bench.sizes.symbols,
+            "batch": INLOCK_BATCH,
+            "pid": pid,
+        }
+        await conn.execute(sql_loop.encode())
+        cur = await conn.execute("SELECT seconds FROM inlock_calls")
+        seconds = [float(r[0]) for r in await cur.fetchall()]
+    # The first call pays for planning and cold caches.
+    timed = seconds[1:] or seconds
+    return Measurement(
+        fills=len(timed) * INLOCK_BATCH, seconds=sum(timed), exact=timed, transactions=len(timed)
+    )
+
+
+@scenario(
+    "inlock",
+    f"apply_fills_arrays of {INLOCK_BATCH} fills on 1 portfolio, looped on the server",
+    targets=[
+        TargetSpec("µs per fill inside the lock", "<=", 30.0, "µs", extra_value("us_per_fill"))
+    ],
+)
+async def inlock(bench: Bench, result: ScenarioResult) -> None:
+    ids = await bench.ledger.create_portfolios(1, "inlock")
+    calls = 30 if bench.settings.quick else 400
+    label = f"server loop, apply_fills_arrays x{INLOCK_BATCH}"
+    variant = Variant(
+        "server_loop",
+        label,
+        f"call of {INLOCK_BATCH}",
+        lambda: _inlock_window(bench, ids[0], calls),
+        client_side=False,
+    )
+    await bench.measure_each(result, [variant])
+    v = result.variants["server_loop"]
+    if v.error is None and v.fills:
+        result.extra["us_per_fill"] = v.seconds / v.fills * 1e6
+
+
+PER_CALL_PORTFOLIOS = 50
+PER_CALL_CLIENTS = 32
+
+
+@scenario(
+    "percall",
+    f"pgbench apply_fill, one per transaction, {PER_CALL_PORTFOLIOS} portfolios,"
+    f" {PER_CALL_CLIENTS} clients",
+    targets=[
+        TargetSpec(
+            "(c) transactions/s",
+            ">=",
+            4_000,
+            "tx/s",
+            variant_value("pgbench_apply_fill", "fills_per_second"),
+        )
+    ],
+)
+async def percall(bench: Bench, result: ScenarioResult) -> None:
+    ids = await bench.ledger.create_portfolios(PER_CALL_PORTFOLIOS, "percall")
+    plan = FillPlan.of(ids, bench.sizes.symbols)
+    await bench.measure_each(
+        result,
+        [bench.pgbench_variant("pgbench_apply_fill", plan, batch=1, clients=PER_CALL_CLIENTS)],
+    )
 
 
 @scenario(
