@@ -26,7 +26,8 @@ PORTFOLIO_LOCK = re.compile(
 # The last line of the core's events insert.
 EVENTS_INSERT_END = "WHERE u.kind IS NOT NULL;"
 POSITION_LOCK = re.compile(
-    r"( *)IF k_pid IS NOT NULL THEN\n.*?WITH locked AS MATERIALIZED.*?k_changed := k_reopened;\n *END IF;\n",
+    r"( *)IF k_pid IS NOT NULL THEN\n.*?WITH locked AS MATERIALIZED"
+    r".*?k_changed := k_reopened;\n *END IF;\n",
     re.DOTALL,
 )
 
