@@ -147,7 +147,10 @@ ALTER TABLE pgportfolio.portfolios ENABLE ALWAYS TRIGGER portfolios_no_truncate;
 -- the sum of quantity * price of the fills that built it, less what reductions removed.
 -- realized_pnl accumulates on this row from when the position was opened from flat.
 CREATE TABLE pgportfolio.positions (
-    portfolio_id bigint NOT NULL REFERENCES pgportfolio.portfolios (portfolio_id),
+    -- No foreign key to portfolios, as for events: every writer holds the portfolio's row
+    -- lock, and portfolios are never deleted (030_portfolios.sql). The key's check, run for
+    -- every position opened, was 7% of a batch's work when most fills opened a position.
+    portfolio_id bigint NOT NULL,
     symbol text NOT NULL,
     quantity numeric NOT NULL,
     cost_basis numeric NOT NULL,
@@ -435,16 +438,17 @@ $$;
 -- are invisible or reorder what follows, so two different names could print the same in a
 -- report. PostgreSQL's regular expressions have no Unicode category classes, so the Cf
 -- code points of Unicode 15.1 are listed; tests/proof/test_privilege_attacks.py compares
--- the list with Python's unicodedata, code point by code point.
+-- the list with Python's unicodedata, code point by code point. No SET search_path (the
+-- operator is qualified instead): the planner then folds the call to its constant when a
+-- caller is planned, where a call of its own cost every mutation about 20 µs.
 CREATE FUNCTION pgportfolio._refused_characters()
 RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT '[[:cntrl:]\u00AD\u0600-\u0605\u061C\u06DD\u070F\u0890-\u0891\u08E2\u180E\u200B-\u200F'
-        || '\u202A-\u202E\u2060-\u2064\u2066-\u206F\uFEFF\uFFF9-\uFFFB\U000110BD\U000110CD'
-        || '\U00013430-\U0001343F\U0001BCA0-\U0001BCA3\U0001D173-\U0001D17A\U000E0001'
-        || '\U000E0020-\U000E007F]';
+        OPERATOR(pg_catalog.||) '\u202A-\u202E\u2060-\u2064\u2066-\u206F\uFEFF\uFFF9-\uFFFB\U000110BD\U000110CD'
+        OPERATOR(pg_catalog.||) '\U00013430-\U0001343F\U0001BCA0-\U0001BCA3\U0001D173-\U0001D17A\U000E0001'
+        OPERATOR(pg_catalog.||) '\U000E0020-\U000E007F]';
 $$;
 
 -- Upper-case ASCII letters, digits and . _ - / : , 1 to 32 characters. Lower case is
@@ -512,15 +516,15 @@ $$;
 -- Who is acting. Inside a SECURITY DEFINER function current_user is the owner, so
 -- the caller is read from the session: the role set by SET ROLE, else the login role.
 -- Neither can be set to a role the session is not a member of, so it cannot be forged
--- through an argument.
+-- through an argument. Inlined into its callers (no SET search_path, every name
+-- qualified): as a function call of its own it cost every mutation about 20 µs.
 CREATE FUNCTION pgportfolio._acting_role()
 RETURNS name
 LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE
-        WHEN pg_catalog.current_setting('role') = 'none' THEN pg_catalog.session_user()
-        ELSE pg_catalog.current_setting('role')::name
+        WHEN pg_catalog.current_setting('role') OPERATOR(pg_catalog.=) 'none' THEN pg_catalog.session_user()
+        ELSE pg_catalog.current_setting('role')::pg_catalog.name
     END;
 $$;
 
@@ -738,6 +742,10 @@ CREATE FUNCTION pgportfolio._apply_operations(
 RETURNS SETOF pgportfolio.fill_result
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+-- Every statement here takes arrays: with custom plans (the default) most were planned
+-- again on every call, which cost a single apply_fill about 400 µs. The generic plans
+-- probe the primary keys as the custom ones did (see docs/performance.md).
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     v_actor name := pgportfolio._acting_role();
@@ -792,6 +800,7 @@ DECLARE
     k_version bigint[];
     k_reopened boolean[];
     k_changed boolean[];
+    k_action text[];      -- what the writes do to the slot's row: see step 6
     -- per request-id group, at its first element: the event the request produced
     r_version bigint[];
     r_operation text[];
@@ -804,6 +813,7 @@ DECLARE
     r_position_quantity numeric[];
     r_position_basis numeric[];
     r_realized numeric[];
+    v_row record;
     -- the element at hand
     v_operation text;
     v_is_cash boolean;
@@ -951,19 +961,26 @@ BEGIN
     END LOOP;
 
     -- 3. Slots: each element's portfolio and position, numbered in lock order, in one
-    --    statement; then what each slot stands for. (Request ids get slots only when the
-    --    log must be looked up: see below.)
-    SELECT array_agg(x.ps ORDER BY x.item), array_agg(x.ks ORDER BY x.item), max(x.ps), max(x.ks)
-    INTO f_ps, f_ks, v_portfolio_slots, v_position_slots
-    FROM (
-        SELECT
-            u.item,
-            CASE WHEN u.st IS NULL THEN dense_rank() OVER (ORDER BY u.st IS NOT NULL, u.id) END AS ps,
-            CASE WHEN u.st IS NULL AND u.sym IS NOT NULL
-                THEN dense_rank() OVER (ORDER BY u.st IS NOT NULL OR u.sym IS NULL, u.id, u.sym)
-            END AS ks
-        FROM unnest(p_portfolio_ids, p_symbols, f_state) WITH ORDINALITY AS u (id, sym, st, item)
-    ) AS x;
+    --    statement; then what each slot stands for. (A call of one needs no statement:
+    --    its slots are 1.)
+    IF v_n = 1 THEN
+        f_ps := ARRAY[CASE WHEN f_state[1] IS NULL THEN 1 END];
+        f_ks := ARRAY[CASE WHEN f_state[1] IS NULL AND p_symbols[1] IS NOT NULL THEN 1 END];
+        v_portfolio_slots := f_ps[1];
+        v_position_slots := f_ks[1];
+    ELSE
+        SELECT array_agg(x.ps ORDER BY x.item), array_agg(x.ks ORDER BY x.item), max(x.ps), max(x.ks)
+        INTO f_ps, f_ks, v_portfolio_slots, v_position_slots
+        FROM (
+            SELECT
+                u.item,
+                CASE WHEN u.st IS NULL THEN dense_rank() OVER (ORDER BY u.st IS NOT NULL, u.id) END AS ps,
+                CASE WHEN u.st IS NULL AND u.sym IS NOT NULL
+                    THEN dense_rank() OVER (ORDER BY u.st IS NOT NULL OR u.sym IS NULL, u.id, u.sym)
+                END AS ks
+            FROM unnest(p_portfolio_ids, p_symbols, f_state) WITH ORDINALITY AS u (id, sym, st, item)
+        ) AS x;
+    END IF;
     IF v_portfolio_slots IS NOT NULL THEN
         s_id := array_fill(NULL::bigint, ARRAY[v_portfolio_slots]);
     END IF;
@@ -981,87 +998,119 @@ BEGIN
         END IF;
     END LOOP;
 
-    -- 4. Locks, then what the log already holds for this call's request ids.
+    -- 4. Locks, then what the log already holds for this call's request ids. Each query's
+    --    rows are put in their slots by a loop: an ordered array_agg per column costs a
+    --    sort of its own to set up, which was about a tenth of a single fill's work.
     IF s_id IS NOT NULL THEN
+        s_cash := array_fill(NULL::numeric, ARRAY[v_portfolio_slots]);
+        s_realized := s_cash;
+        s_version := array_fill(NULL::bigint, ARRAY[v_portfolio_slots]);
         v_saved_lock_timeout := pgportfolio._bound_lock_wait();
-        WITH locked AS MATERIALIZED (
-            SELECT p.portfolio_id, p.cash_balance, p.realized_pnl, p.version
-            FROM pgportfolio.portfolios AS p
-            WHERE p.portfolio_id = ANY (s_id)
+        FOR v_row IN
+            SELECT u.slot, p.cash_balance, p.realized_pnl, p.version
+            FROM unnest(s_id) WITH ORDINALITY AS u (id, slot)
+            INNER JOIN pgportfolio.portfolios AS p ON p.portfolio_id = u.id
             ORDER BY p.portfolio_id
-            FOR UPDATE
-        )
-        SELECT
-            array_agg(l.cash_balance ORDER BY l.portfolio_id), array_agg(l.realized_pnl ORDER BY l.portfolio_id),
-            array_agg(l.version ORDER BY l.portfolio_id)
-        INTO s_cash, s_realized, s_version
-        FROM locked AS l;
-        IF cardinality(s_cash) IS DISTINCT FROM cardinality(s_id) THEN
+            FOR UPDATE OF p
+        LOOP
+            s_cash[v_row.slot] := v_row.cash_balance;
+            s_realized[v_row.slot] := v_row.realized_pnl;
+            s_version[v_row.slot] := v_row.version;
+        END LOOP;
+        IF array_position(s_version, NULL) IS NOT NULL THEN
             RAISE EXCEPTION 'a portfolio of this call disappeared while it was being locked' USING ERRCODE = 'PF004';
         END IF;
-        -- The chain heads in a statement of their own: its snapshot is taken after the
-        -- locks were granted, so it sees the events of the call that held them before.
-        SELECT array_agg(e.chain_hash ORDER BY u.slot) INTO s_head
-        FROM unnest(s_id, s_version) WITH ORDINALITY AS u (id, version, slot)
-        LEFT JOIN pgportfolio.events AS e ON e.portfolio_id = u.id AND e.portfolio_version = u.version;
         s_first_version := s_version;
 
         IF k_pid IS NOT NULL THEN
+            k_existed := array_fill(false, ARRAY[v_position_slots]);
+            k_quantity := array_fill(0::numeric, ARRAY[v_position_slots]);
+            k_basis := k_quantity;
+            k_realized := k_quantity;
+            k_version := array_fill(0::bigint, ARRAY[v_position_slots]);
+            k_reopened := k_existed;
+            k_changed := k_existed;
             -- Driven by the keys, one primary-key probe each: a wide portfolio's other
             -- positions are never read (filtering them by portfolio id read all 10,000).
-            WITH locked AS MATERIALIZED (
-                SELECT p.portfolio_id, p.symbol, p.quantity, p.cost_basis, p.realized_pnl, p.version
-                FROM unnest(k_pid, k_symbol) AS k (pid, sym)
+            FOR v_row IN
+                SELECT k.slot, p.quantity, p.cost_basis, p.realized_pnl, p.version
+                FROM unnest(k_pid, k_symbol) WITH ORDINALITY AS k (pid, sym, slot)
                 INNER JOIN pgportfolio.positions AS p ON p.portfolio_id = k.pid AND p.symbol = k.sym
                 ORDER BY p.portfolio_id, p.symbol
                 FOR UPDATE OF p
-            )
-            SELECT
-                array_agg(l.portfolio_id IS NOT NULL ORDER BY k.slot),
-                array_agg(coalesce(l.quantity, 0) ORDER BY k.slot),
-                array_agg(coalesce(l.cost_basis, 0) ORDER BY k.slot),
-                array_agg(coalesce(l.realized_pnl, 0) ORDER BY k.slot),
-                array_agg(coalesce(l.version, 0) ORDER BY k.slot)
-            INTO k_existed, k_quantity, k_basis, k_realized, k_version
-            FROM unnest(k_pid, k_symbol) WITH ORDINALITY AS k (pid, sym, slot)
-            LEFT JOIN locked AS l ON l.portfolio_id = k.pid AND l.symbol = k.sym;
-            k_reopened := array_fill(false, ARRAY[cardinality(k_pid)]);
-            k_changed := k_reopened;
+            LOOP
+                k_existed[v_row.slot] := true;
+                k_quantity[v_row.slot] := v_row.quantity;
+                k_basis[v_row.slot] := v_row.cost_basis;
+                k_realized[v_row.slot] := v_row.realized_pnl;
+                k_version[v_row.slot] := v_row.version;
+            END LOOP;
         END IF;
         PERFORM set_config('lock_timeout', v_saved_lock_timeout, true);
+
+        -- The chain heads in a statement taken after the locks were granted: it sees the
+        -- events of the call that held them before (the locking statement's own snapshot
+        -- may predate them).
+        s_head := array_fill(NULL::bytea, ARRAY[v_portfolio_slots]);
+        FOR v_row IN
+            SELECT u.slot, h.chain_hash
+            FROM unnest(s_id, s_version) WITH ORDINALITY AS u (id, version, slot)
+            INNER JOIN pgportfolio.events AS h ON h.portfolio_id = u.id AND h.portfolio_version = u.version
+        LOOP
+            s_head[v_row.slot] := v_row.chain_hash;
+        END LOOP;
 
         -- Request ids: the elements that share one (same portfolio and id) are a group,
         -- represented by its first element j; r_*[j] is the event the request produced,
         -- from the log (looked up once per group) or, once an element of the group
         -- applies in this call, from that element. A later element of the group is its
         -- replay.
-        SELECT
-            array_agg(x.first ORDER BY x.item), array_agg(e.portfolio_version ORDER BY x.item),
-            array_agg(e.operation ORDER BY x.item), array_agg(e.symbol ORDER BY x.item),
-            array_agg(
-                CASE e.operation
-                    WHEN 'reduce_position' THEN abs(e.quantity)
+        f_first := array_fill(NULL::integer, ARRAY[v_n]);
+        r_version := array_fill(NULL::bigint, ARRAY[v_n]);
+        r_operation := array_fill(NULL::text, ARRAY[v_n]);
+        r_symbol := r_operation;
+        r_quantity := array_fill(NULL::numeric, ARRAY[v_n]);
+        r_price := r_quantity;
+        r_fee := r_quantity;
+        r_amount := r_quantity;
+        r_cash := r_quantity;
+        r_position_quantity := r_quantity;
+        r_position_basis := r_quantity;
+        r_realized := r_quantity;
+        FOR v_row IN
+            SELECT x.item, x.first, e.portfolio_version, e.operation, e.symbol, e.quantity, e.price, e.fee, e.amount,
+                e.cash_balance, e.position_quantity, e.position_cost_basis, e.realized_pnl
+            FROM (
+                SELECT
+                    u.item, u.id, u.rid,
+                    min(u.item) OVER (PARTITION BY u.id, u.rid) AS first
+                FROM unnest(p_portfolio_ids, p_request_ids, f_state) WITH ORDINALITY AS u (id, rid, st, item)
+                WHERE u.st IS NULL AND u.rid IS NOT NULL
+            ) AS x
+            LEFT JOIN pgportfolio.events AS e
+                ON x.first = x.item AND e.portfolio_id = x.id AND e.request_id = x.rid
+        LOOP
+            f_first[v_row.item] := v_row.first;
+            IF v_row.portfolio_version IS NOT NULL THEN
+                r_version[v_row.item] := v_row.portfolio_version;
+                r_operation[v_row.item] := v_row.operation;
+                r_symbol[v_row.item] := v_row.symbol;
+                -- the quantity as requested: reduce_position logs the signed fill, and
+                -- close_position takes none
+                r_quantity[v_row.item] := CASE v_row.operation
+                    WHEN 'reduce_position' THEN abs(v_row.quantity)
                     WHEN 'close_position' THEN NULL
-                    ELSE e.quantity
-                END ORDER BY x.item
-            ),
-            array_agg(e.price ORDER BY x.item),
-            array_agg(CASE WHEN e.symbol IS NOT NULL THEN e.fee END ORDER BY x.item),
-            array_agg(e.amount ORDER BY x.item), array_agg(e.cash_balance ORDER BY x.item),
-            array_agg(e.position_quantity ORDER BY x.item), array_agg(e.position_cost_basis ORDER BY x.item),
-            array_agg(e.realized_pnl ORDER BY x.item)
-        INTO f_first, r_version, r_operation, r_symbol, r_quantity, r_price, r_fee, r_amount, r_cash,
-            r_position_quantity, r_position_basis, r_realized
-        FROM (
-            SELECT
-                u.item, u.id, u.rid,
-                CASE WHEN u.st IS NULL AND u.rid IS NOT NULL
-                    THEN min(u.item) OVER (PARTITION BY u.st IS NULL, u.id, u.rid)
-                END AS first
-            FROM unnest(p_portfolio_ids, p_request_ids, f_state) WITH ORDINALITY AS u (id, rid, st, item)
-        ) AS x
-        LEFT JOIN pgportfolio.events AS e
-            ON x.first = x.item AND e.portfolio_id = x.id AND e.request_id = x.rid;
+                    ELSE v_row.quantity
+                END;
+                r_price[v_row.item] := v_row.price;
+                r_fee[v_row.item] := CASE WHEN v_row.symbol IS NOT NULL THEN v_row.fee END;
+                r_amount[v_row.item] := v_row.amount;
+                r_cash[v_row.item] := v_row.cash_balance;
+                r_position_quantity[v_row.item] := v_row.position_quantity;
+                r_position_basis[v_row.item] := v_row.position_cost_basis;
+                r_realized[v_row.item] := v_row.realized_pnl;
+            END IF;
+        END LOOP;
     END IF;
 
     -- 5. Apply, element by element, in input order, on the state in the slots.
@@ -1271,53 +1320,75 @@ BEGIN
         END IF;
     END LOOP;
 
-    -- 6. Write: one statement per table.
-    IF s_id IS NOT NULL THEN
+    -- 6. Write: one statement per table, and none with nothing to do (a statement that
+    --    changes no row still costs its run: a single fill writes one position, not three).
+    --    What becomes of each position slot: nothing (unchanged, or opened and closed within
+    --    the call), delete (closed), insert (opened), replace (closed and opened again: a
+    --    new row life, as after a DELETE and an INSERT), or update.
+    IF k_pid IS NOT NULL THEN
+        k_action := array_fill(NULL::text, ARRAY[cardinality(k_pid)]);
+        FOR k IN 1 .. cardinality(k_pid) LOOP
+            IF k_changed[k] THEN
+                k_action[k] := CASE
+                    WHEN k_quantity[k] = 0 THEN CASE WHEN k_existed[k] THEN 'delete' END
+                    WHEN NOT k_existed[k] THEN 'insert'
+                    WHEN k_reopened[k] THEN 'replace'
+                    ELSE 'update'
+                END;
+            END IF;
+        END LOOP;
+    END IF;
+
+    IF s_version IS DISTINCT FROM s_first_version THEN
         UPDATE pgportfolio.portfolios AS p
         SET cash_balance = u.cash, realized_pnl = u.realized, version = u.version, updated_at = v_now
         FROM unnest(s_id, s_cash, s_realized, s_version, s_first_version) AS u (id, cash, realized, version, first_version)
         WHERE p.portfolio_id = u.id AND u.version <> u.first_version;
     END IF;
 
-    IF k_pid IS NOT NULL THEN
+    IF k_action && ARRAY['delete', 'replace'] THEN
         DELETE FROM pgportfolio.positions AS p
-        USING unnest(k_pid, k_symbol, k_existed, k_quantity, k_reopened) AS u (pid, sym, existed, quantity, reopened)
-        WHERE u.existed AND (u.quantity = 0 OR u.reopened)
-        AND p.portfolio_id = u.pid AND p.symbol = u.sym;
+        USING unnest(k_pid, k_symbol, k_action) AS u (pid, sym, action)
+        WHERE u.action IN ('delete', 'replace') AND p.portfolio_id = u.pid AND p.symbol = u.sym;
+    END IF;
 
+    IF k_action && ARRAY['update'] THEN
         UPDATE pgportfolio.positions AS p
         SET quantity = u.quantity, cost_basis = u.basis, realized_pnl = u.realized, version = u.version,
             updated_at = v_now
-        FROM unnest(k_pid, k_symbol, k_existed, k_quantity, k_basis, k_realized, k_version, k_reopened, k_changed)
-            AS u (pid, sym, existed, quantity, basis, realized, version, reopened, changed)
-        WHERE u.existed AND u.changed AND NOT u.reopened AND u.quantity <> 0
-        AND p.portfolio_id = u.pid AND p.symbol = u.sym;
+        FROM unnest(k_pid, k_symbol, k_action, k_quantity, k_basis, k_realized, k_version)
+            AS u (pid, sym, action, quantity, basis, realized, version)
+        WHERE u.action = 'update' AND p.portfolio_id = u.pid AND p.symbol = u.sym;
+    END IF;
 
+    IF k_action && ARRAY['insert', 'replace'] THEN
         INSERT INTO pgportfolio.positions (portfolio_id, symbol, quantity, cost_basis, realized_pnl, version)
         SELECT u.pid, u.sym, u.quantity, u.basis, u.realized, u.version
-        FROM unnest(k_pid, k_symbol, k_existed, k_quantity, k_basis, k_realized, k_version, k_reopened, k_changed)
-            AS u (pid, sym, existed, quantity, basis, realized, version, reopened, changed)
-        WHERE u.changed AND u.quantity <> 0 AND (NOT u.existed OR u.reopened);
+        FROM unnest(k_pid, k_symbol, k_action, k_quantity, k_basis, k_realized, k_version)
+            AS u (pid, sym, action, quantity, basis, realized, version)
+        WHERE u.action IN ('insert', 'replace');
     END IF;
 
     -- f_kind is set only for applied elements, so this writes exactly their events, in
     -- input order, which is version order within each portfolio.
-    INSERT INTO pgportfolio.events (
-        portfolio_id, portfolio_version, kind, operation, symbol, quantity, price, fee, amount, cash_delta,
-        realized_pnl, cash_balance, position_quantity, position_cost_basis, request_id, acting_role, created_at,
-        chain_hash
-    )
-    SELECT
-        u.pid, u.version, u.kind, u.operation, u.sym, u.fill, u.price, u.fee, u.amount, u.cash_delta, u.realized,
-        u.cash, u.position_quantity, u.position_basis, u.rid, v_actor, v_now, u.hash
-    FROM unnest(
-        p_portfolio_ids, f_version, f_kind, p_operations, p_symbols, f_fill, p_prices, f_fee, p_amounts, f_cash_delta,
-        f_realized, f_cash, f_position_quantity, f_position_basis, p_request_ids, f_hash
-    ) AS u (
-        pid, version, kind, operation, sym, fill, price, fee, amount, cash_delta, realized, cash,
-        position_quantity, position_basis, rid, hash
-    )
-    WHERE u.kind IS NOT NULL;
+    IF s_version IS DISTINCT FROM s_first_version THEN
+        INSERT INTO pgportfolio.events (
+            portfolio_id, portfolio_version, kind, operation, symbol, quantity, price, fee, amount, cash_delta,
+            realized_pnl, cash_balance, position_quantity, position_cost_basis, request_id, acting_role, created_at,
+            chain_hash
+        )
+        SELECT
+            u.pid, u.version, u.kind, u.operation, u.sym, u.fill, u.price, u.fee, u.amount, u.cash_delta, u.realized,
+            u.cash, u.position_quantity, u.position_basis, u.rid, v_actor, v_now, u.hash
+        FROM unnest(
+            p_portfolio_ids, f_version, f_kind, p_operations, p_symbols, f_fill, p_prices, f_fee, p_amounts, f_cash_delta,
+            f_realized, f_cash, f_position_quantity, f_position_basis, p_request_ids, f_hash
+        ) AS u (
+            pid, version, kind, operation, sym, fill, price, fee, amount, cash_delta, realized, cash,
+            position_quantity, position_basis, rid, hash
+        )
+        WHERE u.kind IS NOT NULL;
+    END IF;
 
     RETURN QUERY
     SELECT

@@ -1,15 +1,15 @@
 -- Who is acting. Inside a SECURITY DEFINER function current_user is the owner, so
 -- the caller is read from the session: the role set by SET ROLE, else the login role.
 -- Neither can be set to a role the session is not a member of, so it cannot be forged
--- through an argument.
+-- through an argument. Inlined into its callers (no SET search_path, every name
+-- qualified): as a function call of its own it cost every mutation about 20 µs.
 CREATE FUNCTION pgportfolio._acting_role()
 RETURNS name
 LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE
-        WHEN pg_catalog.current_setting('role') = 'none' THEN pg_catalog.session_user()
-        ELSE pg_catalog.current_setting('role')::name
+        WHEN pg_catalog.current_setting('role') OPERATOR(pg_catalog.=) 'none' THEN pg_catalog.session_user()
+        ELSE pg_catalog.current_setting('role')::pg_catalog.name
     END;
 $$;
 

@@ -19,15 +19,12 @@ CORE = (
 
 # The two lock statements of the core, each from its first line to the line after it.
 PORTFOLIO_LOCK = re.compile(
-    r"( *)WITH locked AS MATERIALIZED \(\n *SELECT p\.portfolio_id, p\.cash_balance"
-    r".*?FROM locked AS l;\n",
-    re.DOTALL,
+    r"( *)FOR v_row IN\n *SELECT u\.slot, p\.cash_balance.*?END LOOP;\n", re.DOTALL
 )
 # The last line of the core's events insert.
 EVENTS_INSERT_END = "WHERE u.kind IS NOT NULL;"
 POSITION_LOCK = re.compile(
-    r"( *)IF k_pid IS NOT NULL THEN\n.*?WITH locked AS MATERIALIZED"
-    r".*?k_changed := k_reopened;\n *END IF;\n",
+    r"( *)IF k_pid IS NOT NULL THEN\n *k_existed := array_fill.*?END LOOP;\n *END IF;\n",
     re.DOTALL,
 )
 
