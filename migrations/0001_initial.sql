@@ -2738,6 +2738,681 @@ REVOKE ALL ON FUNCTION pgportfolio._portfolio_lockers(), pgportfolio.portfolio_l
 GRANT EXECUTE ON FUNCTION pgportfolio._portfolio_lockers(), pgportfolio.portfolio_lock_holders()
 TO pgportfolio_trader, pgportfolio_analyst;
 
+-- ===== sql/240_history.sql =====
+-- Point in time: a portfolio and its positions as they stood at an earlier ledger time or
+-- version, rebuilt from the event log (each event stores the state right after it) and
+-- valued with the marks that were current then. Plain MVCC reads, no lock taken.
+--
+-- Which events "as of p_at" covers. An event's created_at is the ledger time of its
+-- transaction (now()), so it can be earlier than the created_at of the version before it
+-- (a transaction that began first but locked the portfolio second). The state as of p_at
+-- is therefore the longest prefix of versions stamped at or before p_at: every version up
+-- to the first one stamped after p_at. When stamps follow versions (one writer at a time,
+-- the usual case) this is exactly "the events with created_at <= p_at".
+--
+-- Valuation. The mark of a symbol at a time is the one price_at() returns: the latest
+-- as_of at or before it. A position is valued quantity * mark * multiplier, with the
+-- multiplier of the instruments table (1 without a row), and its unrealized P&L is that
+-- less its cost basis. The cost basis is read as stored in the events, taken to be money
+-- already (quantity * price * multiplier once fills apply multipliers): so these functions
+-- need no change when they do, and until then a symbol with a multiplier other than 1 is
+-- valued inconsistently with its cost basis, exactly as it will be by the live views.
+-- The multiplier is today's: instruments keep no history (a multiplier changes only while
+-- nobody holds the symbol, but an earlier holding is valued with today's multiplier).
+-- A position without a mark at that time counts at cost (unrealized 0), as in position_pnl.
+--
+-- Reading is not limited per portfolio (docs/sql-api.md, "Roles and privileges"): like
+-- portfolio_snapshot, any trader or analyst may read any portfolio, and an unknown one
+-- is PF004. The cost is one pass over the portfolio's events up to the version.
+
+-- The version a portfolio was at, at ledger time p_at: 0 if it did not exist yet.
+CREATE FUNCTION pgportfolio._version_at(p_portfolio_id bigint, p_at timestamptz)
+RETURNS bigint
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(
+        (
+            SELECT e.portfolio_version - 1
+            FROM pgportfolio.events AS e
+            WHERE e.portfolio_id = p_portfolio_id AND e.created_at > p_at
+            ORDER BY e.portfolio_version
+            LIMIT 1
+        ),
+        (SELECT max(e.portfolio_version) FROM pgportfolio.events AS e WHERE e.portfolio_id = p_portfolio_id),
+        0
+    );
+$$;
+
+-- The open positions after version p_version, valued at p_marks_at. A position's life
+-- starts at its latest 'open' event (a fill from flat); realized_pnl and version count
+-- from there, as on the live row (128_operations.sql). One row per open position.
+CREATE FUNCTION pgportfolio._positions_at(p_portfolio_id bigint, p_version bigint, p_marks_at timestamptz)
+RETURNS TABLE (
+    symbol text,
+    quantity numeric,
+    avg_price numeric,
+    cost_basis numeric,
+    mark_price numeric,
+    mark_as_of timestamptz,
+    multiplier numeric,
+    market_value numeric,
+    unrealized_pnl numeric,
+    realized_pnl numeric,
+    version bigint,
+    opened_at timestamptz,
+    updated_at timestamptz
+)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH fills AS (
+        SELECT
+            e.symbol,
+            e.portfolio_version,
+            e.realized_pnl,
+            e.position_quantity,
+            e.position_cost_basis,
+            e.created_at,
+            -- the number of the position's life this fill belongs to
+            count(*) FILTER (WHERE e.kind = 'open') OVER (
+                PARTITION BY e.symbol ORDER BY e.portfolio_version
+            ) AS life
+        FROM pgportfolio.events AS e
+        WHERE
+            e.portfolio_id = p_portfolio_id
+            AND e.portfolio_version <= p_version
+            AND e.quantity IS NOT NULL
+    ),
+
+    latest AS (
+        SELECT DISTINCT ON (f.symbol)
+            f.symbol,
+            f.position_quantity,
+            f.position_cost_basis,
+            f.created_at,
+            sum(f.realized_pnl) OVER (PARTITION BY f.symbol, f.life) AS realized,
+            count(*) OVER (PARTITION BY f.symbol, f.life) AS fills_in_life,
+            min(f.created_at) OVER (PARTITION BY f.symbol, f.life) AS life_start
+        FROM fills AS f
+        ORDER BY f.symbol ASC, f.portfolio_version DESC
+    )
+
+    SELECT
+        l.symbol,
+        l.position_quantity,
+        round(l.position_cost_basis / (l.position_quantity * coalesce(i.multiplier, 1)), 8),
+        l.position_cost_basis,
+        coalesce(m.price, round(l.position_cost_basis / (l.position_quantity * coalesce(i.multiplier, 1)), 8)),
+        m.as_of,
+        coalesce(i.multiplier, 1),
+        coalesce(l.position_quantity * m.price * coalesce(i.multiplier, 1), l.position_cost_basis),
+        coalesce(l.position_quantity * m.price * coalesce(i.multiplier, 1) - l.position_cost_basis, 0),
+        l.realized,
+        l.fills_in_life,
+        l.life_start,
+        l.created_at
+    FROM latest AS l
+    LEFT JOIN pgportfolio.instruments AS i ON l.symbol = i.symbol
+    LEFT JOIN LATERAL (
+        SELECT h.price, h.as_of
+        FROM pgportfolio.market_price_history AS h
+        WHERE h.symbol = l.symbol AND h.as_of <= p_marks_at
+        ORDER BY h.as_of DESC, h.mark_id DESC
+        LIMIT 1
+    ) AS m ON TRUE
+    WHERE l.position_quantity <> 0
+    ORDER BY l.symbol;
+$$;
+
+-- The portfolio after version p_version, valued at p_marks_at: portfolio_summary's columns.
+CREATE FUNCTION pgportfolio._portfolio_at(p_portfolio_id bigint, p_version bigint, p_marks_at timestamptz)
+RETURNS TABLE (
+    portfolio_id bigint,
+    name text,
+    currency text,
+    cash_balance numeric,
+    market_value numeric,
+    unrealized_pnl numeric,
+    realized_pnl numeric,
+    equity numeric,
+    open_positions bigint,
+    version bigint,
+    updated_at timestamptz,
+    marks_at timestamptz
+)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT
+        pf.portfolio_id,
+        pf.name,
+        pf.currency,
+        ev.cash_balance,
+        coalesce(pos.market_value, 0),
+        coalesce(pos.unrealized_pnl, 0),
+        (
+            SELECT sum(e.realized_pnl) FROM pgportfolio.events AS e
+            WHERE e.portfolio_id = p_portfolio_id AND e.portfolio_version <= p_version
+        ),
+        ev.cash_balance + coalesce(pos.market_value, 0),
+        coalesce(pos.open_positions, 0),
+        ev.portfolio_version,
+        ev.created_at,
+        p_marks_at
+    FROM pgportfolio.portfolios AS pf
+    INNER JOIN pgportfolio.events AS ev
+        ON pf.portfolio_id = ev.portfolio_id AND ev.portfolio_version = p_version
+    CROSS JOIN (
+        SELECT sum(p.market_value) AS market_value, sum(p.unrealized_pnl) AS unrealized_pnl, count(*) AS open_positions
+        FROM pgportfolio._positions_at(p_portfolio_id, p_version, p_marks_at) AS p
+    ) AS pos
+    WHERE pf.portfolio_id = p_portfolio_id;
+$$;
+
+-- The arguments' rules (22023), and PF004 for an unknown portfolio. p_at may lie at most a
+-- minute ahead of the server's clock (the client's clock may run ahead a little), like a
+-- mark's as_of; an answer for a later time could still change.
+CREATE FUNCTION pgportfolio._check_history_arguments(p_portfolio_id bigint, p_at_argument text, p_at timestamptz)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_portfolio_id IS NULL THEN
+        RAISE EXCEPTION 'p_portfolio_id must not be null' USING ERRCODE = '22023';
+    END IF;
+    IF p_at IS NULL OR NOT isfinite(p_at) THEN
+        RAISE EXCEPTION '% must be a finite time', p_at_argument
+            USING ERRCODE = '22023', DETAIL = format('Got %s.', coalesce(p_at::text, 'NULL'));
+    END IF;
+    IF p_at > clock_timestamp() + INTERVAL '1 minute' THEN
+        RAISE EXCEPTION '% is in the future', p_at_argument
+            USING ERRCODE = '22023',
+            DETAIL = format('Got %s; the server''s clock reads %s.', p_at, clock_timestamp()),
+            HINT = 'History is known up to the present (one minute of clock skew is allowed).';
+    END IF;
+    IF NOT EXISTS (SELECT FROM pgportfolio.portfolios AS p WHERE p.portfolio_id = p_portfolio_id) THEN
+        RAISE EXCEPTION 'portfolio % not found', p_portfolio_id
+            USING ERRCODE = 'PF004', HINT = 'Check the portfolio id; create_portfolio returns it.';
+    END IF;
+END;
+$$;
+
+-- The version p_version of a portfolio must exist (22023 otherwise); returns the ledger
+-- time of that version, the default time of its marks.
+CREATE FUNCTION pgportfolio._check_version_argument(p_portfolio_id bigint, p_version bigint)
+RETURNS timestamptz
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_created_at timestamptz;
+    v_current bigint;
+BEGIN
+    IF p_portfolio_id IS NULL THEN
+        RAISE EXCEPTION 'p_portfolio_id must not be null' USING ERRCODE = '22023';
+    END IF;
+    SELECT p.version INTO v_current FROM pgportfolio.portfolios AS p WHERE p.portfolio_id = p_portfolio_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'portfolio % not found', p_portfolio_id
+            USING ERRCODE = 'PF004', HINT = 'Check the portfolio id; create_portfolio returns it.';
+    END IF;
+    SELECT e.created_at INTO v_created_at
+    FROM pgportfolio.events AS e
+    WHERE e.portfolio_id = p_portfolio_id AND e.portfolio_version = p_version;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'portfolio % has no version %', p_portfolio_id, coalesce(p_version::text, 'NULL')
+            USING ERRCODE = '22023', DETAIL = format('Its versions are 1 to %s.', v_current);
+    END IF;
+    RETURN v_created_at;
+END;
+$$;
+
+-- A portfolio as of ledger time p_at: cash, positions valued at the marks current at p_at,
+-- realized and unrealized P&L, equity, and the version that state is. PF004 if the
+-- portfolio did not exist yet at p_at (DETAIL gives its creation time).
+CREATE FUNCTION pgportfolio.portfolio_as_of(p_portfolio_id bigint, p_at timestamptz)
+RETURNS TABLE (
+    portfolio_id bigint,
+    name text,
+    currency text,
+    cash_balance numeric,
+    market_value numeric,
+    unrealized_pnl numeric,
+    realized_pnl numeric,
+    equity numeric,
+    open_positions bigint,
+    version bigint,
+    updated_at timestamptz,
+    marks_at timestamptz
+)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_version bigint;
+BEGIN
+    PERFORM pgportfolio._check_history_arguments(p_portfolio_id, 'p_at', p_at);
+    v_version := pgportfolio._version_at(p_portfolio_id, p_at);
+    IF v_version = 0 THEN
+        RAISE EXCEPTION 'portfolio % did not exist at %', p_portfolio_id, p_at
+            USING ERRCODE = 'PF004',
+            DETAIL = format('It was created at %s.', (
+                SELECT e.created_at FROM pgportfolio.events AS e
+                WHERE e.portfolio_id = p_portfolio_id AND e.portfolio_version = 1
+            ));
+    END IF;
+    RETURN QUERY SELECT * FROM pgportfolio._portfolio_at(p_portfolio_id, v_version, p_at);
+END;
+$$;
+
+COMMENT ON FUNCTION pgportfolio.portfolio_as_of(bigint, timestamptz) IS
+'A portfolio as of ledger time p_at, rebuilt from the event log and valued at the marks current then.';
+
+-- The open positions of a portfolio as of ledger time p_at; none before it existed.
+CREATE FUNCTION pgportfolio.positions_as_of(p_portfolio_id bigint, p_at timestamptz)
+RETURNS TABLE (
+    portfolio_id bigint,
+    symbol text,
+    quantity numeric,
+    avg_price numeric,
+    cost_basis numeric,
+    mark_price numeric,
+    mark_as_of timestamptz,
+    multiplier numeric,
+    market_value numeric,
+    unrealized_pnl numeric,
+    realized_pnl numeric,
+    version bigint,
+    opened_at timestamptz,
+    updated_at timestamptz
+)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM pgportfolio._check_history_arguments(p_portfolio_id, 'p_at', p_at);
+    RETURN QUERY
+    SELECT p_portfolio_id, p.*
+    FROM pgportfolio._positions_at(p_portfolio_id, pgportfolio._version_at(p_portfolio_id, p_at), p_at) AS p;
+END;
+$$;
+
+COMMENT ON FUNCTION pgportfolio.positions_as_of(bigint, timestamptz) IS
+'Open positions of a portfolio as of ledger time p_at, valued at the marks current then.';
+
+-- A portfolio right after version p_version, valued at the marks current at p_marks_at
+-- (default: the ledger time of that version). 22023 for a version the portfolio never had.
+CREATE FUNCTION pgportfolio.portfolio_at_version(
+    p_portfolio_id bigint,
+    p_version bigint,
+    p_marks_at timestamptz DEFAULT NULL
+)
+RETURNS TABLE (
+    portfolio_id bigint,
+    name text,
+    currency text,
+    cash_balance numeric,
+    market_value numeric,
+    unrealized_pnl numeric,
+    realized_pnl numeric,
+    equity numeric,
+    open_positions bigint,
+    version bigint,
+    updated_at timestamptz,
+    marks_at timestamptz
+)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_marks_at timestamptz := coalesce(p_marks_at, pgportfolio._check_version_argument(p_portfolio_id, p_version));
+BEGIN
+    PERFORM pgportfolio._check_history_arguments(p_portfolio_id, 'p_marks_at', v_marks_at);
+    PERFORM pgportfolio._check_version_argument(p_portfolio_id, p_version);
+    RETURN QUERY SELECT * FROM pgportfolio._portfolio_at(p_portfolio_id, p_version, v_marks_at);
+END;
+$$;
+
+COMMENT ON FUNCTION pgportfolio.portfolio_at_version(bigint, bigint, timestamptz) IS
+'A portfolio right after version p_version, valued at the marks of p_marks_at (default: that version''s time).';
+
+-- The open positions right after version p_version, valued at p_marks_at (default: the
+-- ledger time of that version).
+CREATE FUNCTION pgportfolio.positions_at_version(
+    p_portfolio_id bigint,
+    p_version bigint,
+    p_marks_at timestamptz DEFAULT NULL
+)
+RETURNS TABLE (
+    portfolio_id bigint,
+    symbol text,
+    quantity numeric,
+    avg_price numeric,
+    cost_basis numeric,
+    mark_price numeric,
+    mark_as_of timestamptz,
+    multiplier numeric,
+    market_value numeric,
+    unrealized_pnl numeric,
+    realized_pnl numeric,
+    version bigint,
+    opened_at timestamptz,
+    updated_at timestamptz
+)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_marks_at timestamptz := coalesce(p_marks_at, pgportfolio._check_version_argument(p_portfolio_id, p_version));
+BEGIN
+    PERFORM pgportfolio._check_history_arguments(p_portfolio_id, 'p_marks_at', v_marks_at);
+    PERFORM pgportfolio._check_version_argument(p_portfolio_id, p_version);
+    RETURN QUERY
+    SELECT p_portfolio_id, p.* FROM pgportfolio._positions_at(p_portfolio_id, p_version, v_marks_at) AS p;
+END;
+$$;
+
+COMMENT ON FUNCTION pgportfolio.positions_at_version(bigint, bigint, timestamptz) IS
+'Open positions right after version p_version, valued at the marks of p_marks_at (default: that version''s time).';
+
+-- Granted here rather than in 900_privileges.sql's lists, beside their definitions: reads
+-- for traders and analysts.
+REVOKE ALL ON FUNCTION
+pgportfolio._version_at(bigint, timestamptz),
+pgportfolio._positions_at(bigint, bigint, timestamptz),
+pgportfolio._portfolio_at(bigint, bigint, timestamptz),
+pgportfolio._check_history_arguments(bigint, text, timestamptz),
+pgportfolio._check_version_argument(bigint, bigint),
+pgportfolio.portfolio_as_of(bigint, timestamptz),
+pgportfolio.positions_as_of(bigint, timestamptz),
+pgportfolio.portfolio_at_version(bigint, bigint, timestamptz),
+pgportfolio.positions_at_version(bigint, bigint, timestamptz)
+FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+pgportfolio.portfolio_as_of(bigint, timestamptz),
+pgportfolio.positions_as_of(bigint, timestamptz),
+pgportfolio.portfolio_at_version(bigint, bigint, timestamptz),
+pgportfolio.positions_at_version(bigint, bigint, timestamptz)
+TO pgportfolio_trader, pgportfolio_analyst;
+
+-- ===== sql/245_end_of_day.sql =====
+-- End of day: close_day(p_day) writes one immutable snapshot per portfolio of the state as
+-- of the end of the day (240_history.sql), valued at that day's closing marks; daily_pnl
+-- reads them as day-over-day changes.
+--
+-- Days are UTC days: the close of p_day is the state as of the last microsecond of p_day
+-- in UTC, whatever the session's TimeZone, so that one day means the same instant for
+-- every caller and every server setting. A desk that closes at another hour (New York
+-- 17:00) is not served by this function's notion of a day; see docs/sql-api.md.
+--
+-- Snapshots store cumulative values (cash, realized P&L, net deposits) at the version
+-- they cover, so a day's change is the difference of two rows, and the changes of all the
+-- days add up to the last close whatever happened in between. An event whose transaction
+-- began before midnight but committed after close_day ran is counted in the next day's
+-- change (see _version_at for which events a time covers): schedule close_day a few
+-- minutes after midnight UTC.
+
+CREATE TABLE pgportfolio.daily_closes (
+    portfolio_id bigint NOT NULL REFERENCES pgportfolio.portfolios (portfolio_id),
+    day date NOT NULL,
+    portfolio_version bigint NOT NULL,
+    cash_balance numeric NOT NULL,
+    market_value numeric NOT NULL,
+    cost_basis numeric NOT NULL,
+    unrealized_pnl numeric NOT NULL,
+    realized_pnl numeric NOT NULL,
+    net_deposits numeric NOT NULL,
+    equity numeric NOT NULL,
+    open_positions bigint NOT NULL,
+    closed_at timestamptz NOT NULL,
+    recorded_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (portfolio_id, day),
+    CONSTRAINT daily_closes_day_finite CHECK (pg_catalog.isfinite(day)),
+    CONSTRAINT daily_closes_version_positive CHECK (portfolio_version >= 1),
+    -- The identities of the snapshot itself (docs/sql-api.md, "close_day").
+    CONSTRAINT daily_closes_equity CHECK (equity = cash_balance + market_value),
+    CONSTRAINT daily_closes_unrealized CHECK (unrealized_pnl = market_value - cost_basis),
+    CONSTRAINT daily_closes_equity_split CHECK (equity = net_deposits + realized_pnl + unrealized_pnl)
+);
+
+COMMENT ON TABLE pgportfolio.daily_closes IS
+'Immutable end-of-day snapshot per portfolio (close_day). Read daily_pnl instead.';
+
+-- The positions of each snapshot, with the mark each was valued at.
+CREATE TABLE pgportfolio.daily_close_positions (
+    portfolio_id bigint NOT NULL,
+    day date NOT NULL,
+    symbol text NOT NULL,
+    quantity numeric NOT NULL,
+    cost_basis numeric NOT NULL,
+    mark_price numeric NOT NULL,
+    mark_as_of timestamptz NOT NULL,
+    multiplier numeric NOT NULL,
+    market_value numeric NOT NULL,
+    unrealized_pnl numeric NOT NULL,
+    realized_pnl numeric NOT NULL,
+    PRIMARY KEY (portfolio_id, day, symbol),
+    FOREIGN KEY (portfolio_id, day) REFERENCES pgportfolio.daily_closes (portfolio_id, day),
+    CONSTRAINT daily_close_positions_value CHECK (market_value = quantity * mark_price * multiplier),
+    CONSTRAINT daily_close_positions_unrealized CHECK (unrealized_pnl = market_value - cost_basis)
+);
+
+COMMENT ON TABLE pgportfolio.daily_close_positions IS
+'The open positions of each end-of-day snapshot, valued at the closing mark. Read daily_positions instead.';
+
+-- A close is evidence, like the event log: never changed, never removed.
+CREATE FUNCTION pgportfolio.daily_closes_refuse_change() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RAISE EXCEPTION 'pgportfolio.% is append-only', TG_TABLE_NAME
+        USING ERRCODE = '42501', HINT = 'A day''s close is never updated or deleted.';
+END;
+$$;
+
+CREATE TRIGGER daily_closes_append_only
+BEFORE UPDATE OR DELETE ON pgportfolio.daily_closes
+FOR EACH ROW EXECUTE FUNCTION pgportfolio.daily_closes_refuse_change();
+
+CREATE TRIGGER daily_closes_no_truncate
+BEFORE TRUNCATE ON pgportfolio.daily_closes
+FOR EACH STATEMENT EXECUTE FUNCTION pgportfolio.daily_closes_refuse_change();
+
+CREATE TRIGGER daily_close_positions_append_only
+BEFORE UPDATE OR DELETE ON pgportfolio.daily_close_positions
+FOR EACH ROW EXECUTE FUNCTION pgportfolio.daily_closes_refuse_change();
+
+CREATE TRIGGER daily_close_positions_no_truncate
+BEFORE TRUNCATE ON pgportfolio.daily_close_positions
+FOR EACH STATEMENT EXECUTE FUNCTION pgportfolio.daily_closes_refuse_change();
+
+-- ALWAYS: as for the events (034_events.sql), session_replication_role cannot skip them.
+ALTER TABLE pgportfolio.daily_closes ENABLE ALWAYS TRIGGER daily_closes_append_only;
+ALTER TABLE pgportfolio.daily_closes ENABLE ALWAYS TRIGGER daily_closes_no_truncate;
+ALTER TABLE pgportfolio.daily_close_positions ENABLE ALWAYS TRIGGER daily_close_positions_append_only;
+ALTER TABLE pgportfolio.daily_close_positions ENABLE ALWAYS TRIGGER daily_close_positions_no_truncate;
+
+-- Close p_day for one portfolio, or for every portfolio that existed at the day's end.
+-- Idempotent: a portfolio already closed for the day keeps its row and gets it back; only
+-- the missing ones are written. All or nothing: a held symbol with no mark at the day's
+-- end refuses the whole call (PF008), as does a day that has not ended (22023).
+-- Owner only (an operator job; no EXECUTE grant).
+CREATE FUNCTION pgportfolio.close_day(p_day date, p_portfolio_id bigint DEFAULT NULL)
+RETURNS SETOF pgportfolio.daily_closes
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_close_at timestamptz;
+    v_missing text;
+    v_ids bigint[];
+    v_versions bigint[];
+BEGIN
+    IF p_day IS NULL OR NOT isfinite(p_day) THEN
+        RAISE EXCEPTION 'p_day must be a finite date'
+            USING ERRCODE = '22023', DETAIL = format('Got %s.', coalesce(p_day::text, 'NULL'));
+    END IF;
+    -- The last microsecond of the UTC day (timestamptz has microsecond resolution).
+    v_close_at := ((p_day + 1)::timestamp AT TIME ZONE 'UTC') - INTERVAL '1 microsecond';
+    IF v_close_at >= now() THEN
+        RAISE EXCEPTION 'day % has not ended', p_day
+            USING ERRCODE = '22023',
+            DETAIL = format('It ends at %s UTC; the transaction''s time is %s.', v_close_at AT TIME ZONE 'UTC', now()),
+            HINT = 'Days are UTC days; close a day once it is over.';
+    END IF;
+    IF p_portfolio_id IS NOT NULL
+       AND NOT EXISTS (SELECT FROM pgportfolio.portfolios AS p WHERE p.portfolio_id = p_portfolio_id) THEN
+        RAISE EXCEPTION 'portfolio % not found', p_portfolio_id
+            USING ERRCODE = 'PF004', HINT = 'Check the portfolio id; create_portfolio returns it.';
+    END IF;
+
+    -- The portfolios to close: those that existed at the day's end, not closed yet, with
+    -- the version each was at then.
+    SELECT array_agg(v.portfolio_id ORDER BY v.portfolio_id), array_agg(v.version ORDER BY v.portfolio_id)
+    INTO v_ids, v_versions
+    FROM (
+        SELECT p.portfolio_id, pgportfolio._version_at(p.portfolio_id, v_close_at) AS version
+        FROM pgportfolio.portfolios AS p
+        WHERE
+            (p_portfolio_id IS NULL OR p.portfolio_id = p_portfolio_id)
+            AND NOT EXISTS (
+                SELECT FROM pgportfolio.daily_closes AS c WHERE c.portfolio_id = p.portfolio_id AND c.day = p_day
+            )
+    ) AS v
+    WHERE v.version > 0;
+
+    SELECT string_agg(DISTINCT p.symbol, ', ' ORDER BY p.symbol) INTO v_missing
+    FROM unnest(v_ids, v_versions) AS v (portfolio_id, version)
+    CROSS JOIN LATERAL pgportfolio._positions_at(v.portfolio_id, v.version, v_close_at) AS p
+    WHERE p.mark_as_of IS NULL;
+    IF v_missing IS NOT NULL THEN
+        RAISE EXCEPTION 'no closing mark for % on %', v_missing, p_day
+            USING ERRCODE = 'PF008',
+            DETAIL = format('No mark with as_of at or before %s UTC for a held symbol.', v_close_at AT TIME ZONE 'UTC'),
+            HINT = 'Record a mark for the day (update_market_price with p_as_of), then close it again.';
+    END IF;
+
+    -- ON CONFLICT: a concurrent close_day of the same day wrote the row first; its row
+    -- stands, and so do its positions.
+    WITH versions AS (
+        SELECT v.portfolio_id, v.version FROM unnest(v_ids, v_versions) AS v (portfolio_id, version)
+    ),
+
+    positions AS MATERIALIZED (
+        SELECT v.portfolio_id, p.*
+        FROM versions AS v
+        CROSS JOIN LATERAL pgportfolio._positions_at(v.portfolio_id, v.version, v_close_at) AS p
+    ),
+
+    written AS (
+        INSERT INTO pgportfolio.daily_closes AS c (
+            portfolio_id, day, portfolio_version, cash_balance, market_value, cost_basis, unrealized_pnl,
+            realized_pnl, net_deposits, equity, open_positions, closed_at
+        )
+        SELECT
+            v.portfolio_id, p_day, v.version, ev.cash_balance, coalesce(pos.market_value, 0),
+            coalesce(pos.cost_basis, 0), coalesce(pos.unrealized_pnl, 0), flows.realized, flows.net_deposits,
+            ev.cash_balance + coalesce(pos.market_value, 0), coalesce(pos.open_positions, 0), v_close_at
+        FROM versions AS v
+        INNER JOIN pgportfolio.events AS ev ON v.portfolio_id = ev.portfolio_id AND v.version = ev.portfolio_version
+        CROSS JOIN LATERAL (
+            SELECT
+                sum(e.realized_pnl) AS realized,
+                coalesce(sum(e.amount) FILTER (WHERE e.kind IN ('create', 'deposit')), 0)
+                - coalesce(sum(e.amount) FILTER (WHERE e.kind = 'withdraw'), 0) AS net_deposits
+            FROM pgportfolio.events AS e
+            WHERE e.portfolio_id = v.portfolio_id AND e.portfolio_version <= v.version
+        ) AS flows
+        CROSS JOIN LATERAL (
+            SELECT
+                sum(x.market_value) AS market_value, sum(x.cost_basis) AS cost_basis,
+                sum(x.unrealized_pnl) AS unrealized_pnl, count(*) AS open_positions
+            FROM positions AS x WHERE x.portfolio_id = v.portfolio_id
+        ) AS pos
+        ORDER BY v.portfolio_id
+        ON CONFLICT (portfolio_id, day) DO NOTHING
+        RETURNING c.portfolio_id
+    )
+
+    INSERT INTO pgportfolio.daily_close_positions (
+        portfolio_id, day, symbol, quantity, cost_basis, mark_price, mark_as_of, multiplier, market_value,
+        unrealized_pnl, realized_pnl
+    )
+    SELECT
+        x.portfolio_id, p_day, x.symbol, x.quantity, x.cost_basis, x.mark_price, x.mark_as_of, x.multiplier,
+        x.market_value, x.unrealized_pnl, x.realized_pnl
+    FROM positions AS x
+    INNER JOIN written AS w ON x.portfolio_id = w.portfolio_id;
+
+    RETURN QUERY
+    SELECT c.*
+    FROM pgportfolio.daily_closes AS c
+    WHERE c.day = p_day AND (p_portfolio_id IS NULL OR c.portfolio_id = p_portfolio_id)
+    ORDER BY c.portfolio_id;
+END;
+$$;
+
+COMMENT ON FUNCTION pgportfolio.close_day(date, bigint) IS
+'Write the immutable end-of-day snapshot of p_day (UTC) per portfolio; idempotent; owner only.';
+
+-- Day-over-day: each close beside the portfolio's previous close (NULL changes compare
+-- with nothing: the first close's changes are from an empty portfolio). equity_change =
+-- realized_change + unrealized_change + cash_moves exactly, cash_moves being deposits less
+-- withdrawals (initial cash included) between the two closes.
+CREATE VIEW pgportfolio.daily_pnl AS
+SELECT
+    c.portfolio_id,
+    c.day,
+    lag(c.day) OVER w AS previous_day,
+    c.portfolio_version,
+    c.cash_balance,
+    c.market_value,
+    c.realized_pnl,
+    c.unrealized_pnl,
+    c.net_deposits,
+    c.equity,
+    c.open_positions,
+    c.equity - coalesce(lag(c.equity) OVER w, 0) AS equity_change,
+    c.realized_pnl - coalesce(lag(c.realized_pnl) OVER w, 0) AS realized_change,
+    c.unrealized_pnl - coalesce(lag(c.unrealized_pnl) OVER w, 0) AS unrealized_change,
+    c.net_deposits - coalesce(lag(c.net_deposits) OVER w, 0) AS cash_moves,
+    c.closed_at
+FROM pgportfolio.daily_closes AS c
+WINDOW w AS (PARTITION BY c.portfolio_id ORDER BY c.day);
+
+COMMENT ON VIEW pgportfolio.daily_pnl IS
+'Per portfolio and closed day: the close, and its change since the previous close (realized, unrealized, cash moves).';
+
+-- The positions of each close, for traders and analysts (the table is the owner's).
+CREATE VIEW pgportfolio.daily_positions AS
+SELECT
+    x.portfolio_id,
+    x.day,
+    x.symbol,
+    x.quantity,
+    x.cost_basis,
+    x.mark_price,
+    x.mark_as_of,
+    x.multiplier,
+    x.market_value,
+    x.unrealized_pnl,
+    x.realized_pnl
+FROM pgportfolio.daily_close_positions AS x;
+
+COMMENT ON VIEW pgportfolio.daily_positions IS
+'The open positions of each end-of-day close, valued at the closing mark.';
+
+REVOKE ALL ON FUNCTION pgportfolio.close_day(date, bigint) FROM PUBLIC;
+GRANT SELECT ON pgportfolio.daily_pnl, pgportfolio.daily_positions TO pgportfolio_trader, pgportfolio_analyst;
+
 -- ===== sql/900_privileges.sql =====
 -- Privileges. PUBLIC gets nothing; traders call functions and read views; analysts
 -- read views and run verify_portfolio. Nobody but the owner writes tables.

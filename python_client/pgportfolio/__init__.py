@@ -14,6 +14,7 @@ from pgportfolio._sync.handles import Portfolio, PositionManager
 from pgportfolio._sync.locks import LockRegistry
 from pgportfolio._sync.locks import MonitoredLock as ThreadMonitoredLock
 from pgportfolio.errors import (
+    ClosingMarkMissing,
     ConnectionLost,
     ConnectionUnavailable,
     InProcessLockTimeout,
@@ -34,6 +35,10 @@ from pgportfolio.errors import (
 )
 from pgportfolio.models import (
     ChangeEvent,
+    DailyClose,
+    DailyPnl,
+    HistoricalPortfolio,
+    HistoricalPosition,
     LoggedEvent,
     MutationResult,
     PortfolioSnapshot,
@@ -64,10 +69,15 @@ __all__ = [
     "AsyncPositionManager",
     "ChangeEvent",
     "ChargeFee",
+    "ClosingMarkMissing",
     "ConnectionLost",
     "ConnectionUnavailable",
+    "DailyClose",
+    "DailyPnl",
     "Deposit",
     "Fill",
+    "HistoricalPortfolio",
+    "HistoricalPosition",
     "InProcessLockTimeout",
     "InstrumentHeld",
     "InsufficientCash",

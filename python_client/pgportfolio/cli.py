@@ -24,11 +24,13 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 EXIT_STATUS_HELP = """\
 exit status:
   0    success (demo: every verification passed; migrate: applied, or nothing to apply;
+       import: every row applied or already in the ledger;
        migrate --status: no applied migration was changed or is unknown)
   1    failure, reported in one line on stderr: cannot connect, a database error, a
        migration refused or failed (also: the migration lock stayed held past
        --lock-wait), demo found a failed check or an unexpected error, a bench
-       variant failed
+       variant failed, import found a bad row or the ledger refused one (each is
+       reported as FILE:LINE)
   2    usage error: a bad option or value (bench: also cannot start, e.g. --plot
        without matplotlib)
   3    bench --strict: every variant was measured, but a target was missed
@@ -125,6 +127,73 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
     applied = migrate(args.dsn, directory, lock_wait=args.lock_wait, log=print)
     print(f"applied {len(applied)} migration(s)" if applied else "already up to date")
     return EXIT_OK
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from pgportfolio.importer import ImportFileError, count_rows, import_fills
+
+    path = Path(args.file)
+    console = Console(stderr=True)
+    columns = (
+        TextColumn("import"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[rate]}"),
+    )
+    with Progress(*columns, console=console, disable=args.no_progress) as bar:
+        task = bar.add_task("import", total=count_rows(path), rate="")
+
+        def advance(rows: int) -> None:
+            bar.advance(task, rows)
+            elapsed = bar.tasks[0].elapsed or 0.0
+            if elapsed > 0:
+                bar.update(task, rate=f"{bar.tasks[0].completed / elapsed:,.0f} rows/s")
+
+        try:
+            report = import_fills(
+                args.dsn,
+                path,
+                args.portfolio,
+                chunk_size=args.chunk_size,
+                dry_run=args.dry_run,
+                progress=advance,
+            )
+        except ImportFileError as exc:
+            print(f"pgportfolio import: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+    for problem in report.problems:
+        code = f" [{problem.sqlstate}]" if problem.sqlstate else ""
+        print(f"{path}:{problem.line}:{code} {problem.message}", file=sys.stderr)
+    if report.refused_lines is not None:
+        first, last = report.refused_lines
+        print(
+            f"pgportfolio import: stopped at the chunk of lines {first}-{last}, rolled back; "
+            f"the {report.rows:,} rows before it are in the ledger (run again after a fix: "
+            "they are skipped as duplicates)",
+            file=sys.stderr,
+        )
+    if report.dry_run:
+        print(f"checked {report.rows:,} rows, {len(report.problems)} problem(s); sent nothing")
+    else:
+        print(
+            f"{report.rows:,} rows in {report.seconds:.2f} s "
+            f"({report.rows_per_second:,.0f} rows/s): {report.applied:,} applied, "
+            f"{report.duplicates:,} already in the ledger"
+        )
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def _chunk_size(text: str) -> int:
+    from pgportfolio.importer import MAX_CHUNK
+
+    value = _positive_int(text)
+    if value > MAX_CHUNK:
+        raise argparse.ArgumentTypeError(f"at most {MAX_CHUNK}, not {value}")
+    return value
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -251,6 +320,30 @@ def build_parser() -> argparse.ArgumentParser:
         "naming it (default 10; 0: do not wait)",
     )
     migrate.set_defaults(handler=_cmd_migrate)
+
+    importer = command(
+        "import",
+        "apply fills from a CSV file to one portfolio, in chunks, idempotent by request id "
+        "(columns: symbol, quantity, price, fee, request_id or execution_id; see "
+        "pgportfolio.importer)",
+    )
+    importer.add_argument("file", metavar="FILE.csv")
+    importer.add_argument("--portfolio", type=_positive_int, required=True, metavar="N")
+    importer.add_argument(
+        "--dsn", default="", help="default: the standard PG* environment variables"
+    )
+    importer.add_argument(
+        "--chunk-size",
+        type=_chunk_size,
+        default=5000,
+        metavar="ROWS",
+        help="rows per transaction (default 5000, at most 10000)",
+    )
+    importer.add_argument(
+        "--dry-run", action="store_true", help="check every row, report problems, send nothing"
+    )
+    importer.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    importer.set_defaults(handler=_cmd_import)
 
     demo = command("demo", "trade with many concurrent traders, then verify every portfolio")
     demo.add_argument("--dsn", help="use this database (default: start a throwaway server)")

@@ -151,6 +151,13 @@ class InstrumentHeld(PortfolioError):
     sqlstate = "PF007"
 
 
+class ClosingMarkMissing(PortfolioError):
+    """PF008: close_day found a held symbol with no mark at the end of the day. Nothing
+    was written; record a mark for the day and close it again."""
+
+    sqlstate = "PF008"
+
+
 class NotPermitted(PortfolioError, PermissionError):
     """42501: the role may not do this."""
 
@@ -214,6 +221,7 @@ _BY_SQLSTATE: dict[str, type[PortfolioError]] = {
     "PF005": RequestIdReused,
     "PF006": PositionAlreadyOpen,
     "PF007": InstrumentHeld,
+    "PF008": ClosingMarkMissing,
     "42501": NotPermitted,
     "55P03": LockTimeout,
     "40001": TransientConflict,

@@ -1,11 +1,12 @@
-"""pandas DataFrames of a portfolio's positions and events (the ``pandas`` extra).
+"""pandas DataFrames of a portfolio's positions, events and daily P&L (the ``pandas`` extra).
 
 Money and quantities stay ``decimal.Decimal`` in columns of ``object`` dtype: a float
 column would round them. pandas is imported when a frame is built, never when this
 module or the client is imported, so the client works without it; building a frame
 without it raises ``PandasMissing``, which names the extra to install.
 
-This module reads through the client's public calls (``get_portfolio``, ``event_log``);
+This module reads through the client's public calls (``get_portfolio``, ``event_log``,
+``daily_pnl``);
 the client knows nothing of it. The ``*_async`` functions take the asyncio client.
 """
 
@@ -13,11 +14,11 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import fields
-from datetime import datetime
+from datetime import date, datetime
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from pgportfolio.models import LoggedEvent, PortfolioSnapshot
+from pgportfolio.models import DailyPnl, LoggedEvent, PortfolioSnapshot
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -41,6 +42,8 @@ POSITION_COLUMNS = (
 )
 # Every column of the event log, indexed by portfolio_version.
 EVENT_COLUMNS = tuple(f.name for f in fields(LoggedEvent) if f.name != "portfolio_version")
+# Every column of daily_pnl, indexed by day (one portfolio per frame).
+DAILY_PNL_COLUMNS = tuple(f.name for f in fields(DailyPnl) if f.name != "day")
 
 
 class PandasMissing(ImportError):
@@ -93,6 +96,20 @@ def events_to_frame(events: list[LoggedEvent]) -> pd.DataFrame:
     )
 
 
+def daily_pnl_to_frame(days: list[DailyPnl]) -> pd.DataFrame:
+    """Closed days, one row per day, index ``day`` (``datetime.date`` values)."""
+    pandas = _pandas()
+    rows = [{f.name: getattr(d, f.name) for f in fields(DailyPnl)} for d in days]
+    return _frame(
+        pandas,
+        rows,
+        "day",
+        DAILY_PNL_COLUMNS,
+        ints=("portfolio_id", "portfolio_version", "open_positions"),
+        times=("closed_at",),
+    )
+
+
 def positions_frame(client: PortfolioClient, portfolio_id: int) -> pd.DataFrame:
     """The open positions of a portfolio now, from one snapshot."""
     return positions_to_frame(client.get_portfolio(portfolio_id))
@@ -106,6 +123,18 @@ def events_frame(
     return events_to_frame(client.event_log(portfolio_id, since=since))
 
 
+def daily_pnl_frame(
+    client: PortfolioClient,
+    portfolio_id: int,
+    since: date | None = None,
+    until: date | None = None,
+) -> pd.DataFrame:
+    """A portfolio's closed days (``close_day``) from ``since`` to ``until`` inclusive:
+    the close and its change since the previous close, split into realized, unrealized
+    and cash moves."""
+    return daily_pnl_to_frame(client.daily_pnl(portfolio_id, since=since, until=until))
+
+
 async def positions_frame_async(client: AsyncPortfolioClient, portfolio_id: int) -> pd.DataFrame:
     return positions_to_frame(await client.get_portfolio(portfolio_id))
 
@@ -114,6 +143,15 @@ async def events_frame_async(
     client: AsyncPortfolioClient, portfolio_id: int, since: int | datetime | None = None
 ) -> pd.DataFrame:
     return events_to_frame(await client.event_log(portfolio_id, since=since))
+
+
+async def daily_pnl_frame_async(
+    client: AsyncPortfolioClient,
+    portfolio_id: int,
+    since: date | None = None,
+    until: date | None = None,
+) -> pd.DataFrame:
+    return daily_pnl_to_frame(await client.daily_pnl(portfolio_id, since=since, until=until))
 
 
 def _frame(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Context, Decimal, Inexact
 from typing import Any
 
@@ -200,3 +200,88 @@ class LoggedEvent:
     request_id: str | None
     acting_role: str
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class HistoricalPortfolio:
+    """A portfolio as it stood at a ledger time or version (``portfolio_as_of``,
+    ``portfolio_at_version``), valued at the marks current at ``marks_at``. The columns
+    of ``portfolio_summary``, in its order, then ``marks_at``."""
+
+    portfolio_id: int
+    name: str
+    currency: str
+    cash_balance: Decimal
+    market_value: Decimal
+    unrealized_pnl: Decimal
+    realized_pnl: Decimal
+    equity: Decimal
+    open_positions: int
+    version: int
+    updated_at: datetime
+    marks_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class HistoricalPosition:
+    """An open position at a ledger time or version (``positions_as_of``,
+    ``positions_at_version``). ``mark_price`` is the average price and ``mark_as_of``
+    None when no mark was known then (the position counts at cost)."""
+
+    portfolio_id: int
+    symbol: str
+    quantity: Decimal
+    avg_price: Decimal
+    cost_basis: Decimal
+    mark_price: Decimal
+    mark_as_of: datetime | None
+    multiplier: Decimal
+    market_value: Decimal
+    unrealized_pnl: Decimal
+    realized_pnl: Decimal
+    version: int
+    opened_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DailyClose:
+    """One end-of-day snapshot (``close_day``, table ``daily_closes``), in column order."""
+
+    portfolio_id: int
+    day: date
+    portfolio_version: int
+    cash_balance: Decimal
+    market_value: Decimal
+    cost_basis: Decimal
+    unrealized_pnl: Decimal
+    realized_pnl: Decimal
+    net_deposits: Decimal
+    equity: Decimal
+    open_positions: int
+    closed_at: datetime
+    recorded_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DailyPnl:
+    """One row of the ``daily_pnl`` view, in its column order: a close and its change
+    since the previous close (``previous_day``; None for the first, whose changes are
+    from an empty portfolio)."""
+
+    portfolio_id: int
+    day: date
+    previous_day: date | None
+    portfolio_version: int
+    cash_balance: Decimal
+    market_value: Decimal
+    realized_pnl: Decimal
+    unrealized_pnl: Decimal
+    net_deposits: Decimal
+    equity: Decimal
+    open_positions: int
+    equity_change: Decimal
+    realized_change: Decimal
+    unrealized_change: Decimal
+    cash_moves: Decimal
+    closed_at: datetime

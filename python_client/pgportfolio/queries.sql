@@ -120,3 +120,27 @@ SELECT portfolio_id, portfolio_version, kind FROM pgportfolio.events_after(p_por
 -- name: event_log
 -- Every column of a portfolio's events after a version and at or after a time, in order (frames).
 SELECT portfolio_id, portfolio_version, kind, operation, symbol, quantity, price, fee, amount, cash_delta, realized_pnl, cash_balance, position_quantity, request_id, acting_role, created_at FROM pgportfolio.event_log WHERE portfolio_id = %(portfolio_id)s AND portfolio_version > %(after_version)s AND created_at >= %(since)s ORDER BY portfolio_version;
+
+-- name: portfolio_as_of
+-- A portfolio as of a ledger time, valued at the marks current then.
+SELECT portfolio_id, name, currency, cash_balance, market_value, unrealized_pnl, realized_pnl, equity, open_positions, version, updated_at, marks_at FROM pgportfolio.portfolio_as_of(p_portfolio_id => %(portfolio_id)s, p_at => %(at)s);
+
+-- name: positions_as_of
+-- The open positions of a portfolio as of a ledger time, in symbol order.
+SELECT portfolio_id, symbol, quantity, avg_price, cost_basis, mark_price, mark_as_of, multiplier, market_value, unrealized_pnl, realized_pnl, version, opened_at, updated_at FROM pgportfolio.positions_as_of(p_portfolio_id => %(portfolio_id)s, p_at => %(at)s);
+
+-- name: portfolio_at_version
+-- A portfolio right after a version, valued at the marks of a time (default: that version's).
+SELECT portfolio_id, name, currency, cash_balance, market_value, unrealized_pnl, realized_pnl, equity, open_positions, version, updated_at, marks_at FROM pgportfolio.portfolio_at_version(p_portfolio_id => %(portfolio_id)s, p_version => %(version)s, p_marks_at => %(marks_at)s);
+
+-- name: positions_at_version
+-- The open positions right after a version, in symbol order.
+SELECT portfolio_id, symbol, quantity, avg_price, cost_basis, mark_price, mark_as_of, multiplier, market_value, unrealized_pnl, realized_pnl, version, opened_at, updated_at FROM pgportfolio.positions_at_version(p_portfolio_id => %(portfolio_id)s, p_version => %(version)s, p_marks_at => %(marks_at)s);
+
+-- name: close_day
+-- Write (or return) the end-of-day snapshots of a UTC day (owner role only).
+SELECT portfolio_id, day, portfolio_version, cash_balance, market_value, cost_basis, unrealized_pnl, realized_pnl, net_deposits, equity, open_positions, closed_at, recorded_at FROM pgportfolio.close_day(p_day => %(day)s, p_portfolio_id => %(portfolio_id)s);
+
+-- name: daily_pnl
+-- A portfolio's closes and day-over-day changes, between two days inclusive, in day order.
+SELECT portfolio_id, day, previous_day, portfolio_version, cash_balance, market_value, realized_pnl, unrealized_pnl, net_deposits, equity, open_positions, equity_change, realized_change, unrealized_change, cash_moves, closed_at FROM pgportfolio.daily_pnl WHERE portfolio_id = %(portfolio_id)s AND day BETWEEN %(since)s AND %(until)s ORDER BY day;

@@ -6,7 +6,7 @@ rule and one error; the client refuses only what it alone can see: the Python ty
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 
 from pgportfolio.errors import InvalidInput
@@ -67,6 +67,13 @@ def as_aware_time(name: str, value: object) -> datetime:
 
 def optional_aware_time(name: str, value: object) -> datetime | None:
     return None if value is None else as_aware_time(name, value)
+
+
+def as_day(name: str, value: object) -> date:
+    """A calendar day: a ``date``, not a ``datetime`` (whose time would be dropped)."""
+    if isinstance(value, datetime) or not isinstance(value, date):
+        raise InvalidInput(f"{name} must be a date, not {type(value).__name__}")
+    return value
 
 
 _BIGINT = range(-(2**63), 2**63)

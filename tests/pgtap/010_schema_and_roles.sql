@@ -42,11 +42,12 @@ SELECT isnt(obj_description('pgportfolio'::regnamespace, 'pg_namespace'), NULL, 
 
 SELECT tables_are('pgportfolio',
     ARRAY['portfolios', 'portfolio_access', 'positions', 'market_prices', 'events',
-          'market_price_history', 'instruments'],
-    'pgportfolio has exactly the seven tables (five of the ledger, the price history, instruments)');
+          'market_price_history', 'instruments', 'daily_closes', 'daily_close_positions'],
+    'pgportfolio has exactly the nine tables (five of the ledger, the price history, instruments, the daily closes)');
 SELECT views_are('pgportfolio',
-    ARRAY['portfolio_summary', 'position_pnl', 'event_log', 'lock_waits', 'instrument_list'],
-    'pgportfolio has exactly the five read views');
+    ARRAY['portfolio_summary', 'position_pnl', 'event_log', 'lock_waits', 'instrument_list', 'daily_pnl',
+          'daily_positions'],
+    'pgportfolio has exactly the seven read views');
 SELECT sequences_are('pgportfolio', ARRAY['portfolios_portfolio_id_seq', 'market_price_history_mark_id_seq'],
     'the only sequences are the identities of portfolios and of the price history');
 SELECT functions_are('pgportfolio', ARRAY[
@@ -60,7 +61,10 @@ SELECT functions_are('pgportfolio', ARRAY[
     'portfolio_version', 'events_after', 'portfolio_snapshot',
     '_refused_characters', 'event_chain_head',
     '_portfolio_lockers', 'portfolio_lock_holders',
-    '_check_mark', 'price_at', 'prune_price_history', 'upsert_instrument'
+    '_check_mark', 'price_at', 'prune_price_history', 'upsert_instrument',
+    '_version_at', '_positions_at', '_portfolio_at', '_check_history_arguments', '_check_version_argument',
+    'portfolio_as_of', 'positions_as_of', 'portfolio_at_version', 'positions_at_version',
+    'close_day', 'daily_closes_refuse_change'
 ], 'pgportfolio has exactly the expected functions');
 SELECT is(
     (SELECT array_agg(p.oid::regprocedure::text ORDER BY p.oid::regprocedure::text) FROM pg_proc AS p

@@ -183,7 +183,14 @@ SELECT set_eq(
         ('pgportfolio.events', 'events_cash_balance_valid'),
         ('pgportfolio.events', 'events_fee_not_negative'),
         ('pgportfolio.events', 'events_price_positive'),
-        ('pgportfolio.events', 'events_quantity_nonzero')$$,
+        ('pgportfolio.events', 'events_quantity_nonzero'),
+        ('pgportfolio.daily_closes', 'daily_closes_day_finite'),
+        ('pgportfolio.daily_closes', 'daily_closes_version_positive'),
+        ('pgportfolio.daily_closes', 'daily_closes_equity'),
+        ('pgportfolio.daily_closes', 'daily_closes_unrealized'),
+        ('pgportfolio.daily_closes', 'daily_closes_equity_split'),
+        ('pgportfolio.daily_close_positions', 'daily_close_positions_value'),
+        ('pgportfolio.daily_close_positions', 'daily_close_positions_unrealized')$$,
     'the check constraints are exactly the documented ones'
 );
 SELECT is(

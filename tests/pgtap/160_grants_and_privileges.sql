@@ -221,9 +221,9 @@ SELECT is(
 SELECT is(
     (SELECT array_agg(p.proname::text ORDER BY p.proname) FROM pg_proc AS p
      WHERE p.pronamespace = 'pgportfolio'::regnamespace AND p.prosecdef),
-    ARRAY['_portfolio_lockers', 'add_to_position', 'apply_fill', 'apply_fills', 'apply_fills_arrays', 'charge_fee', 'close_position', 'create_portfolio',
+    ARRAY['_portfolio_lockers', 'add_to_position', 'apply_fill', 'apply_fills', 'apply_fills_arrays', 'charge_fee', 'close_day', 'close_position', 'create_portfolio',
           'deposit_cash', 'event_chain_head', 'events_after', 'events_since', 'find_request', 'get_portfolio', 'grant_portfolio',
-          'open_position', 'portfolio_snapshot', 'portfolio_version', 'price_at', 'prune_price_history',
+          'open_position', 'portfolio_as_of', 'portfolio_at_version', 'portfolio_snapshot', 'portfolio_version', 'positions_as_of', 'positions_at_version', 'price_at', 'prune_price_history',
           'recent_portfolios', 'reduce_position', 'revoke_portfolio',
           'update_market_price', 'update_market_prices', 'upsert_instrument', 'verify_portfolio', 'withdraw_cash'],
     'exactly the public API functions (mutations, grants, verify and the client reads) are SECURITY DEFINER'
@@ -305,8 +305,8 @@ SELECT is(
     (SELECT array_agg(c.relname::text ORDER BY c.relname) FROM pg_class AS c
      WHERE c.relnamespace = 'pgportfolio'::regnamespace AND c.relkind = 'v' AND NOT c.relrowsecurity
        AND has_table_privilege('pgportfolio_analyst', c.oid, 'SELECT')),
-    ARRAY['event_log', 'instrument_list', 'lock_waits', 'portfolio_summary', 'position_pnl'],
-    'the analyst can read exactly the five views'
+    ARRAY['daily_pnl', 'daily_positions', 'event_log', 'instrument_list', 'lock_waits', 'portfolio_summary', 'position_pnl'],
+    'the analyst can read exactly the seven views'
 );
 
 -- ---------------------------------------------------------------- behaviour with real roles

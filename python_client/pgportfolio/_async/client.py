@@ -15,7 +15,7 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from hashlib import blake2b
 from typing import Any
@@ -38,6 +38,10 @@ from pgportfolio.errors import (
 )
 from pgportfolio.models import (
     ChangeEvent,
+    DailyClose,
+    DailyPnl,
+    HistoricalPortfolio,
+    HistoricalPosition,
     LoggedEvent,
     MutationResult,
     PortfolioSnapshot,
@@ -49,6 +53,7 @@ from pgportfolio.queries import query
 from pgportfolio.retry import RetryPolicy
 from pgportfolio.values import (
     as_aware_time,
+    as_day,
     as_decimal,
     as_id,
     as_text,
@@ -425,6 +430,87 @@ class AsyncPortfolioClient:
         }
         return await self._transport.read(
             "event_log", params, lambda rows: [LoggedEvent(*r) for r in rows]
+        )
+
+    # ---- history: point in time and end of day (sql/240_history.sql, 245_end_of_day.sql)
+
+    async def portfolio_as_of(self, portfolio_id: int, at: datetime) -> HistoricalPortfolio:
+        """The portfolio as it stood at ledger time ``at`` (timezone-aware), rebuilt from
+        its event log and valued at the marks current then. PortfolioNotFound if it did
+        not exist yet; InvalidInput for a time more than a minute ahead of the server."""
+        params = {
+            "portfolio_id": as_id("portfolio_id", portfolio_id),
+            "at": as_aware_time("at", at),
+        }
+        return await self._transport.read(
+            "portfolio_as_of", params, lambda rows: HistoricalPortfolio(*rows[0])
+        )
+
+    async def positions_as_of(self, portfolio_id: int, at: datetime) -> list[HistoricalPosition]:
+        """The open positions at ledger time ``at``, in symbol order (none before the
+        portfolio existed)."""
+        params = {
+            "portfolio_id": as_id("portfolio_id", portfolio_id),
+            "at": as_aware_time("at", at),
+        }
+        return await self._transport.read(
+            "positions_as_of", params, lambda rows: [HistoricalPosition(*r) for r in rows]
+        )
+
+    async def portfolio_at_version(
+        self, portfolio_id: int, version: int, marks_at: datetime | None = None
+    ) -> HistoricalPortfolio:
+        """The portfolio right after ``version``, valued at the marks current at
+        ``marks_at`` (default: that version's ledger time). InvalidInput for a version it
+        never had."""
+        params = {
+            "portfolio_id": as_id("portfolio_id", portfolio_id),
+            "version": as_id("version", version),
+            "marks_at": optional_aware_time("marks_at", marks_at),
+        }
+        return await self._transport.read(
+            "portfolio_at_version", params, lambda rows: HistoricalPortfolio(*rows[0])
+        )
+
+    async def positions_at_version(
+        self, portfolio_id: int, version: int, marks_at: datetime | None = None
+    ) -> list[HistoricalPosition]:
+        """The open positions right after ``version``, in symbol order."""
+        params = {
+            "portfolio_id": as_id("portfolio_id", portfolio_id),
+            "version": as_id("version", version),
+            "marks_at": optional_aware_time("marks_at", marks_at),
+        }
+        return await self._transport.read(
+            "positions_at_version", params, lambda rows: [HistoricalPosition(*r) for r in rows]
+        )
+
+    async def close_day(self, day: date, portfolio_id: int | None = None) -> list[DailyClose]:
+        """Write the end-of-day snapshots of the UTC ``day`` (owner role only:
+        NotPermitted otherwise), for one portfolio or all, and return them in portfolio
+        order. Idempotent: a day already closed returns its rows unchanged. InvalidInput
+        for a day not yet over, ClosingMarkMissing when a held symbol has no mark."""
+        params = {
+            "day": as_day("day", day),
+            "portfolio_id": optional_id("portfolio_id", portfolio_id),
+        }
+        # Idempotent by construction (a second call writes nothing): retried like a read.
+        return await self._transport.read(
+            "close_day", params, lambda rows: [DailyClose(*r) for r in rows]
+        )
+
+    async def daily_pnl(
+        self, portfolio_id: int, *, since: date | None = None, until: date | None = None
+    ) -> list[DailyPnl]:
+        """A portfolio's closed days from ``since`` to ``until`` (inclusive, default all),
+        each with its change since the previous close, in day order."""
+        params = {
+            "portfolio_id": as_id("portfolio_id", portfolio_id),
+            "since": date.min if since is None else as_day("since", since),
+            "until": date.max if until is None else as_day("until", until),
+        }
+        return await self._transport.read(
+            "daily_pnl", params, lambda rows: [DailyPnl(*r) for r in rows]
         )
 
     async def update_market_prices(
