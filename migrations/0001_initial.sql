@@ -757,6 +757,7 @@ DECLARE
     v_error_detail text;
     v_error_hint text;
     v_dims text := format('[1:%s]', v_n);
+    v_needs_message boolean := false;  -- the element broke an input rule: which one?
     v_portfolio_slots integer;
     v_position_slots integer;
     -- portfolios refused to the acting role
@@ -880,17 +881,7 @@ BEGIN
                 AND (p_expected_versions[i] IS NULL OR p_expected_versions[i] >= 1),
                 false
             ) THEN
-                BEGIN
-                    PERFORM pgportfolio._check_number('amount', p_amounts[i], 'positive');
-                    PERFORM pgportfolio._check_request(p_request_ids[i], p_expected_versions[i]);
-                EXCEPTION WHEN invalid_parameter_value THEN
-                    GET STACKED DIAGNOSTICS
-                        v_error_message = MESSAGE_TEXT, v_error_detail = PG_EXCEPTION_DETAIL, v_error_hint = PG_EXCEPTION_HINT;
-                    f_state[i] := '22023';
-                    f_message[i] := v_error_message;
-                    f_detail[i] := nullif(v_error_detail, '');
-                    f_hint[i] := nullif(v_error_hint, '');
-                END;
+                v_needs_message := true;
             END IF;
         ELSIF p_amounts[i] IS NOT NULL THEN
             f_state[i] := '22023';
@@ -916,16 +907,27 @@ BEGIN
             AND (p_expected_versions[i] IS NULL OR p_expected_versions[i] >= 1),
             false
         ) THEN
+            v_needs_message := true;
+        END IF;
+        -- The raising checks of 100_validation.sql, for the exact message of the rule the
+        -- element broke (an exception block is a subtransaction: only a failing element
+        -- pays for one).
+        IF v_needs_message THEN
+            v_needs_message := false;
             BEGIN
-                PERFORM pgportfolio._check_symbol(p_symbols[i]);
-                IF v_operation <> 'close_position' THEN
-                    PERFORM pgportfolio._check_number(
-                        'quantity', p_quantities[i],
-                        CASE WHEN v_operation = 'reduce_position' THEN 'positive' ELSE 'nonzero' END
-                    );
+                IF v_operation IN ('deposit_cash', 'withdraw_cash', 'charge_fee') THEN
+                    PERFORM pgportfolio._check_number('amount', p_amounts[i], 'positive');
+                ELSE
+                    PERFORM pgportfolio._check_symbol(p_symbols[i]);
+                    IF v_operation <> 'close_position' THEN
+                        PERFORM pgportfolio._check_number(
+                            'quantity', p_quantities[i],
+                            CASE WHEN v_operation = 'reduce_position' THEN 'positive' ELSE 'nonzero' END
+                        );
+                    END IF;
+                    PERFORM pgportfolio._check_number('price', p_prices[i], 'positive');
+                    PERFORM pgportfolio._check_number('fee', p_fees[i], 'non_negative');
                 END IF;
-                PERFORM pgportfolio._check_number('price', p_prices[i], 'positive');
-                PERFORM pgportfolio._check_number('fee', p_fees[i], 'non_negative');
                 PERFORM pgportfolio._check_request(p_request_ids[i], p_expected_versions[i]);
             EXCEPTION WHEN invalid_parameter_value THEN
                 GET STACKED DIAGNOSTICS
