@@ -175,6 +175,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     )
 
 
+def _cmd_ha(args: argparse.Namespace) -> int:
+    from pgportfolio.ha.command import run
+
+    return run(args)
+
+
 def _add_server_option(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--server",
@@ -328,6 +334,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_server_option(bench)
     bench.set_defaults(handler=_exits_if_no_server("bench", _cmd_bench))
+
+    from pgportfolio.ha.command import add_commands as add_ha_commands
+
+    ha = command("ha", "a local pg_auto_failover formation: a monitor and three nodes")
+    add_ha_commands(ha)
+    ha.set_defaults(handler=_cmd_ha)
     return parser
 
 
