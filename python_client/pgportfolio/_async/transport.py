@@ -39,6 +39,7 @@ from pgportfolio.models import MutationResult
 from pgportfolio.monitor import Monitor
 from pgportfolio.queries import query
 from pgportfolio.retry import RetryPolicy, retry_cause
+from pgportfolio.syncrep import BARRIER, needs_barrier, resolving, watching
 
 T = TypeVar("T")
 
@@ -162,11 +163,16 @@ class AsyncTransport:
         try:
             async with self.connection() as conn:
                 sent = True
-                with compat.call_later(self.call_timeout, cutter(conn)):
+                with compat.call_later(self.call_timeout, cutter(conn)), watching(conn) as watch:
                     cur = await conn.execute(query(name), params)
                     rows = await cur.fetchall()
                     if not conn.autocommit:  # our pool is autocommit; a caller's may not be
                         await conn.commit()
+                    if needs_barrier():  # an answer in doubt counts once a standby has it
+                        await conn.execute(BARRIER)
+                        if not conn.autocommit:
+                            await conn.commit()
+                watch.check(portfolio_id)  # a cancelled wait for the standby: in doubt
         except psycopg.Error as exc:
             error = map_error(exc, portfolio_id)
             if isinstance(error, ConnectionLost) and not sent:
@@ -210,7 +216,8 @@ class AsyncTransport:
         retries = RetryState(self, request)
         while True:
             try:
-                return await attempt(retries.in_doubt)
+                with resolving(retries.in_doubt):
+                    return await attempt(retries.in_doubt)
             except PortfolioError as exc:
                 if request is not None:
                     exc.about(request.operation, request.portfolio_id, request.request_id)

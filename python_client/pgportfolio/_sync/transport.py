@@ -40,6 +40,7 @@ from pgportfolio.models import MutationResult
 from pgportfolio.monitor import Monitor
 from pgportfolio.queries import query
 from pgportfolio.retry import RetryPolicy, retry_cause
+from pgportfolio.syncrep import BARRIER, needs_barrier, resolving, watching
 
 T = TypeVar("T")
 
@@ -163,11 +164,16 @@ class Transport:
         try:
             with self.connection() as conn:
                 sent = True
-                with compat.call_later(self.call_timeout, cutter(conn)):
+                with compat.call_later(self.call_timeout, cutter(conn)), watching(conn) as watch:
                     cur = conn.execute(query(name), params)
                     rows = cur.fetchall()
                     if not conn.autocommit:  # our pool is autocommit; a caller's may not be
                         conn.commit()
+                    if needs_barrier():  # an answer in doubt counts once a standby has it
+                        conn.execute(BARRIER)
+                        if not conn.autocommit:
+                            conn.commit()
+                watch.check(portfolio_id)  # a cancelled wait for the standby: in doubt
         except psycopg.Error as exc:
             error = map_error(exc, portfolio_id)
             if isinstance(error, ConnectionLost) and not sent:
@@ -209,7 +215,8 @@ class Transport:
         retries = RetryState(self, request)
         while True:
             try:
-                return attempt(retries.in_doubt)
+                with resolving(retries.in_doubt):
+                    return attempt(retries.in_doubt)
             except PortfolioError as exc:
                 if request is not None:
                     exc.about(request.operation, request.portfolio_id, request.request_id)

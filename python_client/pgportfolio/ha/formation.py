@@ -337,7 +337,7 @@ class Formation:
             )
         return str(result.stdout)
 
-    def _running(self, name: str) -> bool:
+    def is_running(self, name: str) -> bool:
         child = self._children.get(name)
         if child is not None and child.poll() is not None:
             del self._children[name]  # reaped
@@ -346,14 +346,14 @@ class Formation:
 
     def _start_all(self, log: Callable[[str], None]) -> None:
         for name in (MONITOR, *self.node_ports):
-            if not self._running(name):
+            if not self.is_running(name):
                 self.start_node(name)
                 log(f"started {name}")
 
     def start_node(self, name: str) -> None:
         """Run the keeper of ``name`` (after a kill or ``down``): a node that was primary
         comes back as a standby of the new primary (pg_rewind if needed)."""
-        if self._running(name):
+        if self.is_running(name):
             raise FormationError(f"{name} is running already")
         self._spawn(name, [self._state["pg_autoctl"], "run", "--pgdata", str(self.pgdata(name))])
 
@@ -406,14 +406,14 @@ class Formation:
         names = [*self.node_ports, MONITOR]
         for name in names:
             pgroup = self._state["pgroups"].get(name)
-            if pgroup is not None and self._running(name):
+            if pgroup is not None and self.is_running(name):
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(int(pgroup), signal.SIGTERM)
         deadline = time.monotonic() + timeout
         for name in names:
-            while self._running(name) and time.monotonic() < deadline:
+            while self.is_running(name) and time.monotonic() < deadline:
                 time.sleep(0.1)
-            if self._running(name):
+            if self.is_running(name):
                 self.kill(name)
             postmaster = _postmaster_pid(self.pgdata(name))
             while (
@@ -459,6 +459,27 @@ class Formation:
 
     def wait_healthy(self, timeout: float = 120) -> None:
         self._wait(self.healthy, timeout, "one primary and every other node a standby")
+
+    @contextlib.contextmanager
+    def replication_paused(self) -> Iterator[list[int]]:
+        """SIGSTOP the WAL receiver of every standby for the block (SIGCONT after it): the
+        primary's commits wait for a standby's flush that does not come, as when every
+        standby stalls. Yields the stopped pids."""
+        stopped: list[int] = []
+        try:
+            for state in self.states():
+                if not state.is_standby:
+                    continue
+                with psycopg.connect(self.node_dsn(state.name), autocommit=True) as conn:
+                    row = conn.execute("SELECT pid FROM pg_stat_wal_receiver").fetchone()
+                if row is not None and row[0]:
+                    os.kill(int(row[0]), signal.SIGSTOP)
+                    stopped.append(int(row[0]))
+            yield stopped
+        finally:
+            for pid in stopped:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
 
     def synchronous_standby_names(self) -> str:
         with psycopg.connect(self.writer_dsn, autocommit=True) as conn:
