@@ -249,7 +249,7 @@ class Formation:
             )  # fmt: skip
             self._wait(functools.partial(self._joined, name), timeout, f"{name} to join")
             for key, value in KEEPER_SETTINGS.items():
-                self._autoctl("config", "set", "--pgdata", str(self.pgdata(name)), key, value)
+                self.autoctl("config", "set", "--pgdata", str(self.pgdata(name)), key, value)
             log(f"{name} on {HOST}:{port} ({time.monotonic() - started:.1f}s)")
         self.wait_healthy(timeout)
 
@@ -318,12 +318,13 @@ class Formation:
         self._state["pgroups"][name] = child.pid
         self._save()
 
-    def _autoctl(self, *args: str, timeout: float = 60) -> str:
+    def autoctl(self, *args: str, timeout: float = 60) -> str:
         result = subprocess.run(
             [self._state["pg_autoctl"], *args],
             stdin=subprocess.DEVNULL,
             capture_output=True,
-            text=True,
+            encoding="utf-8",
+            errors="replace",  # pg_autoctl's progress output is not always valid UTF-8
             check=False,
             timeout=timeout,
             cwd=self.directory,
@@ -358,16 +359,21 @@ class Formation:
         self._spawn(name, [self._state["pg_autoctl"], "run", "--pgdata", str(self.pgdata(name))])
 
     def kill(self, name: str) -> None:
-        """SIGKILL the keeper of ``name``, everything in its process group and its
-        postmaster, as a crash of its machine would (no shutdown, no goodbye)."""
+        """SIGKILL every process of node ``name`` at once, as a crash of its machine would:
+        its keeper's process group, its postmaster and every child of the postmaster.
+        (Killing the postmaster alone is not a crash: its WAL senders live on for a
+        moment and still ship WAL that was never acknowledged by a standby.) Everything
+        is stopped first, so none of them does anything between two kills."""
         pgroup = self._state["pgroups"].get(name)
         postmaster = _postmaster_pid(self.pgdata(name))
-        if pgroup is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(int(pgroup), signal.SIGKILL)
-        if postmaster is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(postmaster, signal.SIGKILL)
+        victims = [] if postmaster is None else [postmaster, *_children_of(postmaster)]
+        for sig in (signal.SIGSTOP, signal.SIGKILL):
+            if pgroup is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(int(pgroup), sig)
+            for pid in victims:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
         child = self._children.pop(name, None)
         if child is not None:
             child.wait()
@@ -462,19 +468,19 @@ class Formation:
 
     @contextlib.contextmanager
     def replication_paused(self) -> Iterator[list[int]]:
-        """SIGSTOP the WAL receiver of every standby for the block (SIGCONT after it): the
-        primary's commits wait for a standby's flush that does not come, as when every
-        standby stalls. Yields the stopped pids."""
+        """SIGSTOP the primary's WAL senders for the block (SIGCONT after it), as when the
+        network to every standby stalls: nothing more reaches a standby, so commits wait
+        for the synchronous standby (or, replicated asynchronously, are acknowledged with
+        no standby having them). Yields the stopped pids. (Stopping the standbys' WAL
+        receivers instead would not do: the kernel still takes the WAL into their socket
+        buffers, and they read it on SIGCONT.)"""
         stopped: list[int] = []
         try:
-            for state in self.states():
-                if not state.is_standby:
-                    continue
-                with psycopg.connect(self.node_dsn(state.name), autocommit=True) as conn:
-                    row = conn.execute("SELECT pid FROM pg_stat_wal_receiver").fetchone()
-                if row is not None and row[0]:
-                    os.kill(int(row[0]), signal.SIGSTOP)
-                    stopped.append(int(row[0]))
+            with psycopg.connect(self.writer_dsn, autocommit=True) as conn:
+                pids = conn.execute("SELECT pid FROM pg_stat_replication").fetchall()
+            for (pid,) in pids:
+                os.kill(int(pid), signal.SIGSTOP)
+                stopped.append(int(pid))
             yield stopped
         finally:
             for pid in stopped:
@@ -502,6 +508,17 @@ def _distinct_free_ports(count: int) -> list[int]:
         if port not in ports:
             ports.append(port)
     return ports
+
+
+def _children_of(parent: int) -> list[int]:
+    """The pids whose parent is ``parent`` (from /proc)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == parent:
+                children.append(int(stat.parent.name))
+    return children
 
 
 def _postmaster_pid(pgdata: Path) -> int | None:
