@@ -54,6 +54,11 @@ WRITER_STATES = ("single", "primary", "wait_primary")
 STANDBY_STATES = ("secondary",)
 
 
+# The pg_autoctl processes this process started, by pid (= process group), whichever
+# Formation object started them: any of them may be the one that kills and reaps it.
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
+
 class FormationError(RuntimeError):
     """pg_autoctl failed, or the formation did not reach a state in time; the message
     carries what it said."""
@@ -118,7 +123,6 @@ class Formation:
     def __init__(self, directory: Path, state: dict[str, Any]) -> None:
         self.directory = directory.resolve()
         self._state = state
-        self._children: dict[str, subprocess.Popen[bytes]] = {}
 
     # -- what it is ------------------------------------------------------------------
 
@@ -212,6 +216,18 @@ class Formation:
         except FileNotFoundError:
             raise FormationError(f"no formation in {directory} (no {STATE_FILE})") from None
         return cls(directory, state)
+
+    def _reload_pgroups(self) -> None:
+        # another Formation object (another command) may have restarted a node since
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            saved = json.loads((self.directory / STATE_FILE).read_text(encoding="utf-8"))
+            self._state["pgroups"] = saved["pgroups"]
+
+    def _pgroup(self, name: str) -> int | None:
+        """The process group of ``name``'s pg_autoctl, as last recorded."""
+        self._reload_pgroups()
+        pgroup = self._state["pgroups"].get(name)
+        return None if pgroup is None else int(pgroup)
 
     def _save(self) -> None:
         path = self.directory / STATE_FILE
@@ -314,7 +330,8 @@ class Formation:
                 start_new_session=True,  # survives this command; one killpg ends it all
                 **self._user_kwargs(),
             )
-        self._children[name] = child
+        _CHILDREN[child.pid] = child
+        self._reload_pgroups()
         self._state["pgroups"][name] = child.pid
         self._save()
 
@@ -339,10 +356,10 @@ class Formation:
         return str(result.stdout)
 
     def is_running(self, name: str) -> bool:
-        child = self._children.get(name)
+        pgroup = self._pgroup(name)
+        child = None if pgroup is None else _CHILDREN.get(int(pgroup))
         if child is not None and child.poll() is not None:
-            del self._children[name]  # reaped
-        pgroup = self._state["pgroups"].get(name)
+            del _CHILDREN[child.pid]  # reaped
         return pgroup is not None and _process_alive(int(pgroup))
 
     def _start_all(self, log: Callable[[str], None]) -> None:
@@ -364,7 +381,7 @@ class Formation:
         (Killing the postmaster alone is not a crash: its WAL senders live on for a
         moment and still ship WAL that was never acknowledged by a standby.) Everything
         is stopped first, so none of them does anything between two kills."""
-        pgroup = self._state["pgroups"].get(name)
+        pgroup = self._pgroup(name)
         postmaster = _postmaster_pid(self.pgdata(name))
         victims = [] if postmaster is None else [postmaster, *_children_of(postmaster)]
         for sig in (signal.SIGSTOP, signal.SIGKILL):
@@ -374,9 +391,9 @@ class Formation:
             for pid in victims:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, sig)
-        child = self._children.pop(name, None)
+        child = None if pgroup is None else _CHILDREN.pop(int(pgroup), None)
         if child is not None:
-            child.wait()
+            child.wait()  # reaped: a zombie is what pg_autoctl run takes for a live keeper
 
     def kill_primary(self) -> NodeState:
         """Kill the node that takes writes now; returns what the monitor said of it."""
@@ -411,7 +428,7 @@ class Formation:
         PostgreSQL; whatever is still up after ``timeout`` is killed."""
         names = [*self.node_ports, MONITOR]
         for name in names:
-            pgroup = self._state["pgroups"].get(name)
+            pgroup = self._pgroup(name)
             if pgroup is not None and self.is_running(name):
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(int(pgroup), signal.SIGTERM)
