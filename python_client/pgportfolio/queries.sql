@@ -108,3 +108,7 @@ SELECT p.portfolio_id, pgportfolio.portfolio_version(p_portfolio_id => p.portfol
 -- name: events_after
 -- Push updates: the events after the last version seen of each portfolio (subscribe).
 SELECT portfolio_id, portfolio_version, kind FROM pgportfolio.events_after(p_portfolio_ids => %(portfolio_ids)s::bigint[], p_after_versions => %(after_versions)s::bigint[], p_limit => %(limit)s);
+
+-- name: replication_lag
+-- On a primary each standby's lag, on a standby its own (pgportfolio top).
+SELECT standby, seen_from, state, sync_state, unflushed_bytes, unreplayed_bytes, flush_lag, replay_lag FROM pgportfolio.replication_lag();

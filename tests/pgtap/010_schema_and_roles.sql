@@ -57,7 +57,8 @@ SELECT functions_are('pgportfolio', ARRAY[
     'server_wait_events', 'update_market_price', 'update_market_prices', 'verify_portfolio', 'withdraw_cash',
     'portfolio_version', 'events_after', 'portfolio_snapshot',
     '_refused_characters', 'events_chain', 'event_chain_head',
-    '_portfolio_lockers', 'portfolio_lock_holders'
+    '_portfolio_lockers', 'portfolio_lock_holders',
+    'replication_lag'
 ], 'pgportfolio has exactly the expected functions');
 SELECT is(
     (SELECT array_agg(p.oid::regprocedure::text ORDER BY p.oid::regprocedure::text) FROM pg_proc AS p
