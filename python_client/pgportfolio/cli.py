@@ -23,12 +23,14 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 EXIT_STATUS_HELP = """\
 exit status:
-  0    success (demo: every verification passed; migrate: applied, or nothing to apply;
+  0    success (demo, verify: every verification passed; drill: nothing acknowledged
+       was lost or duplicated; migrate: applied, or nothing to apply;
        migrate --status: no applied migration was changed or is unknown)
   1    failure, reported in one line on stderr: cannot connect, a database error, a
        migration refused or failed (also: the migration lock stayed held past
        --lock-wait), demo found a failed check or an unexpected error, a bench
-       variant failed
+       variant failed, verify found a failed check, drill found an acknowledged
+       operation lost or duplicated (or a check failed), ha: pg_autoctl failed
   2    usage error: a bad option or value (bench: also cannot start, e.g. --plot
        without matplotlib)
   3    bench --strict: every variant was measured, but a target was missed
@@ -173,6 +175,17 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             server=args.server,
         )
     )
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from pgportfolio.verify import verify_all
+
+    result = verify_all(args.dsn)
+    for portfolio, check in result.failures:
+        print(f"portfolio {portfolio}: {check} FAILED")
+    verdict = "every check passed" if result.ok else f"{len(result.failures)} check(s) failed"
+    print(f"verified {result.portfolios} portfolio(s) on {result.server}: {verdict}")
+    return EXIT_OK if result.ok else EXIT_FAILED
 
 
 def _cmd_ha(args: argparse.Namespace) -> int:
@@ -355,6 +368,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_server_option(bench)
     bench.set_defaults(handler=_exits_if_no_server("bench", _cmd_bench))
+
+    verify = command(
+        "verify",
+        "verify_portfolio for every portfolio (after a restore, on a standby); read-only",
+    )
+    verify.add_argument("--dsn", default="", help="default: the standard PG* environment variables")
+    verify.set_defaults(handler=_cmd_verify)
 
     from pgportfolio.ha.command import add_commands as add_ha_commands
 

@@ -3,7 +3,7 @@
 pg_auto_failover's defaults (health check every 5 s, a node unhealthy after 20 s without a
 report, 30 s for a primary to demote itself) make a failover take about 35 s. A trading
 ledger stops taking writes for that long, so the local formation detects a dead primary in
-about 2 s and promotes about 5 s later. What that trades: a primary that stalls for more
+about 2 s and promotes it some 6 s later. What that trades: a primary that stalls for more
 than ~2 s (a long fsync, a saturated machine, a network hiccup between it and the monitor)
 is failed over although it would have come back, and clients see a failover they did not
 need. Nothing acknowledged is lost by a needless failover (synchronous replication), it
@@ -24,12 +24,13 @@ MONITOR_SETTINGS: dict[str, int] = {
     # how long the standby waits for an unreachable primary to have demoted itself before it
     # is promoted: must stay above the keepers' network_partition_timeout (below), else a
     # primary cut off from the monitor could still accept writes next to a new primary
-    "pgautofailover.primary_demote_timeout": 5000,
+    "pgautofailover.primary_demote_timeout": 3000,
 }
 
 # In each keeper's configuration (pg_autoctl config set).
 KEEPER_SETTINGS: dict[str, str] = {
-    # a primary that can reach neither the monitor nor any standby for 3 s demotes itself
-    # (2 s less than primary_demote_timeout: it stops before another node is promoted)
-    "timeout.network_partition_timeout": "3",
+    # a primary that can reach neither the monitor nor any standby for 2 s demotes itself
+    # (its keeper checks about every second: done before primary_demote_timeout runs out,
+    # which starts only after the monitor found the primary unhealthy, itself ~2-4 s)
+    "timeout.network_partition_timeout": "2",
 }
