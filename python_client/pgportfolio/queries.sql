@@ -112,3 +112,7 @@ SELECT portfolio_id, portfolio_version, kind FROM pgportfolio.events_after(p_por
 -- name: replication_lag
 -- On a primary each standby's lag, on a standby its own (pgportfolio top).
 SELECT standby, seen_from, state, sync_state, unflushed_bytes, unreplayed_bytes, flush_lag, replay_lag FROM pgportfolio.replication_lag();
+
+-- name: server_identity
+-- Which server answers (subscribe sees a failover by it changing).
+SELECT inet_server_addr()::text, inet_server_port();

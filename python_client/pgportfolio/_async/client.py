@@ -583,7 +583,10 @@ class AsyncPortfolioClient:
         for all the portfolios together, so commits never wait for subscribers, and
         nothing another role sends can reach it. A lost connection is reopened after
         ``reconnect_delay`` seconds and the stream goes on after the last event it
-        yielded: nothing is missed or repeated. A refusal (a role that may not read the
+        yielded: nothing is missed or repeated. With a multi-host conninfo it follows the
+        primary: when it reconnects to another server (a failover), every portfolio
+        opens again with a ``resync`` event (``gap=True``) carrying that server's current
+        version, and the stream goes on from there. A refusal (a role that may not read the
         ledger, more than 10,000 portfolios) is raised as its PortfolioError. The
         iterator runs until the caller stops it.
         """
@@ -595,16 +598,23 @@ class AsyncPortfolioClient:
         if not isinstance(conninfo, str):
             raise TypeError("subscribe() needs a pool made from a conninfo string")
         after: dict[int, int] | None = None  # the last version yielded, per portfolio
+        server: tuple[Any, ...] | None = None  # the server read from, to see a failover
         while True:
             try:
                 async with await AsyncConnection.connect(conninfo, autocommit=True) as conn:
-                    if after is None:
+                    identity = tuple((await self._follow(conn, "server_identity", {}))[0])
+                    if after is None or identity != server:
+                        # The start, or another server after a failover: what this one
+                        # has is the truth from here on (an event seen on the old primary
+                        # may never have reached it), so each portfolio opens again with
+                        # its current version and gap=True.
                         versions = {"portfolio_ids": ids}
                         rows = await self._follow(conn, "portfolio_versions", versions)
                         after = {int(pid): int(version or 0) for pid, version in rows}
                         for pid, version in rows:
                             if version is not None:
                                 yield ChangeEvent(int(pid), int(version), "resync", gap=True)
+                    server = identity
                     while True:
                         started = time.monotonic()
                         params = {
