@@ -30,6 +30,7 @@ async def test_subscribe_follows_the_primary_and_reports_the_gap(
 
         follower = asyncio.create_task(follow())
         try:
+            await _until(lambda: bool(events))  # subscribed: the stream opened at version 1
             for i in range(3):
                 await client.deposit_cash(portfolio, 1, request_id=f"before-{i}")
             await _until(lambda: any(e.version == 4 for e in events))
