@@ -32,7 +32,9 @@ from psycopg.errors import Diagnostic
 from pgportfolio.errors import ReplicationUnconfirmed
 
 # A commit with a transaction id: it writes a commit record and waits for the standby.
-BARRIER = "SELECT pg_current_xact_id()"
+# On a standby (no transaction ids there, and nothing to wait for) it does nothing: what a
+# standby answers, it has replayed.
+BARRIER = "SELECT CASE WHEN NOT pg_is_in_recovery() THEN pg_current_xact_id() END"
 
 # syncrep.c: "canceling wait for synchronous replication due to user request" and
 # "canceling the wait for synchronous replication and terminating connection due to
@@ -82,7 +84,8 @@ def watching(conn: Any) -> Iterator[SyncRepWatch]:
 
 @contextlib.contextmanager
 def resolving(in_doubt: bool) -> Iterator[None]:
-    """Mark the attempts made in this context as resolving an outcome in doubt."""
+    """Mark the attempts made in this context as resolving an outcome in doubt (the
+    retry runner, per attempt; ``find_request``, whose answer is such a resolution)."""
     token = _resolving.set(in_doubt)
     try:
         yield

@@ -52,6 +52,9 @@ async def test_reads_views_and_verification_on_a_standby(healthy_formation: Form
     async with AsyncPortfolioClient(formation.reader_dsn, name="reader") as reader:
         snapshot = await reader.get_portfolio(portfolio)
         assert snapshot.cash_balance == Decimal("67.5")
+        found = await reader.find_request(portfolio, str(done.request_id))
+        assert found is not None
+        assert found.portfolio_version == done.portfolio_version
         checks = await reader.verify_portfolio(portfolio)
         assert checks
         assert all(check.ok for check in checks)

@@ -77,17 +77,48 @@ async def test_cancelled_sync_wait_is_resolved_not_acknowledged(
         assert await _replayed_on(formation.node_dsn(name), portfolio), f"{name} lacks it"
 
 
-async def _replayed_on(dsn: str, portfolio: int, timeout: float = 15) -> bool:
+async def _replayed_on(
+    dsn: str, portfolio: int, request_id: str = "cancelled-wait", timeout: float = 15
+) -> bool:
     """Whether the node at ``dsn`` shows the deposit within ``timeout`` (a standby
     replays what it flushed a moment later)."""
     deadline = time.monotonic() + timeout
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         while time.monotonic() < deadline:
             cur = await conn.execute(
-                "SELECT count(*) FROM pgportfolio.find_request(%s, 'cancelled-wait')",
-                (portfolio,),
+                "SELECT count(*) FROM pgportfolio.find_request(%s, %s)",
+                (portfolio, request_id),
             )
             if (await cur.fetchone()) == (1,):
                 return True
             await asyncio.sleep(0.1)
     return False
+
+
+async def _still_waiting(dsn: str, pid: int) -> bool:
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        cur = await conn.execute("SELECT wait_event FROM pg_stat_activity WHERE pid = %s", (pid,))
+        return (await cur.fetchone()) == ("SyncRep",)
+
+
+async def test_a_cancelled_caller_never_cancels_the_commit(healthy_formation: Formation) -> None:
+    """psycopg answers a cancelled asyncio task with a cancel request to the server; in a
+    commit's wait for the standby that leaves the commit on the primary only. The client
+    lets the call finish (bounded by call_timeout) and raises the cancellation after."""
+    formation = healthy_formation
+    dsn = formation.writer_dsn
+    async with AsyncPortfolioClient(dsn, coalesce=False, resolve_timeout=60) as client:
+        portfolio = await client.create_portfolio("caller-cancelled", Decimal(1000))
+        with formation.replication_paused():
+            deposit = asyncio.create_task(
+                client.deposit_cash(portfolio, Decimal(5), request_id="caller-cancelled")
+            )
+            backend = await _sync_rep_waiter(dsn)
+            deposit.cancel()
+            await asyncio.sleep(STALL_AFTER_CANCEL)
+            commit_still_waiting = await _still_waiting(dsn, backend)
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(deposit, 60)
+    assert commit_still_waiting, "the client sent a cancel into the commit's wait for the standby"
+    for name in formation.node_ports:  # applied once, durably: the caller may find_request it
+        assert await _replayed_on(formation.node_dsn(name), portfolio, "caller-cancelled")

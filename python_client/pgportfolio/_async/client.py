@@ -45,6 +45,7 @@ from pgportfolio.monitor import Monitor, get_global_monitor
 from pgportfolio.operations import ChargeFee, Deposit, Fill, Operation, Withdraw
 from pgportfolio.queries import query
 from pgportfolio.retry import RetryPolicy
+from pgportfolio.syncrep import resolving
 from pgportfolio.values import (
     as_decimal,
     as_id,
@@ -408,16 +409,20 @@ class AsyncPortfolioClient:
         )
 
     async def find_request(self, portfolio_id: int, request_id: str) -> MutationResult | None:
-        """The stored result of ``request_id``, or None if it was never applied."""
+        """The stored result of ``request_id``, or None if it was never applied. Under
+        synchronous replication the answer counts once a standby has it (a commit whose
+        wait for the standby was cancelled is visible on the primary alone): the read is
+        followed by a commit that waits for the standby (pgportfolio.syncrep)."""
         params = {
             "portfolio_id": as_id("portfolio_id", portfolio_id),
             "request_id": as_text("request_id", request_id),
         }
-        return await self._transport.read(
-            "find_request",
-            params,
-            lambda rows: MutationResult.from_row(rows[0], request_id) if rows else None,
-        )
+        with resolving(True):
+            return await self._transport.read(
+                "find_request",
+                params,
+                lambda rows: MutationResult.from_row(rows[0], request_id) if rows else None,
+            )
 
     async def events_since(self, portfolio_id: int, after_version: int) -> list[ChangeEvent]:
         params = {
