@@ -527,8 +527,12 @@ def run_drill(settings: DrillSettings) -> DrillResult:
     try:
         log(f"formation up in {time.monotonic() - started:.1f}s ({directory})")
         migrate(formation.writer_dsn)
+        changed = time.monotonic()
         set_synchronous(formation, settings.synchronous)
-        log(f"synchronous_standby_names = {formation.synchronous_standby_names()!r}")
+        log(
+            f"synchronous_standby_names = {formation.synchronous_standby_names()!r}"
+            f" ({time.monotonic() - changed:.1f}s)"
+        )
         trading = time.monotonic()
         load, failovers = asyncio.run(_trade(settings, formation))
         seconds = time.monotonic() - trading
@@ -537,8 +541,10 @@ def run_drill(settings: DrillSettings) -> DrillResult:
         if owned and settings.directory is None:
             formation.remove()
         elif not settings.synchronous:
+            changed = time.monotonic()
             with contextlib.suppress(Exception):
                 set_synchronous(formation, True)
+            log(f"synchronous replication again ({time.monotonic() - changed:.1f}s)")
     if settings.json_path is not None:
         settings.json_path.write_text(json.dumps(asdict(result), indent=2) + "\n")
     return result

@@ -481,7 +481,24 @@ class Formation:
         )
 
     def wait_healthy(self, timeout: float = 120) -> None:
-        self._wait(self.healthy, timeout, "one primary and every other node a standby")
+        last_checkpoint = 0.0
+
+        def healthy_or_nudged() -> bool:
+            # a node that rejoins by pg_basebackup (when pg_rewind cannot) waits for a
+            # spread checkpoint on the primary: ask for an immediate one now and then
+            nonlocal last_checkpoint
+            if self.healthy():
+                return True
+            if time.monotonic() - last_checkpoint > 2:
+                last_checkpoint = time.monotonic()
+                with (
+                    contextlib.suppress(psycopg.Error),
+                    psycopg.connect(self.writer_dsn, autocommit=True) as conn,
+                ):
+                    conn.execute("CHECKPOINT")
+            return False
+
+        self._wait(healthy_or_nudged, timeout, "one primary and every other node a standby")
 
     @contextlib.contextmanager
     def replication_paused(self) -> Iterator[list[int]]:
