@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: install test lint sqllint pylint migrate demo bench soak clean
+.PHONY: install test lint sqllint pylint migrate demo bench soak drill clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -45,6 +45,9 @@ bench: install ## measure every scenario against its bounds (see docs/performanc
 
 soak: install ## the full proof suite: 100k-operation chaos, 1M-operation memory, long model runs
 	PGPORTFOLIO_SOAK=1 $(BIN)/pytest tests/proof -p no:cacheprovider
+
+drill: install ## failover drill: 100 traders, the primary killed twice, >= 50,000 acknowledged (needs postgresql-15-auto-failover)
+	$(BIN)/pgportfolio drill failover --failovers 2 --min-acknowledged 50000 --stall 1 --json drill.json
 
 migrate: install ## apply migrations to the database named by DSN (or PG* variables)
 	$(BIN)/pgportfolio migrate --dsn "$(DSN)"

@@ -23,14 +23,17 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 EXIT_STATUS_HELP = """\
 exit status:
-  0    success (demo: every verification passed; migrate: applied, or nothing to apply;
+  0    success (demo, verify: every verification passed; drill: nothing acknowledged
+       was lost or duplicated; migrate: applied, or nothing to apply;
        import: every row applied or already in the ledger;
        migrate --status: no applied migration was changed or is unknown)
   1    failure, reported in one line on stderr: cannot connect, a database error, a
        migration refused or failed (also: the migration lock stayed held past
        --lock-wait), demo found a failed check or an unexpected error, a bench
-       variant failed, import found a bad row or the ledger refused one (each is
-       reported as FILE:LINE)
+       variant failed, verify found a failed check, drill found an acknowledged
+       operation lost or duplicated (or a check failed), ha: pg_autoctl failed,
+       import found a bad row or the ledger refused one (each is reported as
+       FILE:LINE)
   2    usage error: a bad option or value (bench: also cannot start, e.g. --plot
        without matplotlib)
   3    bench --strict: every variant was measured, but a target was missed
@@ -244,6 +247,44 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     )
 
 
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from pgportfolio.verify import verify_all
+
+    result = verify_all(args.dsn)
+    for portfolio, check in result.failures:
+        print(f"portfolio {portfolio}: {check} FAILED")
+    verdict = "every check passed" if result.ok else f"{len(result.failures)} check(s) failed"
+    print(f"verified {result.portfolios} portfolio(s) on {result.server}: {verdict}")
+    return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def _cmd_ha(args: argparse.Namespace) -> int:
+    from pgportfolio.ha.command import run
+
+    return run(args)
+
+
+def _cmd_drill(args: argparse.Namespace) -> int:
+    from pgportfolio.ha.drill import DrillSettings, print_result, run_drill
+
+    result = run_drill(
+        DrillSettings(
+            directory=Path(args.dir) if args.dir else None,
+            traders=args.traders,
+            failovers=args.failovers,
+            warmup=args.warmup,
+            settle=args.settle,
+            min_acknowledged=args.min_acknowledged,
+            stall=args.stall,
+            synchronous=not args.asynchronous,
+            seed=args.seed,
+            json_path=Path(args.json) if args.json else None,
+        )
+    )
+    print_result(result)
+    return EXIT_OK if result.ok else EXIT_FAILED
+
+
 def _add_server_option(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--server",
@@ -421,6 +462,67 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_server_option(bench)
     bench.set_defaults(handler=_exits_if_no_server("bench", _cmd_bench))
+
+    verify = command(
+        "verify",
+        "verify_portfolio for every portfolio (after a restore, on a standby); read-only",
+    )
+    verify.add_argument("--dsn", default="", help="default: the standard PG* environment variables")
+    verify.set_defaults(handler=_cmd_verify)
+
+    from pgportfolio.ha.command import add_commands as add_ha_commands
+
+    ha = command("ha", "a local pg_auto_failover formation: a monitor and three nodes")
+    add_ha_commands(ha)
+    ha.set_defaults(handler=_cmd_ha)
+
+    drill = command("drill", "fault drills against a pg_auto_failover formation")
+    drills = drill.add_subparsers(dest="drill", required=True)
+    failover = drills.add_parser(
+        "failover",
+        help="trade while the primary is killed, then check every acknowledged operation",
+        description="100 traders (client and raw SQL, request ids) while the primary is "
+        "SIGKILLed; then every acknowledged operation must be on the new primary exactly "
+        "once, cash and positions exact, verify_portfolio clean on every node. Exit 1 if "
+        "anything acknowledged is lost or duplicated.",
+    )
+    failover.add_argument(
+        "--dir",
+        help="the directory of a formation (pgportfolio ha up); if it holds none, one is "
+        "made there and kept; default: a new one in a temp dir, removed afterwards",
+    )
+    failover.add_argument("--traders", type=_positive_int, default=100)
+    failover.add_argument("--failovers", type=int, default=1, help="kills of the primary")
+    failover.add_argument(
+        "--warmup", type=_positive_seconds, default=5.0, help="seconds before the first kill"
+    )
+    failover.add_argument(
+        "--settle",
+        type=_non_negative_seconds,
+        default=3.0,
+        help="seconds of trading after the killed node rejoined, before the next kill",
+    )
+    failover.add_argument(
+        "--min-acknowledged",
+        type=int,
+        default=0,
+        help="keep trading after the last failover until this many were acknowledged",
+    )
+    failover.add_argument(
+        "--stall",
+        type=_non_negative_seconds,
+        default=0.0,
+        help="stop the standbys' WAL receivers this many seconds right before each kill "
+        "(the crash comes while every standby lags; default 0)",
+    )
+    failover.add_argument(
+        "--asynchronous",
+        action="store_true",
+        help="the negative control: asynchronous replication (expect lost acknowledgements)",
+    )
+    failover.add_argument("--json", metavar="FILE", help="write every number to FILE")
+    failover.add_argument("--seed", type=int, default=1)
+    drill.set_defaults(handler=_cmd_drill)
     return parser
 
 

@@ -202,6 +202,12 @@ class ConnectionLost(PortfolioError):
     resolved by request id."""
 
 
+class ReplicationUnconfirmed(ConnectionLost):
+    """The server answered, but with PostgreSQL's warning that the wait for the
+    synchronous standby was cancelled: committed on the primary only, so a failover may
+    still lose it. Not an acknowledgement; resolved by request id like a lost connection."""
+
+
 class OutcomeUnknown(ConnectionLost):
     """The outcome of a mutation could not be learnt within ``resolve_timeout`` (the
     server stayed unreachable). It may have been applied: ``find_request(portfolio_id,

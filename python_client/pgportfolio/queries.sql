@@ -144,3 +144,10 @@ SELECT portfolio_id, day, portfolio_version, cash_balance, market_value, cost_ba
 -- name: daily_pnl
 -- A portfolio's closes and day-over-day changes, between two days inclusive, in day order.
 SELECT portfolio_id, day, previous_day, portfolio_version, cash_balance, market_value, realized_pnl, unrealized_pnl, net_deposits, equity, open_positions, equity_change, realized_change, unrealized_change, cash_moves, closed_at FROM pgportfolio.daily_pnl WHERE portfolio_id = %(portfolio_id)s AND day BETWEEN %(since)s AND %(until)s ORDER BY day;
+-- name: replication_lag
+-- On a primary each standby's lag, on a standby its own (pgportfolio top).
+SELECT standby, seen_from, state, sync_state, unflushed_bytes, unreplayed_bytes, flush_lag, replay_lag FROM pgportfolio.replication_lag();
+
+-- name: server_identity
+-- Which server answers (subscribe sees a failover by it changing).
+SELECT inet_server_addr()::text, inet_server_port();

@@ -3,7 +3,8 @@
 Refreshed every second: who holds a portfolio locked and for how long (a session idle in
 a transaction holds every other caller of that portfolio off), lock waits (the lock_waits
 view), the busiest portfolios with event rates from their version deltas, and what the
-server's sessions wait for. Needs
+server's sessions wait for, and replication lag (each standby's on a primary, its own on
+a standby). Needs
 only the analyst role. On a terminal, ``q`` quits.
 """
 
@@ -95,7 +96,38 @@ class TopView:
             holders,
             waits,
             events,
+            self._replication(),
         )
+
+    def _replication(self) -> Table:
+        """Each standby's lag seen from a primary, or a standby's own; empty on a server
+        without replication."""
+        table = Table(title="replication", title_justify="left")
+        for column in ("standby", "seen from", "state", "sync", "unflushed", "unreplayed",
+                       "flush lag", "replay lag"):  # fmt: skip
+            table.add_column(column)
+        for standby, seen_from, state, sync, unflushed, unreplayed, flush, replay in self._rows(
+            "replication_lag"
+        ):
+            table.add_row(
+                standby,
+                seen_from,
+                str(state),
+                sync or "",
+                _bytes(unflushed),
+                _bytes(unreplayed),
+                _interval(flush),
+                _interval(replay),
+            )
+        return table
+
+
+def _bytes(value: Any) -> str:
+    return "" if value is None else f"{int(value):,} B"
+
+
+def _interval(value: Any) -> str:
+    return "" if value is None else f"{value.total_seconds():.3f} s"
 
 
 @contextlib.contextmanager

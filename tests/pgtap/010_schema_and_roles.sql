@@ -64,7 +64,8 @@ SELECT functions_are('pgportfolio', ARRAY[
     '_check_mark', 'price_at', 'prune_price_history', 'upsert_instrument',
     '_version_at', '_positions_at', '_portfolio_at', '_check_history_arguments', '_check_version_argument',
     'portfolio_as_of', 'positions_as_of', 'portfolio_at_version', 'positions_at_version',
-    'close_day', 'daily_closes_refuse_change'
+    'close_day', 'daily_closes_refuse_change',
+    'replication_lag'
 ], 'pgportfolio has exactly the expected functions');
 SELECT is(
     (SELECT array_agg(p.oid::regprocedure::text ORDER BY p.oid::regprocedure::text) FROM pg_proc AS p

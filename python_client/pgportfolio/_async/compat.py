@@ -40,6 +40,7 @@ __all__ = [
     "registry_guard",
     "sleep",
     "spawn",
+    "uninterrupted",
     "wait",
     "wait_future",
 ]
@@ -93,6 +94,29 @@ def call_later(seconds: float | None, callback: Callable[[], None]) -> Iterator[
         yield
     finally:
         handle.cancel()
+
+
+async def uninterrupted(call: Coroutine[Any, Any, T]) -> T:
+    """Run ``call`` to its end even if the waiting task is cancelled meanwhile, then
+    raise the cancellation. ``call`` is bounded on its own (call_timeout cuts its socket),
+    so the cancellation comes that much later at most."""
+    task = asyncio.ensure_future(call)
+    cancelled = False
+    while True:
+        try:
+            result = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.done():  # the call itself was cancelled, not only its waiter
+                raise
+            cancelled = True
+            continue
+        except BaseException:
+            if cancelled:
+                raise asyncio.CancelledError from None
+            raise
+        if cancelled:
+            raise asyncio.CancelledError
+        return result
 
 
 def new_future() -> asyncio.Future[Any]:

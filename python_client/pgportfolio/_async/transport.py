@@ -39,6 +39,7 @@ from pgportfolio.models import MutationResult
 from pgportfolio.monitor import Monitor
 from pgportfolio.queries import query
 from pgportfolio.retry import RetryPolicy, retry_cause
+from pgportfolio.syncrep import BARRIER, needs_barrier, resolving, watching
 
 T = TypeVar("T")
 
@@ -162,16 +163,29 @@ class AsyncTransport:
         try:
             async with self.connection() as conn:
                 sent = True
-                with compat.call_later(self.call_timeout, cutter(conn)):
-                    cur = await conn.execute(query(name), params)
-                    rows = await cur.fetchall()
-                    if not conn.autocommit:  # our pool is autocommit; a caller's may not be
-                        await conn.commit()
+                with compat.call_later(self.call_timeout, cutter(conn)), watching(conn) as watch:
+                    # Not cancelled halfway: psycopg answers a cancelled task with a cancel
+                    # request, which in a commit's wait for the standby leaves it local.
+                    rows = await compat.uninterrupted(self._send(conn, name, params))
+                watch.check(portfolio_id)  # a cancelled wait for the standby: in doubt
         except psycopg.Error as exc:
             error = map_error(exc, portfolio_id)
             if isinstance(error, ConnectionLost) and not sent:
                 raise ConnectionUnavailable(str(error), portfolio_id=portfolio_id) from exc
             raise error from exc
+        return rows
+
+    async def _send(
+        self, conn: AsyncConnection[Any], name: str, params: dict[str, Any]
+    ) -> list[tuple[Any, ...]]:
+        cur = await conn.execute(query(name), params)
+        rows = await cur.fetchall()
+        if not conn.autocommit:  # our pool is autocommit; a caller's may not be
+            await conn.commit()
+        if needs_barrier():  # an answer in doubt counts once a standby has it
+            await conn.execute(BARRIER)
+            if not conn.autocommit:
+                await conn.commit()
         return rows
 
     async def mutation(
@@ -210,7 +224,8 @@ class AsyncTransport:
         retries = RetryState(self, request)
         while True:
             try:
-                return await attempt(retries.in_doubt)
+                with resolving(retries.in_doubt or needs_barrier()):
+                    return await attempt(retries.in_doubt)
             except PortfolioError as exc:
                 if request is not None:
                     exc.about(request.operation, request.portfolio_id, request.request_id)

@@ -52,6 +52,7 @@ from pgportfolio.monitor import Monitor, get_global_monitor
 from pgportfolio.operations import ChargeFee, Deposit, Fill, Operation, Withdraw
 from pgportfolio.queries import query
 from pgportfolio.retry import RetryPolicy
+from pgportfolio.syncrep import resolving
 from pgportfolio.values import (
     as_aware_time,
     as_day,
@@ -555,16 +556,20 @@ class PortfolioClient:
         )
 
     def find_request(self, portfolio_id: int, request_id: str) -> MutationResult | None:
-        """The stored result of ``request_id``, or None if it was never applied."""
+        """The stored result of ``request_id``, or None if it was never applied. Under
+        synchronous replication the answer counts once a standby has it (a commit whose
+        wait for the standby was cancelled is visible on the primary alone): the read is
+        followed by a commit that waits for the standby (pgportfolio.syncrep)."""
         params = {
             "portfolio_id": as_id("portfolio_id", portfolio_id),
             "request_id": as_text("request_id", request_id),
         }
-        return self._transport.read(
-            "find_request",
-            params,
-            lambda rows: MutationResult.from_row(rows[0], request_id) if rows else None,
-        )
+        with resolving(True):
+            return self._transport.read(
+                "find_request",
+                params,
+                lambda rows: MutationResult.from_row(rows[0], request_id) if rows else None,
+            )
 
     def events_since(self, portfolio_id: int, after_version: int) -> list[ChangeEvent]:
         params = {
@@ -726,7 +731,10 @@ class PortfolioClient:
         for all the portfolios together, so commits never wait for subscribers, and
         nothing another role sends can reach it. A lost connection is reopened after
         ``reconnect_delay`` seconds and the stream goes on after the last event it
-        yielded: nothing is missed or repeated. A refusal (a role that may not read the
+        yielded: nothing is missed or repeated. With a multi-host conninfo it follows the
+        primary: when it reconnects to another server (a failover), every portfolio
+        opens again with a ``resync`` event (``gap=True``) carrying that server's current
+        version, and the stream goes on from there. A refusal (a role that may not read the
         ledger, more than 10,000 portfolios) is raised as its PortfolioError. The
         iterator runs until the caller stops it.
         """
@@ -738,16 +746,23 @@ class PortfolioClient:
         if not isinstance(conninfo, str):
             raise TypeError("subscribe() needs a pool made from a conninfo string")
         after: dict[int, int] | None = None  # the last version yielded, per portfolio
+        server: tuple[Any, ...] | None = None  # the server read from, to see a failover
         while True:
             try:
                 with Connection.connect(conninfo, autocommit=True) as conn:
-                    if after is None:
+                    identity = tuple((self._follow(conn, "server_identity", {}))[0])
+                    if after is None or identity != server:
+                        # The start, or another server after a failover: what this one
+                        # has is the truth from here on (an event seen on the old primary
+                        # may never have reached it), so each portfolio opens again with
+                        # its current version and gap=True.
                         versions = {"portfolio_ids": ids}
                         rows = self._follow(conn, "portfolio_versions", versions)
                         after = {int(pid): int(version or 0) for pid, version in rows}
                         for pid, version in rows:
                             if version is not None:
                                 yield ChangeEvent(int(pid), int(version), "resync", gap=True)
+                    server = identity
                     while True:
                         started = time.monotonic()
                         params = {

@@ -38,6 +38,7 @@ __all__ = [
     "registry_guard",
     "sleep",
     "spawn",
+    "uninterrupted",
     "wait",
     "wait_future",
 ]
@@ -84,6 +85,11 @@ def call_later(seconds: float | None, callback: Callable[[], None]) -> Iterator[
         yield
     finally:
         timer.cancel()
+
+
+def uninterrupted(result: T) -> T:
+    """Threads are not cancelled: the call has already run to its end."""
+    return result
 
 
 def new_future() -> concurrent.futures.Future[Any]:

@@ -40,6 +40,7 @@ from pgportfolio.models import MutationResult
 from pgportfolio.monitor import Monitor
 from pgportfolio.queries import query
 from pgportfolio.retry import RetryPolicy, retry_cause
+from pgportfolio.syncrep import BARRIER, needs_barrier, resolving, watching
 
 T = TypeVar("T")
 
@@ -163,16 +164,29 @@ class Transport:
         try:
             with self.connection() as conn:
                 sent = True
-                with compat.call_later(self.call_timeout, cutter(conn)):
-                    cur = conn.execute(query(name), params)
-                    rows = cur.fetchall()
-                    if not conn.autocommit:  # our pool is autocommit; a caller's may not be
-                        conn.commit()
+                with compat.call_later(self.call_timeout, cutter(conn)), watching(conn) as watch:
+                    # Not cancelled halfway: psycopg answers a cancelled task with a cancel
+                    # request, which in a commit's wait for the standby leaves it local.
+                    rows = compat.uninterrupted(self._send(conn, name, params))
+                watch.check(portfolio_id)  # a cancelled wait for the standby: in doubt
         except psycopg.Error as exc:
             error = map_error(exc, portfolio_id)
             if isinstance(error, ConnectionLost) and not sent:
                 raise ConnectionUnavailable(str(error), portfolio_id=portfolio_id) from exc
             raise error from exc
+        return rows
+
+    def _send(
+        self, conn: Connection[Any], name: str, params: dict[str, Any]
+    ) -> list[tuple[Any, ...]]:
+        cur = conn.execute(query(name), params)
+        rows = cur.fetchall()
+        if not conn.autocommit:  # our pool is autocommit; a caller's may not be
+            conn.commit()
+        if needs_barrier():  # an answer in doubt counts once a standby has it
+            conn.execute(BARRIER)
+            if not conn.autocommit:
+                conn.commit()
         return rows
 
     def mutation(self, request: Request, params: dict[str, Any], in_doubt: bool) -> MutationResult:
@@ -209,7 +223,8 @@ class Transport:
         retries = RetryState(self, request)
         while True:
             try:
-                return attempt(retries.in_doubt)
+                with resolving(retries.in_doubt or needs_barrier()):
+                    return attempt(retries.in_doubt)
             except PortfolioError as exc:
                 if request is not None:
                     exc.about(request.operation, request.portfolio_id, request.request_id)
