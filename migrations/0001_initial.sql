@@ -1789,7 +1789,9 @@ $$;
 -- later as_of (a late-arriving older mark goes to the history only). The history row is
 -- written first, so its mark_id is known when the current mark is compared: for two marks
 -- with one as_of, the later arrival (higher mark_id) is current, whichever commits first,
--- exactly as price_at() orders them.
+-- exactly as price_at() orders them. The update takes updated_at from the proposed row
+-- (its default, now()): no function is evaluated inside ON CONFLICT DO UPDATE, which is
+-- what Citus requires of a distributed upsert (docs/operations.md, "Citus later").
 CREATE FUNCTION pgportfolio.update_market_price(
     p_symbol text,
     p_price numeric,
@@ -1816,7 +1818,7 @@ BEGIN
     INSERT INTO pgportfolio.market_prices AS m (symbol, price, as_of, source, mark_id)
     VALUES (p_symbol, trim_scale(p_price), v_as_of, p_source, v_mark_id)
     ON CONFLICT (symbol) DO UPDATE
-    SET price = excluded.price, version = m.version + 1, updated_at = now(),
+    SET price = excluded.price, version = m.version + 1, updated_at = excluded.updated_at,
         as_of = excluded.as_of, source = excluded.source, mark_id = excluded.mark_id
     WHERE (m.as_of, m.mark_id) < (excluded.as_of, excluded.mark_id);
     PERFORM set_config('lock_timeout', v_saved_lock_timeout, true);
@@ -1906,7 +1908,7 @@ BEGIN
     FROM recorded AS r
     ORDER BY r.symbol ASC, r.as_of DESC, r.mark_id DESC
     ON CONFLICT (symbol) DO UPDATE
-    SET price = excluded.price, version = m.version + 1, updated_at = now(),
+    SET price = excluded.price, version = m.version + 1, updated_at = excluded.updated_at,
         as_of = excluded.as_of, source = excluded.source, mark_id = excluded.mark_id
     WHERE (m.as_of, m.mark_id) < (excluded.as_of, excluded.mark_id);
     GET DIAGNOSTICS v_count = ROW_COUNT;
