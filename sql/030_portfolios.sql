@@ -11,6 +11,9 @@ CREATE TABLE pgportfolio.portfolios (
     version bigint NOT NULL DEFAULT 1,
     created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
     updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    -- chain_hash of the portfolio's latest event (see 034_events.sql), kept here so that a
+    -- writer reads it with the row it locks; verify_portfolio's event_hash_chain checks it.
+    chain_head bytea NOT NULL DEFAULT ''::bytea,
     CONSTRAINT portfolios_name_valid CHECK (
         pg_catalog.length(name) BETWEEN 1 AND 200
         AND name = pg_catalog.btrim(name)

@@ -36,7 +36,10 @@ AS $$
             ELSE 'The portfolio''s owner can call grant_portfolio.'
         END
     FROM (SELECT DISTINCT i.id FROM pg_catalog.unnest(p_portfolio_ids) AS i (id) WHERE i.id IS NOT NULL) AS u
-    LEFT JOIN pgportfolio.portfolios AS p ON p.portfolio_id OPERATOR(pg_catalog.=) u.id
+    LEFT JOIN LATERAL (
+        SELECT l.portfolio_id, l.owner_role FROM pgportfolio.portfolios AS l
+        WHERE l.portfolio_id OPERATOR(pg_catalog.=) u.id
+    ) AS p ON true
     WHERE p.portfolio_id IS NULL
     OR NOT (
         p.owner_role OPERATOR(pg_catalog.=) p_actor

@@ -13,6 +13,7 @@ AS $$
 DECLARE
     v_actor name := pgportfolio._acting_role();
     v_portfolio_id bigint;
+    v_chain_head bytea;
 BEGIN
     PERFORM pgportfolio._check_portfolio_attributes(p_name, p_currency);
     PERFORM pgportfolio._check_number('p_initial_cash', p_initial_cash, 'non_negative');
@@ -33,7 +34,9 @@ BEGIN
             ''::bytea, v_portfolio_id, 1, 'create', 'create_portfolio', NULL, NULL, NULL, 0, p_initial_cash,
             p_initial_cash, 0, p_initial_cash, NULL, NULL, NULL, v_actor, now()
         )
-    );
+    )
+    RETURNING chain_hash INTO v_chain_head;
+    UPDATE pgportfolio.portfolios SET chain_head = v_chain_head WHERE portfolio_id = v_portfolio_id;
 
     RETURN v_portfolio_id;
 END;

@@ -113,7 +113,16 @@ BEGIN
         UNION ALL
         SELECT 'event_realized_pnl', 0::numeric, t.bad_event_pnl, 'eq' FROM totals AS t
         UNION ALL
-        SELECT 'event_hash_chain', 0::numeric, t.bad_event_hash, 'eq' FROM totals AS t
+        -- and the head kept on the portfolio's row must be its latest event's hash
+        SELECT
+            'event_hash_chain',
+            0::numeric,
+            t.bad_event_hash + CASE WHEN pf.chain_head IS DISTINCT FROM (
+                SELECT e.chain_hash FROM pgportfolio.events AS e
+                WHERE e.portfolio_id = p_portfolio_id ORDER BY e.portfolio_version DESC LIMIT 1
+            ) THEN 1 ELSE 0 END,
+            'eq'
+        FROM totals AS t, pf
         UNION ALL
         SELECT
             'open_positions',

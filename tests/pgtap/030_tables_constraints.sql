@@ -7,7 +7,7 @@ SELECT plan(196);
 -- ---------------------------------------------------------------- columns
 SELECT columns_are('pgportfolio', 'portfolios', ARRAY[
     'portfolio_id', 'name', 'currency', 'owner_role', 'initial_cash', 'cash_balance', 'realized_pnl',
-    'version', 'created_at', 'updated_at'], 'portfolios has the expected columns');
+    'version', 'created_at', 'updated_at', 'chain_head'], 'portfolios has the expected columns');
 SELECT columns_are('pgportfolio', 'portfolio_access', ARRAY[
     'portfolio_id', 'grantee', 'granted_by', 'granted_at'], 'portfolio_access has the expected columns');
 SELECT columns_are('pgportfolio', 'positions', ARRAY[

@@ -28,6 +28,8 @@ BEGIN
         e
     );
     INSERT INTO pgportfolio.events SELECT e.*;
+    -- as the writers do: the portfolio's row keeps the head of its chain
+    UPDATE pgportfolio.portfolios SET chain_head = e.chain_hash WHERE portfolio_id = e.portfolio_id;
 END;
 $$;
 
@@ -233,8 +235,10 @@ SELECT pg_temp.insert_chained(ROW(
     pf.portfolio_id, pf.version + 1, 'deposit', 'deposit_cash', NULL, NULL, NULL, 0, 5, 5, 0, pf.cash_balance + 5,
     NULL, NULL, NULL, 'postgres', NULL, NULL)::pgportfolio.events)
 FROM pgportfolio.portfolios AS pf WHERE pf.portfolio_id = pg_temp.pid('v');
-UPDATE pgportfolio.portfolios SET version = version + 1, cash_balance = cash_balance + 5
-WHERE portfolio_id = pg_temp.pid('v');
+UPDATE pgportfolio.portfolios AS p SET version = version + 1, cash_balance = cash_balance + 5,
+    chain_head = (SELECT e.chain_hash FROM pgportfolio.events AS e
+                  WHERE e.portfolio_id = p.portfolio_id AND e.portfolio_version = p.version + 1)
+WHERE p.portfolio_id = pg_temp.pid('v');
 SELECT is(pg_temp.failing(pg_temp.pid('v')), NULL,
     'the same deposit with the documented chain_hash verifies clean (verify uses the documented formula)');
 ROLLBACK TO SAVEPOINT corrupt;
@@ -294,6 +298,11 @@ BEGIN
 END
 $$;
 ALTER TABLE pgportfolio.events ENABLE ALWAYS TRIGGER events_append_only;
+-- The owner can also set the head kept on the portfolio's row: it is in the same database.
+UPDATE pgportfolio.portfolios AS p
+SET chain_head = (SELECT e.chain_hash FROM pgportfolio.events AS e
+                  WHERE e.portfolio_id = p.portfolio_id AND e.portfolio_version = p.version)
+WHERE p.portfolio_id = pg_temp.pid('v');
 SELECT is(pg_temp.failing(pg_temp.pid('v')), NULL,
     'a rewrite with every later hash recomputed passes verify_portfolio (the documented limit)');
 SELECT isnt(

@@ -1418,6 +1418,13 @@ def test_a_recomputed_chain_is_caught_only_by_an_anchor_kept_outside(own_cast: C
                 {"pid": books.a, "v": version},
             )
         su.execute("ALTER TABLE pgportfolio.events ENABLE ALWAYS TRIGGER events_append_only")
+        # The head the portfolio's row keeps is in the same database: the owner sets it too.
+        su.execute(
+            "UPDATE pgportfolio.portfolios AS p SET chain_head = e.chain_hash"
+            " FROM pgportfolio.events AS e WHERE p.portfolio_id = %(pid)s"
+            " AND e.portfolio_id = p.portfolio_id AND e.portfolio_version = p.version",
+            {"pid": books.a},
+        )
     with own_cast.session(own_cast.analyst) as analyst:
         assert _failing_checks(analyst, books.a) == []
         assert _head(analyst, books.a, anchor[0]) != anchor

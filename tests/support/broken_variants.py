@@ -19,7 +19,8 @@ CORE = (
 
 # The two lock statements of the core, each from its first line to the line after it.
 PORTFOLIO_LOCK = re.compile(
-    r"( *)FOR v_row IN\n *SELECT u\.slot, p\.cash_balance.*?END LOOP;\n", re.DOTALL
+    r"( *)FOR v_row IN\n(?: *--[^\n]*\n)* *SELECT u\.slot, p\.cash_balance.*?END LOOP;\n",
+    re.DOTALL,
 )
 # The last line of the core's events insert.
 EVENTS_INSERT_END = "WHERE u.kind IS NOT NULL;"
