@@ -86,7 +86,8 @@ DECLARE
     v_error_detail text;
     v_error_hint text;
     v_dims text := format('[1:%s]', v_n);
-    v_needs_message boolean := false;  -- the element broke an input rule: which one?
+    v_needs_message boolean := false;
+    v_request_ok boolean;  -- the element broke an input rule: which one?
     v_portfolio_slots integer;
     v_position_slots integer;
     -- portfolios refused to the acting role
@@ -188,6 +189,14 @@ BEGIN
     f_hint := f_state;
     FOR i IN 1 .. v_n LOOP
         v_operation := p_operations[i];
+        -- the rules of the request id and the expected version, which every operation takes
+        v_request_ok := coalesce(
+            (p_request_ids[i] IS NULL OR (
+                length(p_request_ids[i]) BETWEEN 1 AND 200 AND p_request_ids[i] !~ v_refused_characters
+            ))
+            AND (p_expected_versions[i] IS NULL OR p_expected_versions[i] >= 1),
+            false
+        );
         IF v_operation IS NULL OR v_operation NOT IN (
             'apply_fill', 'open_position', 'add_to_position', 'reduce_position', 'close_position',
             'deposit_cash', 'withdraw_cash', 'charge_fee'
@@ -204,10 +213,7 @@ BEGIN
             ELSIF NOT coalesce(
                 p_amounts[i] NOT IN ('NaN', 'Infinity', '-Infinity') AND p_amounts[i] > 0
                 AND p_amounts[i] < 1e15 AND min_scale(p_amounts[i]) <= 8
-                AND (p_request_ids[i] IS NULL OR (
-                    length(p_request_ids[i]) BETWEEN 1 AND 200 AND p_request_ids[i] !~ v_refused_characters
-                ))
-                AND (p_expected_versions[i] IS NULL OR p_expected_versions[i] >= 1),
+                AND v_request_ok,
                 false
             ) THEN
                 v_needs_message := true;
@@ -230,10 +236,7 @@ BEGIN
             AND p_prices[i] < 1e15 AND min_scale(p_prices[i]) <= 8
             AND p_fees[i] NOT IN ('NaN', 'Infinity', '-Infinity') AND p_fees[i] >= 0
             AND p_fees[i] < 1e15 AND min_scale(p_fees[i]) <= 8
-            AND (p_request_ids[i] IS NULL OR (
-                length(p_request_ids[i]) BETWEEN 1 AND 200 AND p_request_ids[i] !~ v_refused_characters
-            ))
-            AND (p_expected_versions[i] IS NULL OR p_expected_versions[i] >= 1),
+            AND v_request_ok,
             false
         ) THEN
             v_needs_message := true;

@@ -1,0 +1,62 @@
+"""A session's plans, made while the tables were nearly empty, must still reach rows by key
+once the tables have grown.
+
+PL/pgSQL keeps a statement's plan for the life of the session. On a new database the first
+calls plan with next to no statistics. The look-up of a portfolio's latest event (the head
+of its hash chain), planned that way, went through the request-id index's portfolio_id
+prefix and read every event of the portfolio on every later call (10,003 events for one
+fill here, before the head moved onto the portfolio's row). This counts the rows a call
+reads (pg_stat_xact_user_tables, within the call's own transaction), so it does not depend
+on timing.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+
+GROWTH = 10_000  # events added to the portfolio after the first session planned its calls
+CHUNK = 1_000
+
+
+def _fills(conn: psycopg.Connection[Any], pid: int, count: int, prefix: str) -> None:
+    rows = conn.execute(
+        "SELECT count(*) FILTER (WHERE sqlstate IS NOT NULL) FROM pgportfolio.apply_fills_arrays("
+        " array_fill(%s::bigint, ARRAY[%s]),"
+        " ARRAY(SELECT 'S' || (n %% 50) FROM generate_series(1, %s) AS n),"
+        " array_fill(1::numeric, ARRAY[%s]), array_fill(10::numeric, ARRAY[%s]), NULL,"
+        " ARRAY(SELECT %s || n FROM generate_series(1, %s) AS n))",
+        (pid, count, count, count, count, prefix, count),
+    ).fetchone()
+    assert rows == (0,)
+
+
+def test_a_call_reads_only_the_rows_it_needs_after_the_tables_grew(db: str) -> None:
+    with (
+        psycopg.connect(db, autocommit=True) as early,
+        psycopg.connect(db, autocommit=True) as bulk,
+    ):
+        row = early.execute(
+            "SELECT pgportfolio.create_portfolio('plans', %s)", (Decimal(10) ** 12,)
+        ).fetchone()
+        assert row is not None
+        pid = int(row[0])
+        # The early session makes its plans now, on nearly empty tables.
+        _fills(early, pid, 1, "early-")
+        for start in range(0, GROWTH, CHUNK):
+            _fills(bulk, pid, CHUNK, f"bulk-{start}-")
+
+        early.autocommit = False
+        _fills(early, pid, 1, "late-")
+        read = early.execute(
+            "SELECT coalesce(idx_tup_fetch, 0) + coalesce(seq_tup_read, 0)"
+            " FROM pg_stat_xact_user_tables"
+            " WHERE schemaname = 'pgportfolio' AND relname = 'events'"
+        ).fetchone()
+        early.rollback()
+    assert read is not None
+    # One fill reads its request id's event (none) and writes one event; reading the
+    # portfolio's log would be thousands.
+    assert read[0] < 100, f"one fill read {read[0]} events of a portfolio holding {GROWTH}"
