@@ -1,6 +1,7 @@
 -- Open positions only: a position that goes flat is deleted (its history is in events).
 -- quantity is signed (short < 0). cost_basis is signed like quantity and exact:
--- the sum of quantity * price of the fills that built it, less what reductions removed.
+-- the sum of quantity * price * multiplier of the fills that built it, less what reductions
+-- removed.
 -- realized_pnl accumulates on this row from when the position was opened from flat.
 CREATE TABLE pgportfolio.positions (
     -- No foreign key to portfolios, as for events: every writer holds the portfolio's row
@@ -11,6 +12,10 @@ CREATE TABLE pgportfolio.positions (
     quantity numeric NOT NULL,
     cost_basis numeric NOT NULL,
     realized_pnl numeric NOT NULL DEFAULT 0,
+    -- The instrument's multiplier when the position opened (instruments; 1 without a row).
+    -- It cannot change while the position is open (upsert_instrument refuses, PF007), so
+    -- readers value the position with its own row: market value = quantity * mark * multiplier.
+    multiplier numeric NOT NULL DEFAULT 1,
     version bigint NOT NULL DEFAULT 1,
     opened_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
     updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
@@ -27,7 +32,8 @@ CREATE TABLE pgportfolio.positions (
         AND pg_catalog.sign(cost_basis) * pg_catalog.sign(quantity) >= 0
     ),
     CONSTRAINT positions_realized_pnl_finite CHECK (realized_pnl NOT IN ('NaN', 'Infinity', '-Infinity')),
-    CONSTRAINT positions_version_positive CHECK (version >= 1)
+    CONSTRAINT positions_version_positive CHECK (version >= 1),
+    CONSTRAINT positions_multiplier_positive CHECK (multiplier > 0 AND multiplier < 1e15)
 );
 
 COMMENT ON TABLE pgportfolio.positions IS

@@ -23,6 +23,15 @@ CREATE TABLE pgportfolio.events (
     position_quantity numeric,
     position_cost_basis numeric,
     request_id text,
+    -- A fill's execution, as its sender described it: when the trade happened (data, not
+    -- ordering: the log is in arrival order), the broker's order or execution id, and
+    -- flat string tags (account, strategy, venue...). Part of the request's identity.
+    executed_at timestamptz,
+    order_id text,
+    tags jsonb,
+    -- A fill's contract multiplier (instruments; 1 without a row): its cash flow and cost
+    -- basis are quantity * price * multiplier.
+    multiplier numeric,
     acting_role name NOT NULL,
     created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
     chain_hash bytea NOT NULL,

@@ -11,7 +11,8 @@ SELECT columns_are('pgportfolio', 'portfolios', ARRAY[
 SELECT columns_are('pgportfolio', 'portfolio_access', ARRAY[
     'portfolio_id', 'grantee', 'granted_by', 'granted_at'], 'portfolio_access has the expected columns');
 SELECT columns_are('pgportfolio', 'positions', ARRAY[
-    'portfolio_id', 'symbol', 'quantity', 'cost_basis', 'realized_pnl', 'version', 'opened_at', 'updated_at'],
+    'portfolio_id', 'symbol', 'quantity', 'cost_basis', 'realized_pnl', 'multiplier', 'version', 'opened_at',
+    'updated_at'],
     'positions has the expected columns');
 SELECT columns_are('pgportfolio', 'market_prices',
     ARRAY['symbol', 'price', 'version', 'updated_at', 'as_of', 'source', 'mark_id'],
@@ -24,7 +25,7 @@ SELECT columns_are('pgportfolio', 'instruments', ARRAY['symbol', 'multiplier', '
 SELECT columns_are('pgportfolio', 'events', ARRAY[
     'portfolio_id', 'portfolio_version', 'kind', 'operation', 'symbol', 'quantity', 'price', 'fee', 'amount',
     'cash_delta', 'realized_pnl', 'cash_balance', 'position_quantity', 'position_cost_basis', 'request_id',
-    'acting_role', 'created_at', 'chain_hash'], 'events has the expected columns (the request is its typed columns)');
+    'executed_at', 'order_id', 'tags', 'multiplier', 'acting_role', 'created_at', 'chain_hash'], 'events has the expected columns (the request is its typed columns)');
 
 SELECT col_type_is('pgportfolio', 'portfolios', 'portfolio_id', 'bigint', 'portfolios.portfolio_id is bigint');
 SELECT col_type_is('pgportfolio', 'portfolios', 'name', 'text', 'portfolios.name is text');
@@ -92,7 +93,8 @@ SELECT is(
      WHERE c.relnamespace = 'pgportfolio'::regnamespace AND c.relkind = 'r'
        AND a.attnum > 0 AND NOT a.attisdropped AND NOT a.attnotnull),
     ARRAY['events.symbol', 'events.quantity', 'events.price', 'events.amount', 'events.position_quantity',
-          'events.position_cost_basis', 'events.request_id',
+          'events.position_cost_basis', 'events.request_id', 'events.executed_at', 'events.order_id',
+          'events.tags', 'events.multiplier',
           'instruments.description', 'market_price_history.source', 'market_prices.source'],
     'every table column is NOT NULL except the optional fill and request columns of events, sources and descriptions'
 );
@@ -165,6 +167,7 @@ SELECT set_eq(
         ('pgportfolio.positions', 'positions_cost_basis_valid'),
         ('pgportfolio.positions', 'positions_realized_pnl_finite'),
         ('pgportfolio.positions', 'positions_version_positive'),
+        ('pgportfolio.positions', 'positions_multiplier_positive'),
         ('pgportfolio.market_prices', 'market_prices_symbol_valid'),
         ('pgportfolio.market_prices', 'market_prices_price_valid'),
         ('pgportfolio.market_prices', 'market_prices_version_positive'),

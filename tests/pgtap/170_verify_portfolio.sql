@@ -209,7 +209,7 @@ SAVEPOINT corrupt;
 -- and the stored version moved along: the versions still show it.
 SELECT pg_temp.insert_chained(ROW(
     pf.portfolio_id, pf.version + 2, 'deposit', 'deposit_cash', NULL, NULL, NULL, 0, 1, 1, 0, pf.cash_balance + 1,
-    NULL, NULL, NULL, 'postgres', NULL, NULL)::pgportfolio.events)
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, 'postgres', NULL, NULL)::pgportfolio.events)
 FROM pgportfolio.portfolios AS pf WHERE pf.portfolio_id = pg_temp.pid('v');
 UPDATE pgportfolio.portfolios SET version = version + 2, cash_balance = cash_balance + 1
 WHERE portfolio_id = pg_temp.pid('v');
@@ -233,7 +233,7 @@ SAVEPOINT corrupt;
 -- The same deposit with the documented hash: the control for the test above.
 SELECT pg_temp.insert_chained(ROW(
     pf.portfolio_id, pf.version + 1, 'deposit', 'deposit_cash', NULL, NULL, NULL, 0, 5, 5, 0, pf.cash_balance + 5,
-    NULL, NULL, NULL, 'postgres', NULL, NULL)::pgportfolio.events)
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, 'postgres', NULL, NULL)::pgportfolio.events)
 FROM pgportfolio.portfolios AS pf WHERE pf.portfolio_id = pg_temp.pid('v');
 UPDATE pgportfolio.portfolios AS p SET version = version + 1, cash_balance = cash_balance + 5,
     chain_head = (SELECT e.chain_hash FROM pgportfolio.events AS e
@@ -323,7 +323,7 @@ SAVEPOINT corrupt;
 -- (Each direct insert below carries the documented chain_hash, so the chain stays intact.)
 SELECT pg_temp.insert_chained(ROW(
     pf.portfolio_id, pf.version + 1, 'add', 'apply_fill', 'VAAA', 1, 15, 0, NULL, -15, 5, pf.cash_balance - 15,
-    p.quantity + 1, p.cost_basis + 15, NULL, 'postgres', NULL, NULL)::pgportfolio.events)
+    p.quantity + 1, p.cost_basis + 15, NULL, NULL, NULL, NULL, NULL, 'postgres', NULL, NULL)::pgportfolio.events)
 FROM pgportfolio.portfolios AS pf JOIN pgportfolio.positions AS p USING (portfolio_id)
 WHERE pf.portfolio_id = pg_temp.pid('v') AND p.symbol = 'VAAA';
 UPDATE pgportfolio.portfolios
@@ -338,7 +338,7 @@ ROLLBACK TO SAVEPOINT corrupt;
 SAVEPOINT corrupt;
 SELECT pg_temp.insert_chained(ROW(
     pf.portfolio_id, pf.version + 1, 'deposit', 'deposit_cash', NULL, NULL, NULL, 0, 5, 5, 0, pf.cash_balance + 6,
-    NULL, NULL, NULL, 'postgres', NULL, NULL)::pgportfolio.events)
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, 'postgres', NULL, NULL)::pgportfolio.events)
 FROM pgportfolio.portfolios AS pf WHERE pf.portfolio_id = pg_temp.pid('v');
 UPDATE pgportfolio.portfolios SET version = version + 1, cash_balance = cash_balance + 5
 WHERE portfolio_id = pg_temp.pid('v');
@@ -349,7 +349,7 @@ ROLLBACK TO SAVEPOINT corrupt;
 SAVEPOINT corrupt;
 SELECT pg_temp.insert_chained(ROW(
     pf.portfolio_id, pf.version + 1, 'add', 'apply_fill', 'VCCC', 1, 1, 0, NULL, -1, 0, pf.cash_balance - 1,
-    p.quantity + 2, p.cost_basis + 1, NULL, 'postgres', NULL, NULL)::pgportfolio.events)
+    p.quantity + 2, p.cost_basis + 1, NULL, NULL, NULL, NULL, NULL, 'postgres', NULL, NULL)::pgportfolio.events)
 FROM pgportfolio.portfolios AS pf JOIN pgportfolio.positions AS p USING (portfolio_id)
 WHERE pf.portfolio_id = pg_temp.pid('v') AND p.symbol = 'VCCC';
 UPDATE pgportfolio.portfolios SET version = version + 1, cash_balance = cash_balance - 1
