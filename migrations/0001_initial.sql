@@ -285,6 +285,7 @@ CREATE TABLE pgportfolio.events (
     CONSTRAINT events_fill_shape CHECK (
         (kind IN ('open', 'add', 'reduce', 'close', 'flip'))
         = (symbol IS NOT NULL AND quantity IS NOT NULL AND price IS NOT NULL AND position_quantity IS NOT NULL)
+        AND (multiplier IS NOT NULL) = (symbol IS NOT NULL)
     ),
     -- Finite: numeric orders NaN above Infinity, so the strict bounds refuse NaN and both
     -- infinities in two comparisons per column (NOT IN of the three cost about 3 µs per
@@ -332,13 +333,14 @@ FOR EACH STATEMENT EXECUTE FUNCTION pgportfolio.events_refuse_change();
 -- chain_hash = sha256(chain_hash of the portfolio's previous event (empty for version 1)
 -- || UTF-8 of the event's canonical text). The canonical text is every column but the
 -- hash, as a row literal in table order (record output quotes any value that could be
--- mistaken for a separator, so it is unambiguous), with created_at as seconds since the
--- epoch (exact to the microsecond) so that it depends on no session setting (TimeZone,
--- DateStyle); numbers keep their scale. The functions that write events compute it, each
--- knowing the previous hash (the batch core looks it up once per portfolio per call), and
--- verify_portfolio recomputes it. Defined once, here: without SET search_path and with
--- every name qualified, so the planner inlines it into its callers (a per-row trigger
--- that looked the previous event up cost 15 to 30 µs per event; this costs about 2).
+-- mistaken for a separator, so it is unambiguous; tags in jsonb's own normal form), with
+-- executed_at and created_at as seconds since the epoch (exact to the microsecond) so
+-- that it depends on no session setting (TimeZone, DateStyle); numbers keep their scale.
+-- The functions that write events compute it, each knowing the previous hash (the batch
+-- core keeps it on the portfolio's row, chain_head), and verify_portfolio recomputes it.
+-- Defined once, here: without SET search_path and with every name qualified, so the
+-- planner inlines it into its callers (a per-row trigger that looked the previous event up
+-- cost 15 to 30 µs per event; this costs about 2).
 CREATE FUNCTION pgportfolio._event_hash(
     p_previous bytea,
     p_portfolio_id bigint,
@@ -356,6 +358,10 @@ CREATE FUNCTION pgportfolio._event_hash(
     p_position_quantity numeric,
     p_position_cost_basis numeric,
     p_request_id text,
+    p_executed_at timestamptz,
+    p_order_id text,
+    p_tags jsonb,
+    p_multiplier numeric,
     p_acting_role name,
     p_created_at timestamptz
 )
@@ -367,7 +373,8 @@ AS $$
             ROW(
                 p_portfolio_id, p_portfolio_version, p_kind, p_operation, p_symbol, p_quantity, p_price, p_fee,
                 p_amount, p_cash_delta, p_realized_pnl, p_cash_balance, p_position_quantity, p_position_cost_basis,
-                p_request_id, p_acting_role, EXTRACT(EPOCH FROM p_created_at)
+                p_request_id, EXTRACT(EPOCH FROM p_executed_at), p_order_id, p_tags, p_multiplier, p_acting_role,
+                EXTRACT(EPOCH FROM p_created_at)
             )::pg_catalog.text,
             'UTF8'
         )
@@ -407,6 +414,25 @@ CREATE TABLE pgportfolio.instruments (
 
 COMMENT ON TABLE pgportfolio.instruments IS
 'Contract multiplier and description per symbol; a symbol without a row has multiplier 1.';
+
+-- One row, updated by every change of a multiplier (upsert_instrument). A fill at
+-- REPEATABLE READ or SERIALIZABLE that opens a position takes this row FOR SHARE before it
+-- reads multipliers: a change committed after its snapshot then fails the fill with 40001
+-- (retryable) instead of letting it open the position at the old multiplier, and a change
+-- still in progress waits for the fill and then finds the position held (PF007). At READ
+-- COMMITTED the fill reads the committed multiplier after taking its lock on positions,
+-- which needs no row (sql/128_operations.sql, step 4).
+CREATE TABLE pgportfolio.multiplier_changes (
+    singleton boolean PRIMARY KEY DEFAULT TRUE,
+    changes bigint NOT NULL DEFAULT 0,
+    changed_at timestamptz,
+    CONSTRAINT multiplier_changes_one_row CHECK (singleton)
+);
+
+INSERT INTO pgportfolio.multiplier_changes DEFAULT VALUES;
+
+COMMENT ON TABLE pgportfolio.multiplier_changes IS
+'How many times a multiplier changed; fills at REPEATABLE READ lock it to see a change they missed.';
 
 -- ===== sql/100_validation.sql =====
 -- Input checks shared by the mutation functions. Every failure is SQLSTATE 22023
@@ -506,6 +532,70 @@ BEGIN
     IF p_expected_version IS NOT NULL AND p_expected_version < 1 THEN
         RAISE EXCEPTION 'expected_version must be at least 1'
             USING ERRCODE = '22023', DETAIL = format('Got %s.', p_expected_version);
+    END IF;
+END;
+$$;
+
+-- A fill's execution metadata, all optional. executed_at: when the trade happened, finite
+-- and at most p_latest (one minute after the clock: a clock a little ahead is tolerated, a
+-- date typed wrong is not); it may be long past (imports). order_id: the broker's order or
+-- execution id, opaque like a request id. tags: a flat JSON object of short strings
+-- (account, strategy, venue...), bounded so that one event's row stays small.
+CREATE FUNCTION pgportfolio._execution_valid(
+    p_executed_at timestamptz, p_order_id text, p_tags jsonb, p_latest timestamptz
+)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT (p_executed_at IS NULL OR (p_executed_at > '-infinity' AND p_executed_at <= p_latest))
+        AND (p_order_id IS NULL
+            OR (length(p_order_id) BETWEEN 1 AND 200 AND p_order_id !~ pgportfolio._refused_characters()))
+        AND (p_tags IS NULL OR CASE
+            WHEN jsonb_typeof(p_tags) <> 'object' OR octet_length(p_tags::text) > 4096 THEN false
+            ELSE (
+                SELECT count(*) <= 32 AND coalesce(bool_and(
+                    length(t.key) BETWEEN 1 AND 64 AND t.key !~ pgportfolio._refused_characters()
+                    AND jsonb_typeof(t.value) = 'string'
+                    AND length(t.value #>> '{}') <= 256 AND (t.value #>> '{}') !~ pgportfolio._refused_characters()
+                ), true)
+                FROM jsonb_each(p_tags) AS t
+            )
+        END);
+$$;
+
+-- The same rules as _execution_valid, raising the one that was broken.
+CREATE FUNCTION pgportfolio._check_execution(
+    p_executed_at timestamptz, p_order_id text, p_tags jsonb, p_latest timestamptz
+)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_tags_hint constant text := 'Tags are a flat JSON object of at most 32 keys (1 to 64 characters) with string '
+        'values of at most 256 characters, no control or format characters, at most 4096 bytes in all.';
+BEGIN
+    IF p_executed_at IN ('infinity', '-infinity') THEN
+        RAISE EXCEPTION 'executed_at must be a finite time' USING ERRCODE = '22023';
+    END IF;
+    IF p_executed_at > p_latest THEN
+        RAISE EXCEPTION 'executed_at is in the future'
+            USING ERRCODE = '22023',
+            DETAIL = format('Got %s; the latest accepted is %s (one minute after now).', p_executed_at, p_latest);
+    END IF;
+    IF p_order_id IS NOT NULL
+       AND (length(p_order_id) NOT BETWEEN 1 AND 200 OR p_order_id ~ pgportfolio._refused_characters()) THEN
+        RAISE EXCEPTION 'invalid order id'
+            USING ERRCODE = '22023',
+            HINT = 'An order id is 1 to 200 characters without control or format characters (such as U+202E).';
+    END IF;
+    IF jsonb_typeof(p_tags) <> 'object' THEN
+        RAISE EXCEPTION 'tags must be a JSON object'
+            USING ERRCODE = '22023', DETAIL = format('Got a JSON %s.', jsonb_typeof(p_tags)), HINT = v_tags_hint;
+    END IF;
+    IF NOT pgportfolio._execution_valid(NULL, NULL, p_tags, p_latest) THEN
+        RAISE EXCEPTION 'invalid tags' USING ERRCODE = '22023', HINT = v_tags_hint;
     END IF;
 END;
 $$;
@@ -659,7 +749,7 @@ BEGIN
         v_actor, now(),
         pgportfolio._event_hash(
             ''::bytea, v_portfolio_id, 1, 'create', 'create_portfolio', NULL, NULL, NULL, 0, p_initial_cash,
-            p_initial_cash, 0, p_initial_cash, NULL, NULL, NULL, v_actor, now()
+            p_initial_cash, 0, p_initial_cash, NULL, NULL, NULL, NULL, NULL, NULL, NULL, v_actor, now()
         )
     )
     RETURNING chain_hash INTO v_chain_head;
@@ -678,14 +768,18 @@ COMMENT ON FUNCTION pgportfolio.create_portfolio(text, numeric, text) IS
 -- Only the operation itself is compared, never the expected version: a retry after a
 -- lost reply carries a version that has since moved on. The comparison itself is part
 -- of the one definition of an operation (128_operations.sql); this is how a request's
--- arguments read in PF005's DETAIL.
+-- arguments read in PF005's DETAIL. A fill's execution metadata (executed_at, order_id,
+-- tags) is part of its request: the same id with another execution time is PF005.
 CREATE FUNCTION pgportfolio._request_args(
     p_operation text,
     p_symbol text,
     p_quantity numeric,
     p_price numeric,
     p_fee numeric,
-    p_amount numeric
+    p_amount numeric,
+    p_executed_at timestamptz,
+    p_order_id text,
+    p_tags jsonb
 )
 RETURNS jsonb
 LANGUAGE sql IMMUTABLE
@@ -697,6 +791,8 @@ AS $$
         ELSE jsonb_build_object(
             'operation', p_operation, 'symbol', p_symbol, 'quantity', p_quantity, 'price', p_price, 'fee', p_fee
         )
+        -- execution metadata only where the request had some (tags hold no nulls to strip)
+        || jsonb_strip_nulls(jsonb_build_object('executed_at', p_executed_at, 'order_id', p_order_id, 'tags', p_tags))
     END;
 $$;
 
@@ -712,13 +808,15 @@ $$;
 -- reduce_position, close_position (checked special cases of a fill), deposit_cash,
 -- withdraw_cash, charge_fee (cash moves, with an amount).
 --
--- Money: a buy debits quantity * price plus fee, a sell credits quantity * price minus fee.
--- cost_basis is signed like the position. realized P&L = cash flow + change in cost basis - fee,
--- so for every portfolio, exactly:
+-- Money: a fill's notional is quantity * price * multiplier (the instrument's contract size,
+-- 1 for a symbol without an instruments row; a position keeps the one it opened with). A buy
+-- debits the notional plus fee, a sell credits the notional minus fee. cost_basis is signed
+-- like the position. realized P&L = cash flow + change in cost basis - fee, so for every
+-- portfolio, exactly:
 --   cash = initial + deposits - withdrawals + sum(fill cash flows) - sum(fees)
 --   sum(realized before fees) = sum(fill cash flows) + sum(open cost basis)
 -- A partial reduction removes cost basis in proportion, rounded half away from zero to 16
--- places (the scale of quantity * price); the identities hold exactly because realized
+-- places (the scale of quantity * price at multiplier 1); the identities hold exactly because realized
 -- P&L is defined from the stored change, not recomputed.
 --
 -- Lock order: portfolio rows in id order, then position rows in (portfolio id, symbol)
@@ -761,7 +859,10 @@ CREATE FUNCTION pgportfolio._apply_operations(
     p_fees numeric[],
     p_amounts numeric[],
     p_request_ids text[],
-    p_expected_versions bigint[]
+    p_expected_versions bigint[],
+    p_executed_ats timestamptz[],
+    p_order_ids text[],
+    p_tags jsonb[]
 )
 RETURNS SETOF pgportfolio.fill_result
 LANGUAGE plpgsql
@@ -785,6 +886,7 @@ DECLARE
     v_n integer := coalesce(cardinality(p_operations), 0);
     v_saved_lock_timeout text;
     v_now timestamptz := now();
+    v_latest_execution timestamptz := clock_timestamp() + interval '1 minute';
     v_error_message text;
     v_error_detail text;
     v_error_hint text;
@@ -817,6 +919,7 @@ DECLARE
     f_position_basis numeric[];
     f_hash bytea[];
     f_duplicate boolean[];
+    f_multiplier numeric[];
     -- per portfolio slot (ids ascending)
     s_id bigint[];
     s_cash numeric[];
@@ -835,6 +938,7 @@ DECLARE
     k_reopened boolean[];
     k_changed boolean[];
     k_action text[];      -- what the writes do to the slot's row: see step 6
+    k_multiplier numeric[];
     -- per request-id group, at its first element: the event the request produced
     r_version bigint[];
     r_operation text[];
@@ -843,6 +947,10 @@ DECLARE
     r_price numeric[];
     r_fee numeric[];
     r_amount numeric[];
+    r_executed_at timestamptz[];
+    r_order_id text[];
+    r_tags jsonb[];
+    r_multiplier numeric[];
     r_cash numeric[];
     r_position_quantity numeric[];
     r_position_basis numeric[];
@@ -863,6 +971,7 @@ DECLARE
     v_fee numeric;
     v_cash_delta numeric;
     v_realized numeric;
+    v_multiplier numeric;
 BEGIN
     IF v_n = 0 THEN
         RETURN;
@@ -876,7 +985,8 @@ BEGIN
         array_dims(p_operations) = v_dims AND array_dims(p_portfolio_ids) = v_dims AND array_dims(p_symbols) = v_dims
         AND array_dims(p_quantities) = v_dims AND array_dims(p_prices) = v_dims AND array_dims(p_fees) = v_dims
         AND array_dims(p_amounts) = v_dims AND array_dims(p_request_ids) = v_dims
-        AND array_dims(p_expected_versions) = v_dims,
+        AND array_dims(p_expected_versions) = v_dims AND array_dims(p_executed_ats) = v_dims
+        AND array_dims(p_order_ids) = v_dims AND array_dims(p_tags) = v_dims,
         false
     ) THEN
         RAISE EXCEPTION 'the argument arrays must all have one element per operation'
@@ -910,9 +1020,13 @@ BEGIN
             f_state[i] := '22023';
             f_message[i] := 'portfolio_id must not be null';
         ELSIF v_operation IN ('deposit_cash', 'withdraw_cash', 'charge_fee') THEN
-            IF num_nonnulls(p_symbols[i], p_quantities[i], p_prices[i], p_fees[i]) > 0 THEN
+            IF num_nonnulls(
+                p_symbols[i], p_quantities[i], p_prices[i], p_fees[i], p_executed_ats[i], p_order_ids[i], p_tags[i]
+            ) > 0 THEN
                 f_state[i] := '22023';
-                f_message[i] := format('a %s element takes no symbol, quantity, price or fee', v_operation);
+                f_message[i] := format(
+                    'a %s element takes no symbol, quantity, price, fee, executed_at, order_id or tags', v_operation
+                );
             ELSIF NOT coalesce(
                 p_amounts[i] NOT IN ('NaN', 'Infinity', '-Infinity') AND p_amounts[i] > 0
                 AND p_amounts[i] < 1e15 AND min_scale(p_amounts[i]) <= 8
@@ -939,7 +1053,12 @@ BEGIN
             AND p_prices[i] < 1e15 AND min_scale(p_prices[i]) <= 8
             AND p_fees[i] NOT IN ('NaN', 'Infinity', '-Infinity') AND p_fees[i] >= 0
             AND p_fees[i] < 1e15 AND min_scale(p_fees[i]) <= 8
-            AND v_request_ok,
+            AND v_request_ok
+            -- execution metadata is optional: its rules run only for an element that has some
+            AND (
+                num_nonnulls(p_executed_ats[i], p_order_ids[i], p_tags[i]) = 0
+                OR pgportfolio._execution_valid(p_executed_ats[i], p_order_ids[i], p_tags[i], v_latest_execution)
+            ),
             false
         ) THEN
             v_needs_message := true;
@@ -962,6 +1081,9 @@ BEGIN
                     END IF;
                     PERFORM pgportfolio._check_number('price', p_prices[i], 'positive');
                     PERFORM pgportfolio._check_number('fee', p_fees[i], 'non_negative');
+                    PERFORM pgportfolio._check_execution(
+                        p_executed_ats[i], p_order_ids[i], p_tags[i], v_latest_execution
+                    );
                 END IF;
                 PERFORM pgportfolio._check_request(p_request_ids[i], p_expected_versions[i]);
             EXCEPTION WHEN invalid_parameter_value THEN
@@ -1073,14 +1195,15 @@ BEGIN
             k_version := array_fill(0::bigint, ARRAY[v_position_slots]);
             k_reopened := k_existed;
             k_changed := k_existed;
+            k_multiplier := array_fill(1::numeric, ARRAY[v_position_slots]);
             -- Driven by the keys, one primary-key probe each: a wide portfolio's other
             -- positions are never read (filtering them by portfolio id read all 10,000).
             FOR v_row IN
                 -- The keys are in (portfolio, symbol) order: so are the locks.
-                SELECT k.slot, p.quantity, p.cost_basis, p.realized_pnl, p.version
+                SELECT k.slot, p.quantity, p.cost_basis, p.realized_pnl, p.version, p.multiplier
                 FROM unnest(k_pid, k_symbol) WITH ORDINALITY AS k (pid, sym, slot)
                 CROSS JOIN LATERAL (
-                    SELECT l.quantity, l.cost_basis, l.realized_pnl, l.version
+                    SELECT l.quantity, l.cost_basis, l.realized_pnl, l.version, l.multiplier
                     FROM pgportfolio.positions AS l
                     WHERE l.portfolio_id = k.pid AND l.symbol = k.sym
                     FOR UPDATE
@@ -1091,6 +1214,29 @@ BEGIN
                 k_basis[v_row.slot] := v_row.cost_basis;
                 k_realized[v_row.slot] := v_row.realized_pnl;
                 k_version[v_row.slot] := v_row.version;
+                k_multiplier[v_row.slot] := v_row.multiplier;
+            END LOOP;
+        END IF;
+        -- A position not held yet opens at its instrument's multiplier. Taking ROW
+        -- EXCLUSIVE on positions first (as the writes below would) makes a concurrent
+        -- multiplier change either wait for this call or be committed before the read
+        -- below, whose statement then sees it (upsert_instrument, 155_instruments.sql).
+        -- A REPEATABLE READ snapshot cannot see a change committed after it began:
+        -- locking multiplier_changes turns such a change into 40001 (retryable).
+        IF k_pid IS NOT NULL AND NOT k_existed <@ ARRAY[true] THEN
+            LOCK TABLE pgportfolio.positions IN ROW EXCLUSIVE MODE;
+            IF current_setting('transaction_isolation') <> 'read committed' THEN
+                PERFORM FROM pgportfolio.multiplier_changes FOR SHARE;
+            END IF;
+            FOR v_row IN
+                SELECT k.slot, i.multiplier
+                FROM unnest(k_symbol, k_existed) WITH ORDINALITY AS k (sym, existed, slot)
+                CROSS JOIN LATERAL (
+                    SELECT l.multiplier FROM pgportfolio.instruments AS l WHERE l.symbol = k.sym
+                ) AS i
+                WHERE NOT k.existed
+            LOOP
+                k_multiplier[v_row.slot] := v_row.multiplier;
             END LOOP;
         END IF;
         PERFORM set_config('lock_timeout', v_saved_lock_timeout, true);
@@ -1108,6 +1254,10 @@ BEGIN
         r_price := r_quantity;
         r_fee := r_quantity;
         r_amount := r_quantity;
+        r_multiplier := r_quantity;
+        r_executed_at := array_fill(NULL::timestamptz, ARRAY[v_n]);
+        r_order_id := r_operation;
+        r_tags := array_fill(NULL::jsonb, ARRAY[v_n]);
         r_cash := r_quantity;
         r_position_quantity := r_quantity;
         r_position_basis := r_quantity;
@@ -1119,7 +1269,8 @@ BEGIN
         -- the table's size at hand takes the request-id index.
         FOR v_row IN EXECUTE $lookup$
             SELECT x.item, x.first, e.portfolio_version, e.operation, e.symbol, e.quantity, e.price, e.fee, e.amount,
-                e.cash_balance, e.position_quantity, e.position_cost_basis, e.realized_pnl
+                e.executed_at, e.order_id, e.tags, e.multiplier, e.cash_balance, e.position_quantity,
+                e.position_cost_basis, e.realized_pnl
             FROM (
                 SELECT
                     u.item, u.id, u.rid,
@@ -1148,6 +1299,10 @@ BEGIN
                 r_price[v_row.item] := v_row.price;
                 r_fee[v_row.item] := CASE WHEN v_row.symbol IS NOT NULL THEN v_row.fee END;
                 r_amount[v_row.item] := v_row.amount;
+                r_executed_at[v_row.item] := v_row.executed_at;
+                r_order_id[v_row.item] := v_row.order_id;
+                r_tags[v_row.item] := v_row.tags;
+                r_multiplier[v_row.item] := v_row.multiplier;
                 r_cash[v_row.item] := v_row.cash_balance;
                 r_position_quantity[v_row.item] := v_row.position_quantity;
                 r_position_basis[v_row.item] := v_row.position_cost_basis;
@@ -1170,6 +1325,7 @@ BEGIN
     f_position_basis := f_fill;
     f_hash := array_fill(NULL::bytea, ARRAY[v_n]);
     f_duplicate := array_fill(false, ARRAY[v_n]);
+    f_multiplier := f_fill;
     FOR i IN 1 .. v_n LOOP
         CONTINUE WHEN f_state[i] IS NOT NULL;
         v_operation := p_operations[i];
@@ -1183,8 +1339,12 @@ BEGIN
                AND r_quantity[j] IS NOT DISTINCT FROM p_quantities[i]
                AND r_price[j] IS NOT DISTINCT FROM p_prices[i]
                AND r_fee[j] IS NOT DISTINCT FROM p_fees[i]
-               AND r_amount[j] IS NOT DISTINCT FROM p_amounts[i] THEN
+               AND r_amount[j] IS NOT DISTINCT FROM p_amounts[i]
+               AND r_executed_at[j] IS NOT DISTINCT FROM p_executed_ats[i]
+               AND r_order_id[j] IS NOT DISTINCT FROM p_order_ids[i]
+               AND r_tags[j] IS NOT DISTINCT FROM p_tags[i] THEN
                 f_duplicate[i] := true;
+                f_multiplier[i] := r_multiplier[j];
                 f_version[i] := r_version[j];
                 f_cash[i] := r_cash[j];
                 f_position_quantity[i] := r_position_quantity[j];
@@ -1195,9 +1355,13 @@ BEGIN
                 f_message[i] := format('request id %s was already used with different arguments', quote_literal(p_request_ids[i]));
                 f_detail[i] := format(
                     'portfolio %s version %s: first %s, now %s', p_portfolio_ids[i], r_version[j],
-                    pgportfolio._request_args(r_operation[j], r_symbol[j], r_quantity[j], r_price[j], r_fee[j], r_amount[j]),
                     pgportfolio._request_args(
-                        v_operation, p_symbols[i], p_quantities[i], p_prices[i], p_fees[i], p_amounts[i]
+                        r_operation[j], r_symbol[j], r_quantity[j], r_price[j], r_fee[j], r_amount[j],
+                        r_executed_at[j], r_order_id[j], r_tags[j]
+                    ),
+                    pgportfolio._request_args(
+                        v_operation, p_symbols[i], p_quantities[i], p_prices[i], p_fees[i], p_amounts[i],
+                        p_executed_ats[i], p_order_ids[i], p_tags[i]
                     )
                 );
                 f_hint[i] := 'Use a new request id for a new operation.';
@@ -1222,6 +1386,7 @@ BEGIN
             ks := f_ks[i];
             v_held := k_quantity[ks];
             v_basis := k_basis[ks];
+            v_multiplier := k_multiplier[ks];
             v_fee := p_fees[i];
             -- Turn the verb into a signed fill, refusing what the verb does not allow.
             CASE v_operation
@@ -1282,10 +1447,10 @@ BEGIN
 
             IF v_held = 0 THEN
                 v_kind := 'open';
-                v_new_basis := v_fill * p_prices[i];
+                v_new_basis := v_fill * p_prices[i] * v_multiplier;
             ELSIF sign(v_fill) = sign(v_held) THEN
                 v_kind := 'add';
-                v_new_basis := v_basis + v_fill * p_prices[i];
+                v_new_basis := v_basis + v_fill * p_prices[i] * v_multiplier;
             ELSIF v_new_quantity = 0 THEN
                 v_kind := 'close';
                 v_new_basis := 0;
@@ -1298,9 +1463,9 @@ BEGIN
                 );
             ELSE
                 v_kind := 'flip';
-                v_new_basis := v_new_quantity * p_prices[i];
+                v_new_basis := v_new_quantity * p_prices[i] * v_multiplier;
             END IF;
-            v_cash_delta := -(v_fill * p_prices[i]) - v_fee;
+            v_cash_delta := -(v_fill * p_prices[i] * v_multiplier) - v_fee;
             v_realized := v_new_basis - v_basis + v_cash_delta;
         END IF;
 
@@ -1334,6 +1499,7 @@ BEGIN
             f_fill[i] := v_fill;
             f_position_quantity[i] := v_new_quantity;
             f_position_basis[i] := v_new_basis;
+            f_multiplier[i] := v_multiplier;
         END IF;
         f_version[i] := s_version[ps];
         f_kind[i] := v_kind;
@@ -1344,7 +1510,8 @@ BEGIN
         s_head[ps] := pgportfolio._event_hash(
             s_head[ps], p_portfolio_ids[i], s_version[ps], v_kind, v_operation, p_symbols[i], f_fill[i],
             p_prices[i], v_fee, p_amounts[i], v_cash_delta, v_realized, s_cash[ps], f_position_quantity[i],
-            f_position_basis[i], p_request_ids[i], v_actor, v_now
+            f_position_basis[i], p_request_ids[i], p_executed_ats[i], p_order_ids[i], p_tags[i], f_multiplier[i],
+            v_actor, v_now
         );
         f_hash[i] := s_head[ps];
         IF j IS NOT NULL THEN
@@ -1356,6 +1523,10 @@ BEGIN
             r_price[j] := p_prices[i];
             r_fee[j] := p_fees[i];
             r_amount[j] := p_amounts[i];
+            r_executed_at[j] := p_executed_ats[i];
+            r_order_id[j] := p_order_ids[i];
+            r_tags[j] := p_tags[i];
+            r_multiplier[j] := f_multiplier[i];
             r_cash[j] := s_cash[ps];
             r_position_quantity[j] := f_position_quantity[i];
             r_position_basis[j] := f_position_basis[i];
@@ -1412,10 +1583,10 @@ BEGIN
     END IF;
 
     IF k_action && ARRAY['insert', 'replace'] THEN
-        INSERT INTO pgportfolio.positions (portfolio_id, symbol, quantity, cost_basis, realized_pnl, version)
-        SELECT u.pid, u.sym, u.quantity, u.basis, u.realized, u.version
-        FROM unnest(k_pid, k_symbol, k_action, k_quantity, k_basis, k_realized, k_version)
-            AS u (pid, sym, action, quantity, basis, realized, version)
+        INSERT INTO pgportfolio.positions (portfolio_id, symbol, quantity, cost_basis, realized_pnl, version, multiplier)
+        SELECT u.pid, u.sym, u.quantity, u.basis, u.realized, u.version, u.multiplier
+        FROM unnest(k_pid, k_symbol, k_action, k_quantity, k_basis, k_realized, k_version, k_multiplier)
+            AS u (pid, sym, action, quantity, basis, realized, version, multiplier)
         WHERE u.action IN ('insert', 'replace');
     END IF;
 
@@ -1424,18 +1595,20 @@ BEGIN
     IF s_version IS DISTINCT FROM s_first_version THEN
         INSERT INTO pgportfolio.events (
             portfolio_id, portfolio_version, kind, operation, symbol, quantity, price, fee, amount, cash_delta,
-            realized_pnl, cash_balance, position_quantity, position_cost_basis, request_id, acting_role, created_at,
-            chain_hash
+            realized_pnl, cash_balance, position_quantity, position_cost_basis, request_id, executed_at, order_id, tags,
+            multiplier, acting_role, created_at, chain_hash
         )
         SELECT
             u.pid, u.version, u.kind, u.operation, u.sym, u.fill, u.price, u.fee, u.amount, u.cash_delta, u.realized,
-            u.cash, u.position_quantity, u.position_basis, u.rid, v_actor, v_now, u.hash
+            u.cash, u.position_quantity, u.position_basis, u.rid, u.executed_at, u.order_id, u.tags, u.multiplier,
+            v_actor, v_now, u.hash
         FROM unnest(
             p_portfolio_ids, f_version, f_kind, p_operations, p_symbols, f_fill, p_prices, f_fee, p_amounts, f_cash_delta,
-            f_realized, f_cash, f_position_quantity, f_position_basis, p_request_ids, f_hash
+            f_realized, f_cash, f_position_quantity, f_position_basis, p_request_ids, p_executed_ats, p_order_ids,
+            p_tags, f_multiplier, f_hash
         ) AS u (
             pid, version, kind, operation, sym, fill, price, fee, amount, cash_delta, realized, cash,
-            position_quantity, position_basis, rid, hash
+            position_quantity, position_basis, rid, executed_at, order_id, tags, multiplier, hash
         )
         WHERE u.kind IS NOT NULL;
     END IF;
@@ -1447,15 +1620,18 @@ BEGIN
         CASE WHEN u.st IS NULL THEN u.cash END,
         u.sym,
         CASE WHEN u.st IS NULL THEN u.position_quantity END,
-        CASE WHEN u.st IS NULL AND u.position_quantity <> 0 THEN round(u.position_basis / u.position_quantity, 8) END,
+        CASE
+            WHEN u.st IS NULL AND u.position_quantity <> 0
+                THEN round(u.position_basis / (u.position_quantity * u.multiplier), 8)
+        END,
         CASE WHEN u.st IS NULL THEN u.realized END,
         u.duplicate, u.st, u.message, u.detail, u.hint
     FROM unnest(
-        p_portfolio_ids, f_version, f_cash, p_symbols, f_position_quantity, f_position_basis, f_realized,
+        p_portfolio_ids, f_version, f_cash, p_symbols, f_position_quantity, f_position_basis, f_multiplier, f_realized,
         f_duplicate, f_state, f_message, f_detail, f_hint
     ) WITH ORDINALITY AS u (
-        pid, version, cash, sym, position_quantity, position_basis, realized, duplicate, st, message, detail, hint,
-        item
+        pid, version, cash, sym, position_quantity, position_basis, multiplier, realized, duplicate, st, message,
+        detail, hint, item
     )
     ORDER BY u.item;
 END;
@@ -1471,7 +1647,10 @@ CREATE FUNCTION pgportfolio._apply_one(
     p_fee numeric,
     p_amount numeric,
     p_request_id text,
-    p_expected_version bigint
+    p_expected_version bigint,
+    p_executed_at timestamptz DEFAULT NULL,
+    p_order_id text DEFAULT NULL,
+    p_tags jsonb DEFAULT NULL
 )
 RETURNS pgportfolio.mutation_result
 LANGUAGE plpgsql
@@ -1483,7 +1662,8 @@ BEGIN
     SELECT * INTO STRICT r
     FROM pgportfolio._apply_operations(
         ARRAY[p_operation], ARRAY[p_portfolio_id], ARRAY[p_symbol], ARRAY[p_quantity], ARRAY[p_price],
-        ARRAY[p_fee], ARRAY[p_amount], ARRAY[p_request_id], ARRAY[p_expected_version]
+        ARRAY[p_fee], ARRAY[p_amount], ARRAY[p_request_id], ARRAY[p_expected_version], ARRAY[p_executed_at],
+        ARRAY[p_order_id], ARRAY[p_tags]
     );
     IF r.sqlstate IS NOT NULL THEN
         -- RAISE refuses a null DETAIL or HINT: an absent one is left out, not sent empty.
@@ -1562,7 +1742,8 @@ COMMENT ON FUNCTION pgportfolio.charge_fee(bigint, numeric, text, bigint) IS
 
 -- ===== sql/141_fill_verbs.sql =====
 -- The fill verbs: each one operation of 128_operations.sql, which defines what it does.
--- SECURITY DEFINER so that traders never need rights on the tables.
+-- SECURITY DEFINER so that traders never need rights on the tables. Each takes the fill's
+-- optional execution metadata last (executed_at, order_id, tags: see 034_events.sql).
 
 CREATE FUNCTION pgportfolio.apply_fill(
     p_portfolio_id bigint,
@@ -1571,7 +1752,10 @@ CREATE FUNCTION pgportfolio.apply_fill(
     p_price numeric,
     p_fee numeric DEFAULT 0,
     p_request_id text DEFAULT NULL,
-    p_expected_version bigint DEFAULT NULL
+    p_expected_version bigint DEFAULT NULL,
+    p_executed_at timestamptz DEFAULT NULL,
+    p_order_id text DEFAULT NULL,
+    p_tags jsonb DEFAULT NULL
 )
 RETURNS pgportfolio.mutation_result
 LANGUAGE sql
@@ -1579,11 +1763,14 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT pgportfolio._apply_one(
-        'apply_fill', p_portfolio_id, p_symbol, p_quantity, p_price, p_fee, NULL, p_request_id, p_expected_version
+        'apply_fill', p_portfolio_id, p_symbol, p_quantity, p_price, p_fee, NULL, p_request_id, p_expected_version,
+        p_executed_at, p_order_id, p_tags
     );
 $$;
 
-COMMENT ON FUNCTION pgportfolio.apply_fill(bigint, text, numeric, numeric, numeric, text, bigint) IS
+COMMENT ON FUNCTION pgportfolio.apply_fill(
+    bigint, text, numeric, numeric, numeric, text, bigint, timestamptz, text, jsonb
+) IS
 'Apply a signed fill (+ buy, - sell) netted against the open position: open, add, reduce, close or flip.';
 
 CREATE FUNCTION pgportfolio.open_position(
@@ -1593,7 +1780,10 @@ CREATE FUNCTION pgportfolio.open_position(
     p_price numeric,
     p_fee numeric DEFAULT 0,
     p_request_id text DEFAULT NULL,
-    p_expected_version bigint DEFAULT NULL
+    p_expected_version bigint DEFAULT NULL,
+    p_executed_at timestamptz DEFAULT NULL,
+    p_order_id text DEFAULT NULL,
+    p_tags jsonb DEFAULT NULL
 )
 RETURNS pgportfolio.mutation_result
 LANGUAGE sql
@@ -1601,11 +1791,14 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT pgportfolio._apply_one(
-        'open_position', p_portfolio_id, p_symbol, p_quantity, p_price, p_fee, NULL, p_request_id, p_expected_version
+        'open_position', p_portfolio_id, p_symbol, p_quantity, p_price, p_fee, NULL, p_request_id, p_expected_version,
+        p_executed_at, p_order_id, p_tags
     );
 $$;
 
-COMMENT ON FUNCTION pgportfolio.open_position(bigint, text, numeric, numeric, numeric, text, bigint) IS
+COMMENT ON FUNCTION pgportfolio.open_position(
+    bigint, text, numeric, numeric, numeric, text, bigint, timestamptz, text, jsonb
+) IS
 'Open a position (signed quantity). PF006 if one is already open.';
 
 CREATE FUNCTION pgportfolio.add_to_position(
@@ -1615,7 +1808,10 @@ CREATE FUNCTION pgportfolio.add_to_position(
     p_price numeric,
     p_fee numeric DEFAULT 0,
     p_request_id text DEFAULT NULL,
-    p_expected_version bigint DEFAULT NULL
+    p_expected_version bigint DEFAULT NULL,
+    p_executed_at timestamptz DEFAULT NULL,
+    p_order_id text DEFAULT NULL,
+    p_tags jsonb DEFAULT NULL
 )
 RETURNS pgportfolio.mutation_result
 LANGUAGE sql
@@ -1623,11 +1819,14 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT pgportfolio._apply_one(
-        'add_to_position', p_portfolio_id, p_symbol, p_quantity, p_price, p_fee, NULL, p_request_id, p_expected_version
+        'add_to_position', p_portfolio_id, p_symbol, p_quantity, p_price, p_fee, NULL, p_request_id, p_expected_version,
+        p_executed_at, p_order_id, p_tags
     );
 $$;
 
-COMMENT ON FUNCTION pgportfolio.add_to_position(bigint, text, numeric, numeric, numeric, text, bigint) IS
+COMMENT ON FUNCTION pgportfolio.add_to_position(
+    bigint, text, numeric, numeric, numeric, text, bigint, timestamptz, text, jsonb
+) IS
 'Add to an open position on its own side (signed quantity). PF003 if none is open.';
 
 CREATE FUNCTION pgportfolio.reduce_position(
@@ -1637,7 +1836,10 @@ CREATE FUNCTION pgportfolio.reduce_position(
     p_price numeric,
     p_fee numeric DEFAULT 0,
     p_request_id text DEFAULT NULL,
-    p_expected_version bigint DEFAULT NULL
+    p_expected_version bigint DEFAULT NULL,
+    p_executed_at timestamptz DEFAULT NULL,
+    p_order_id text DEFAULT NULL,
+    p_tags jsonb DEFAULT NULL
 )
 RETURNS pgportfolio.mutation_result
 LANGUAGE sql
@@ -1645,11 +1847,14 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT pgportfolio._apply_one(
-        'reduce_position', p_portfolio_id, p_symbol, p_quantity, p_price, p_fee, NULL, p_request_id, p_expected_version
+        'reduce_position', p_portfolio_id, p_symbol, p_quantity, p_price, p_fee, NULL, p_request_id, p_expected_version,
+        p_executed_at, p_order_id, p_tags
     );
 $$;
 
-COMMENT ON FUNCTION pgportfolio.reduce_position(bigint, text, numeric, numeric, numeric, text, bigint) IS
+COMMENT ON FUNCTION pgportfolio.reduce_position(
+    bigint, text, numeric, numeric, numeric, text, bigint, timestamptz, text, jsonb
+) IS
 'Reduce an open position by a positive quantity, at most what is held. PF003 otherwise.';
 
 CREATE FUNCTION pgportfolio.close_position(
@@ -1658,7 +1863,10 @@ CREATE FUNCTION pgportfolio.close_position(
     p_price numeric,
     p_fee numeric DEFAULT 0,
     p_request_id text DEFAULT NULL,
-    p_expected_version bigint DEFAULT NULL
+    p_expected_version bigint DEFAULT NULL,
+    p_executed_at timestamptz DEFAULT NULL,
+    p_order_id text DEFAULT NULL,
+    p_tags jsonb DEFAULT NULL
 )
 RETURNS pgportfolio.mutation_result
 LANGUAGE sql
@@ -1666,11 +1874,14 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT pgportfolio._apply_one(
-        'close_position', p_portfolio_id, p_symbol, NULL, p_price, p_fee, NULL, p_request_id, p_expected_version
+        'close_position', p_portfolio_id, p_symbol, NULL, p_price, p_fee, NULL, p_request_id, p_expected_version,
+        p_executed_at, p_order_id, p_tags
     );
 $$;
 
-COMMENT ON FUNCTION pgportfolio.close_position(bigint, text, numeric, numeric, text, bigint) IS
+COMMENT ON FUNCTION pgportfolio.close_position(
+    bigint, text, numeric, numeric, text, bigint, timestamptz, text, jsonb
+) IS
 'Close the whole open position at p_price. PF003 if none is open.';
 
 -- ===== sql/145_apply_fills.sql =====
@@ -1693,7 +1904,10 @@ CREATE FUNCTION pgportfolio.apply_fills_arrays(
     p_request_ids text[] DEFAULT NULL,
     p_expected_versions bigint[] DEFAULT NULL,
     p_operations text[] DEFAULT NULL,
-    p_amounts numeric[] DEFAULT NULL
+    p_amounts numeric[] DEFAULT NULL,
+    p_executed_ats timestamptz[] DEFAULT NULL,
+    p_order_ids text[] DEFAULT NULL,
+    p_tags jsonb[] DEFAULT NULL
 )
 RETURNS SETOF pgportfolio.fill_result
 LANGUAGE plpgsql
@@ -1730,13 +1944,16 @@ BEGIN
         p_operations, p_portfolio_ids,
         coalesce(p_symbols, v_nulls), coalesce(p_quantities, v_nulls::numeric[]),
         coalesce(p_prices, v_nulls::numeric[]), p_fees, coalesce(p_amounts, v_nulls::numeric[]),
-        coalesce(p_request_ids, v_nulls), coalesce(p_expected_versions, v_nulls::bigint[])
+        coalesce(p_request_ids, v_nulls), coalesce(p_expected_versions, v_nulls::bigint[]),
+        coalesce(p_executed_ats, v_nulls::timestamptz[]), coalesce(p_order_ids, v_nulls),
+        coalesce(p_tags, v_nulls::jsonb[])
     );
 END;
 $$;
 
 COMMENT ON FUNCTION pgportfolio.apply_fills_arrays(
-    bigint[], text[], numeric[], numeric[], numeric[], text[], bigint[], text[], numeric[]
+    bigint[], text[], numeric[], numeric[], numeric[], text[], bigint[], text[], numeric[], timestamptz[], text[],
+    jsonb[]
 ) IS
 'Apply many operations (signed fills by default) in one call; one result row per element, in input order.';
 
@@ -1759,6 +1976,9 @@ DECLARE
     v_amounts numeric[];
     v_request_ids text[];
     v_expected_versions bigint[];
+    v_executed_ats timestamptz[];
+    v_order_ids text[];
+    v_tags jsonb[];
 BEGIN
     IF p_fills IS NULL OR jsonb_typeof(p_fills) <> 'array' THEN
         RAISE EXCEPTION 'p_fills must be a JSON array of fills' USING ERRCODE = '22023';
@@ -1768,28 +1988,33 @@ BEGIN
             coalesce(array_agg(f.portfolio_id ORDER BY f.item), '{}'), array_agg(f.operation ORDER BY f.item),
             array_agg(f.symbol ORDER BY f.item), array_agg(f.quantity ORDER BY f.item),
             array_agg(f.price ORDER BY f.item), array_agg(f.fee ORDER BY f.item), array_agg(f.amount ORDER BY f.item),
-            array_agg(f.request_id ORDER BY f.item), array_agg(f.expected_version ORDER BY f.item)
+            array_agg(f.request_id ORDER BY f.item), array_agg(f.expected_version ORDER BY f.item),
+            array_agg(f.executed_at ORDER BY f.item), array_agg(f.order_id ORDER BY f.item),
+            array_agg(f.tags ORDER BY f.item)
         INTO v_portfolio_ids, v_operations, v_symbols, v_quantities, v_prices, v_fees, v_amounts, v_request_ids,
-            v_expected_versions
+            v_expected_versions, v_executed_ats, v_order_ids, v_tags
         FROM ROWS FROM (
             jsonb_to_recordset(p_fills) AS (
                 portfolio_id bigint, operation text, amount numeric, symbol text, quantity numeric,
-                price numeric, fee numeric, request_id text, expected_version bigint
+                price numeric, fee numeric, request_id text, expected_version bigint, executed_at timestamptz,
+                order_id text, tags jsonb
             )
         ) WITH ORDINALITY AS f (
-            portfolio_id, operation, amount, symbol, quantity, price, fee, request_id, expected_version, item
+            portfolio_id, operation, amount, symbol, quantity, price, fee, request_id, expected_version, executed_at,
+            order_id, tags, item
         );
     EXCEPTION WHEN data_exception THEN
         RAISE EXCEPTION 'malformed p_fills: %', sqlerrm
             USING ERRCODE = '22023',
-            HINT = 'A fill: {"portfolio_id", "symbol", "quantity", "price", "fee", "request_id", "expected_version"}; a cash move: {"portfolio_id", "operation", "amount", "request_id", "expected_version"}.';
+            HINT = 'A fill: {"portfolio_id", "symbol", "quantity", "price", "fee", "request_id", "expected_version", "executed_at", "order_id", "tags"}; a cash move: {"portfolio_id", "operation", "amount", "request_id", "expected_version"}.';
     END;
     RETURN QUERY
     SELECT *
     FROM pgportfolio.apply_fills_arrays(
         p_portfolio_ids => v_portfolio_ids, p_symbols => v_symbols, p_quantities => v_quantities,
         p_prices => v_prices, p_fees => v_fees, p_request_ids => v_request_ids,
-        p_expected_versions => v_expected_versions, p_operations => v_operations, p_amounts => v_amounts
+        p_expected_versions => v_expected_versions, p_operations => v_operations, p_amounts => v_amounts,
+        p_executed_ats => v_executed_ats, p_order_ids => v_order_ids, p_tags => v_tags
     );
 END;
 $$;
@@ -2043,10 +2268,12 @@ COMMENT ON FUNCTION pgportfolio.prune_price_history(timestamptz) IS
 -- equal to the one in force (1 for a symbol without a row), may always be written.
 --
 -- The held check cannot race a fill: before it looks at positions it takes a SHARE lock
--- on the positions table, which waits for every uncommitted position write and holds
--- new ones back until this transaction ends. The check then sees every committed
--- position, which needs READ COMMITTED (a REPEATABLE READ snapshot was taken before the
--- lock), so a multiplier change at a higher isolation level is refused (0A000).
+-- on the positions table, which waits for every fill that may open a position (such a
+-- fill takes ROW EXCLUSIVE on positions before it reads the multiplier) and holds new
+-- ones back until this transaction ends. The check then sees every committed position,
+-- which needs READ COMMITTED (a REPEATABLE READ snapshot was taken before the lock), so a
+-- multiplier change at a higher isolation level is refused (0A000). Fills at REPEATABLE
+-- READ see the change through multiplier_changes (035_instruments.sql).
 CREATE FUNCTION pgportfolio.upsert_instrument(
     p_symbol text,
     p_multiplier numeric DEFAULT 1,
@@ -2085,6 +2312,9 @@ BEGIN
                 DETAIL = format('The transaction is %s.', upper(current_setting('transaction_isolation'))),
                 HINT = 'The held-symbol check must see positions committed after the transaction began.';
         END IF;
+        -- Waits for fills at REPEATABLE READ that read multipliers (they hold this row FOR
+        -- SHARE), and makes those that come later fail with 40001 (035_instruments.sql).
+        UPDATE pgportfolio.multiplier_changes SET changes = changes + 1, changed_at = now();
         LOCK TABLE pgportfolio.positions IN SHARE MODE;
         SELECT count(*) INTO v_holders FROM pgportfolio.positions AS p WHERE p.symbol = p_symbol;
         IF v_holders > 0 THEN
@@ -2194,7 +2424,7 @@ BEGIN
     ev AS (
         SELECT
             e.*,
-            CASE WHEN e.quantity IS NOT NULL THEN -(e.quantity * e.price) ELSE 0 END AS cash_flow,
+            CASE WHEN e.quantity IS NOT NULL THEN -(e.quantity * e.price * e.multiplier) ELSE 0 END AS cash_flow,
             sum(e.cash_delta) OVER (ORDER BY e.portfolio_version) AS running_cash,
             sum(e.quantity) OVER (PARTITION BY e.symbol ORDER BY e.portfolio_version) AS running_quantity,
             coalesce(
@@ -2209,7 +2439,8 @@ BEGIN
                 END,
                 e.portfolio_id, e.portfolio_version, e.kind, e.operation, e.symbol, e.quantity, e.price, e.fee,
                 e.amount, e.cash_delta, e.realized_pnl, e.cash_balance, e.position_quantity,
-                e.position_cost_basis, e.request_id, e.acting_role, e.created_at
+                e.position_cost_basis, e.request_id, e.executed_at, e.order_id, e.tags, e.multiplier, e.acting_role,
+                e.created_at
             ) AS chain_hash_expected
         FROM pgportfolio.events AS e
         WHERE e.portfolio_id = p_portfolio_id
@@ -2241,7 +2472,8 @@ BEGIN
         FROM ev
     ),
     rebuilt AS (
-        SELECT DISTINCT ON (ev.symbol) ev.symbol, ev.running_quantity AS quantity, ev.position_cost_basis AS cost_basis
+        SELECT DISTINCT ON (ev.symbol)
+            ev.symbol, ev.running_quantity AS quantity, ev.position_cost_basis AS cost_basis, ev.multiplier
         FROM ev
         WHERE ev.quantity IS NOT NULL
         ORDER BY ev.symbol, ev.portfolio_version DESC
@@ -2250,13 +2482,14 @@ BEGIN
         SELECT r.* FROM rebuilt AS r WHERE r.quantity <> 0
     ),
     stored AS (
-        SELECT s.symbol, s.quantity, s.cost_basis FROM pgportfolio.positions AS s
+        SELECT s.symbol, s.quantity, s.cost_basis, s.multiplier FROM pgportfolio.positions AS s
         WHERE s.portfolio_id = p_portfolio_id
     ),
     position_diff AS (
         SELECT
             count(*) FILTER (WHERE r.quantity IS DISTINCT FROM s.quantity)::numeric AS bad_quantity,
-            count(*) FILTER (WHERE r.cost_basis IS DISTINCT FROM s.cost_basis)::numeric AS bad_basis
+            count(*) FILTER (WHERE r.cost_basis IS DISTINCT FROM s.cost_basis)::numeric AS bad_basis,
+            count(*) FILTER (WHERE r.multiplier IS DISTINCT FROM s.multiplier)::numeric AS bad_multiplier
         FROM open_rebuilt AS r
         FULL JOIN stored AS s ON s.symbol = r.symbol
     ),
@@ -2306,6 +2539,9 @@ BEGIN
         SELECT 'position_quantities', 0::numeric, d.bad_quantity, 'eq' FROM position_diff AS d
         UNION ALL
         SELECT 'position_cost_basis', 0::numeric, d.bad_basis, 'eq' FROM position_diff AS d
+        UNION ALL
+        -- a position's multiplier is the one its latest fill was applied with
+        SELECT 'position_multipliers', 0::numeric, d.bad_multiplier, 'eq' FROM position_diff AS d
     )
     SELECT
         c.check_name,
@@ -2443,7 +2679,13 @@ SELECT
     e.position_quantity,
     e.request_id,
     e.acting_role,
-    e.created_at
+    e.created_at,
+    -- a fill's execution: when it happened (its transaction's time unless the sender said),
+    -- the order id and tags it came with, the multiplier it was applied with
+    CASE WHEN e.symbol IS NOT NULL THEN coalesce(e.executed_at, e.created_at) END AS executed_at,
+    e.order_id,
+    e.tags,
+    e.multiplier
 FROM pgportfolio.events AS e;
 
 COMMENT ON VIEW pgportfolio.event_log IS
@@ -2601,7 +2843,9 @@ BEGIN
     RETURN QUERY
     SELECT
         e.portfolio_id, e.portfolio_version, e.cash_balance, e.symbol, e.position_quantity,
-        CASE WHEN e.position_quantity <> 0 THEN round(e.position_cost_basis / e.position_quantity, 8) END,
+        CASE
+            WHEN e.position_quantity <> 0 THEN round(e.position_cost_basis / (e.position_quantity * e.multiplier), 8)
+        END,
         e.realized_pnl, true
     FROM pgportfolio.events AS e
     WHERE e.portfolio_id = p_portfolio_id AND e.request_id = p_request_id;
@@ -2873,13 +3117,9 @@ GRANT EXECUTE ON FUNCTION pgportfolio.replication_lag() TO pgportfolio_trader, p
 --
 -- Valuation. The mark of a symbol at a time is the one price_at() returns: the latest
 -- as_of at or before it. A position is valued quantity * mark * multiplier, with the
--- multiplier of the instruments table (1 without a row), and its unrealized P&L is that
--- less its cost basis. The cost basis is read as stored in the events, taken to be money
--- already (quantity * price * multiplier once fills apply multipliers): so these functions
--- need no change when they do, and until then a symbol with a multiplier other than 1 is
--- valued inconsistently with its cost basis, exactly as it will be by the live views.
--- The multiplier is today's: instruments keep no history (a multiplier changes only while
--- nobody holds the symbol, but an earlier holding is valued with today's multiplier).
+-- multiplier its fills were applied with (stored on each fill's event, so an earlier
+-- holding keeps its own even if the instrument's changed after it was closed), and its
+-- unrealized P&L is that less its cost basis, as stored in the events.
 -- A position without a mark at that time counts at cost (unrealized 0), as in position_pnl.
 --
 -- Reading is not limited per portfolio (docs/sql-api.md, "Roles and privileges"): like
@@ -2934,6 +3174,7 @@ AS $$
             e.realized_pnl,
             e.position_quantity,
             e.position_cost_basis,
+            e.multiplier,
             e.created_at,
             -- the number of the position's life this fill belongs to
             count(*) FILTER (WHERE e.kind = 'open') OVER (
@@ -2951,6 +3192,7 @@ AS $$
             f.symbol,
             f.position_quantity,
             f.position_cost_basis,
+            f.multiplier,
             f.created_at,
             sum(f.realized_pnl) OVER (PARTITION BY f.symbol, f.life) AS realized,
             count(*) OVER (PARTITION BY f.symbol, f.life) AS fills_in_life,
@@ -2962,19 +3204,18 @@ AS $$
     SELECT
         l.symbol,
         l.position_quantity,
-        round(l.position_cost_basis / (l.position_quantity * coalesce(i.multiplier, 1)), 8),
+        round(l.position_cost_basis / (l.position_quantity * l.multiplier), 8),
         l.position_cost_basis,
-        coalesce(m.price, round(l.position_cost_basis / (l.position_quantity * coalesce(i.multiplier, 1)), 8)),
+        coalesce(m.price, round(l.position_cost_basis / (l.position_quantity * l.multiplier), 8)),
         m.as_of,
-        coalesce(i.multiplier, 1),
-        coalesce(l.position_quantity * m.price * coalesce(i.multiplier, 1), l.position_cost_basis),
-        coalesce(l.position_quantity * m.price * coalesce(i.multiplier, 1) - l.position_cost_basis, 0),
+        l.multiplier,
+        coalesce(l.position_quantity * m.price * l.multiplier, l.position_cost_basis),
+        coalesce(l.position_quantity * m.price * l.multiplier - l.position_cost_basis, 0),
         l.realized,
         l.fills_in_life,
         l.life_start,
         l.created_at
     FROM latest AS l
-    LEFT JOIN pgportfolio.instruments AS i ON l.symbol = i.symbol
     LEFT JOIN LATERAL (
         SELECT h.price, h.as_of
         FROM pgportfolio.market_price_history AS h
@@ -3566,13 +3807,16 @@ pgportfolio.create_portfolio(text, numeric, text),
 pgportfolio.deposit_cash(bigint, numeric, text, bigint),
 pgportfolio.withdraw_cash(bigint, numeric, text, bigint),
 pgportfolio.charge_fee(bigint, numeric, text, bigint),
-pgportfolio.apply_fill(bigint, text, numeric, numeric, numeric, text, bigint),
+pgportfolio.apply_fill(bigint, text, numeric, numeric, numeric, text, bigint, timestamptz, text, jsonb),
 pgportfolio.apply_fills(jsonb),
-pgportfolio.apply_fills_arrays(bigint[], text[], numeric[], numeric[], numeric[], text[], bigint[], text[], numeric[]),
-pgportfolio.open_position(bigint, text, numeric, numeric, numeric, text, bigint),
-pgportfolio.add_to_position(bigint, text, numeric, numeric, numeric, text, bigint),
-pgportfolio.reduce_position(bigint, text, numeric, numeric, numeric, text, bigint),
-pgportfolio.close_position(bigint, text, numeric, numeric, text, bigint),
+pgportfolio.apply_fills_arrays(
+    bigint[], text[], numeric[], numeric[], numeric[], text[], bigint[], text[], numeric[], timestamptz[], text[],
+    jsonb[]
+),
+pgportfolio.open_position(bigint, text, numeric, numeric, numeric, text, bigint, timestamptz, text, jsonb),
+pgportfolio.add_to_position(bigint, text, numeric, numeric, numeric, text, bigint, timestamptz, text, jsonb),
+pgportfolio.reduce_position(bigint, text, numeric, numeric, numeric, text, bigint, timestamptz, text, jsonb),
+pgportfolio.close_position(bigint, text, numeric, numeric, text, bigint, timestamptz, text, jsonb),
 pgportfolio.update_market_price(text, numeric, timestamptz, text),
 pgportfolio.update_market_prices(jsonb),
 pgportfolio.grant_portfolio(bigint, name),

@@ -43,6 +43,7 @@ CREATE TABLE pgportfolio.events (
     CONSTRAINT events_fill_shape CHECK (
         (kind IN ('open', 'add', 'reduce', 'close', 'flip'))
         = (symbol IS NOT NULL AND quantity IS NOT NULL AND price IS NOT NULL AND position_quantity IS NOT NULL)
+        AND (multiplier IS NOT NULL) = (symbol IS NOT NULL)
     ),
     -- Finite: numeric orders NaN above Infinity, so the strict bounds refuse NaN and both
     -- infinities in two comparisons per column (NOT IN of the three cost about 3 µs per
@@ -90,13 +91,14 @@ FOR EACH STATEMENT EXECUTE FUNCTION pgportfolio.events_refuse_change();
 -- chain_hash = sha256(chain_hash of the portfolio's previous event (empty for version 1)
 -- || UTF-8 of the event's canonical text). The canonical text is every column but the
 -- hash, as a row literal in table order (record output quotes any value that could be
--- mistaken for a separator, so it is unambiguous), with created_at as seconds since the
--- epoch (exact to the microsecond) so that it depends on no session setting (TimeZone,
--- DateStyle); numbers keep their scale. The functions that write events compute it, each
--- knowing the previous hash (the batch core looks it up once per portfolio per call), and
--- verify_portfolio recomputes it. Defined once, here: without SET search_path and with
--- every name qualified, so the planner inlines it into its callers (a per-row trigger
--- that looked the previous event up cost 15 to 30 µs per event; this costs about 2).
+-- mistaken for a separator, so it is unambiguous; tags in jsonb's own normal form), with
+-- executed_at and created_at as seconds since the epoch (exact to the microsecond) so
+-- that it depends on no session setting (TimeZone, DateStyle); numbers keep their scale.
+-- The functions that write events compute it, each knowing the previous hash (the batch
+-- core keeps it on the portfolio's row, chain_head), and verify_portfolio recomputes it.
+-- Defined once, here: without SET search_path and with every name qualified, so the
+-- planner inlines it into its callers (a per-row trigger that looked the previous event up
+-- cost 15 to 30 µs per event; this costs about 2).
 CREATE FUNCTION pgportfolio._event_hash(
     p_previous bytea,
     p_portfolio_id bigint,
@@ -114,6 +116,10 @@ CREATE FUNCTION pgportfolio._event_hash(
     p_position_quantity numeric,
     p_position_cost_basis numeric,
     p_request_id text,
+    p_executed_at timestamptz,
+    p_order_id text,
+    p_tags jsonb,
+    p_multiplier numeric,
     p_acting_role name,
     p_created_at timestamptz
 )
@@ -125,7 +131,8 @@ AS $$
             ROW(
                 p_portfolio_id, p_portfolio_version, p_kind, p_operation, p_symbol, p_quantity, p_price, p_fee,
                 p_amount, p_cash_delta, p_realized_pnl, p_cash_balance, p_position_quantity, p_position_cost_basis,
-                p_request_id, p_acting_role, EXTRACT(EPOCH FROM p_created_at)
+                p_request_id, EXTRACT(EPOCH FROM p_executed_at), p_order_id, p_tags, p_multiplier, p_acting_role,
+                EXTRACT(EPOCH FROM p_created_at)
             )::pg_catalog.text,
             'UTF8'
         )

@@ -22,3 +22,22 @@ CREATE TABLE pgportfolio.instruments (
 
 COMMENT ON TABLE pgportfolio.instruments IS
 'Contract multiplier and description per symbol; a symbol without a row has multiplier 1.';
+
+-- One row, updated by every change of a multiplier (upsert_instrument). A fill at
+-- REPEATABLE READ or SERIALIZABLE that opens a position takes this row FOR SHARE before it
+-- reads multipliers: a change committed after its snapshot then fails the fill with 40001
+-- (retryable) instead of letting it open the position at the old multiplier, and a change
+-- still in progress waits for the fill and then finds the position held (PF007). At READ
+-- COMMITTED the fill reads the committed multiplier after taking its lock on positions,
+-- which needs no row (sql/128_operations.sql, step 4).
+CREATE TABLE pgportfolio.multiplier_changes (
+    singleton boolean PRIMARY KEY DEFAULT TRUE,
+    changes bigint NOT NULL DEFAULT 0,
+    changed_at timestamptz,
+    CONSTRAINT multiplier_changes_one_row CHECK (singleton)
+);
+
+INSERT INTO pgportfolio.multiplier_changes DEFAULT VALUES;
+
+COMMENT ON TABLE pgportfolio.multiplier_changes IS
+'How many times a multiplier changed; fills at REPEATABLE READ lock it to see a change they missed.';

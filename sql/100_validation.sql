@@ -99,6 +99,70 @@ BEGIN
 END;
 $$;
 
+-- A fill's execution metadata, all optional. executed_at: when the trade happened, finite
+-- and at most p_latest (one minute after the clock: a clock a little ahead is tolerated, a
+-- date typed wrong is not); it may be long past (imports). order_id: the broker's order or
+-- execution id, opaque like a request id. tags: a flat JSON object of short strings
+-- (account, strategy, venue...), bounded so that one event's row stays small.
+CREATE FUNCTION pgportfolio._execution_valid(
+    p_executed_at timestamptz, p_order_id text, p_tags jsonb, p_latest timestamptz
+)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT (p_executed_at IS NULL OR (p_executed_at > '-infinity' AND p_executed_at <= p_latest))
+        AND (p_order_id IS NULL
+            OR (length(p_order_id) BETWEEN 1 AND 200 AND p_order_id !~ pgportfolio._refused_characters()))
+        AND (p_tags IS NULL OR CASE
+            WHEN jsonb_typeof(p_tags) <> 'object' OR octet_length(p_tags::text) > 4096 THEN false
+            ELSE (
+                SELECT count(*) <= 32 AND coalesce(bool_and(
+                    length(t.key) BETWEEN 1 AND 64 AND t.key !~ pgportfolio._refused_characters()
+                    AND jsonb_typeof(t.value) = 'string'
+                    AND length(t.value #>> '{}') <= 256 AND (t.value #>> '{}') !~ pgportfolio._refused_characters()
+                ), true)
+                FROM jsonb_each(p_tags) AS t
+            )
+        END);
+$$;
+
+-- The same rules as _execution_valid, raising the one that was broken.
+CREATE FUNCTION pgportfolio._check_execution(
+    p_executed_at timestamptz, p_order_id text, p_tags jsonb, p_latest timestamptz
+)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_tags_hint constant text := 'Tags are a flat JSON object of at most 32 keys (1 to 64 characters) with string '
+        'values of at most 256 characters, no control or format characters, at most 4096 bytes in all.';
+BEGIN
+    IF p_executed_at IN ('infinity', '-infinity') THEN
+        RAISE EXCEPTION 'executed_at must be a finite time' USING ERRCODE = '22023';
+    END IF;
+    IF p_executed_at > p_latest THEN
+        RAISE EXCEPTION 'executed_at is in the future'
+            USING ERRCODE = '22023',
+            DETAIL = format('Got %s; the latest accepted is %s (one minute after now).', p_executed_at, p_latest);
+    END IF;
+    IF p_order_id IS NOT NULL
+       AND (length(p_order_id) NOT BETWEEN 1 AND 200 OR p_order_id ~ pgportfolio._refused_characters()) THEN
+        RAISE EXCEPTION 'invalid order id'
+            USING ERRCODE = '22023',
+            HINT = 'An order id is 1 to 200 characters without control or format characters (such as U+202E).';
+    END IF;
+    IF jsonb_typeof(p_tags) <> 'object' THEN
+        RAISE EXCEPTION 'tags must be a JSON object'
+            USING ERRCODE = '22023', DETAIL = format('Got a JSON %s.', jsonb_typeof(p_tags)), HINT = v_tags_hint;
+    END IF;
+    IF NOT pgportfolio._execution_valid(NULL, NULL, p_tags, p_latest) THEN
+        RAISE EXCEPTION 'invalid tags' USING ERRCODE = '22023', HINT = v_tags_hint;
+    END IF;
+END;
+$$;
+
 CREATE FUNCTION pgportfolio._check_portfolio_attributes(p_name text, p_currency text)
 RETURNS void
 LANGUAGE plpgsql IMMUTABLE

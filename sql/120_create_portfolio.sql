@@ -32,7 +32,7 @@ BEGIN
         v_actor, now(),
         pgportfolio._event_hash(
             ''::bytea, v_portfolio_id, 1, 'create', 'create_portfolio', NULL, NULL, NULL, 0, p_initial_cash,
-            p_initial_cash, 0, p_initial_cash, NULL, NULL, NULL, v_actor, now()
+            p_initial_cash, 0, p_initial_cash, NULL, NULL, NULL, NULL, NULL, NULL, NULL, v_actor, now()
         )
     )
     RETURNING chain_hash INTO v_chain_head;

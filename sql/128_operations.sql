@@ -9,13 +9,15 @@
 -- reduce_position, close_position (checked special cases of a fill), deposit_cash,
 -- withdraw_cash, charge_fee (cash moves, with an amount).
 --
--- Money: a buy debits quantity * price plus fee, a sell credits quantity * price minus fee.
--- cost_basis is signed like the position. realized P&L = cash flow + change in cost basis - fee,
--- so for every portfolio, exactly:
+-- Money: a fill's notional is quantity * price * multiplier (the instrument's contract size,
+-- 1 for a symbol without an instruments row; a position keeps the one it opened with). A buy
+-- debits the notional plus fee, a sell credits the notional minus fee. cost_basis is signed
+-- like the position. realized P&L = cash flow + change in cost basis - fee, so for every
+-- portfolio, exactly:
 --   cash = initial + deposits - withdrawals + sum(fill cash flows) - sum(fees)
 --   sum(realized before fees) = sum(fill cash flows) + sum(open cost basis)
 -- A partial reduction removes cost basis in proportion, rounded half away from zero to 16
--- places (the scale of quantity * price); the identities hold exactly because realized
+-- places (the scale of quantity * price at multiplier 1); the identities hold exactly because realized
 -- P&L is defined from the stored change, not recomputed.
 --
 -- Lock order: portfolio rows in id order, then position rows in (portfolio id, symbol)
@@ -58,7 +60,10 @@ CREATE FUNCTION pgportfolio._apply_operations(
     p_fees numeric[],
     p_amounts numeric[],
     p_request_ids text[],
-    p_expected_versions bigint[]
+    p_expected_versions bigint[],
+    p_executed_ats timestamptz[],
+    p_order_ids text[],
+    p_tags jsonb[]
 )
 RETURNS SETOF pgportfolio.fill_result
 LANGUAGE plpgsql
@@ -82,6 +87,7 @@ DECLARE
     v_n integer := coalesce(cardinality(p_operations), 0);
     v_saved_lock_timeout text;
     v_now timestamptz := now();
+    v_latest_execution timestamptz := clock_timestamp() + interval '1 minute';
     v_error_message text;
     v_error_detail text;
     v_error_hint text;
@@ -114,6 +120,7 @@ DECLARE
     f_position_basis numeric[];
     f_hash bytea[];
     f_duplicate boolean[];
+    f_multiplier numeric[];
     -- per portfolio slot (ids ascending)
     s_id bigint[];
     s_cash numeric[];
@@ -132,6 +139,7 @@ DECLARE
     k_reopened boolean[];
     k_changed boolean[];
     k_action text[];      -- what the writes do to the slot's row: see step 6
+    k_multiplier numeric[];
     -- per request-id group, at its first element: the event the request produced
     r_version bigint[];
     r_operation text[];
@@ -140,6 +148,10 @@ DECLARE
     r_price numeric[];
     r_fee numeric[];
     r_amount numeric[];
+    r_executed_at timestamptz[];
+    r_order_id text[];
+    r_tags jsonb[];
+    r_multiplier numeric[];
     r_cash numeric[];
     r_position_quantity numeric[];
     r_position_basis numeric[];
@@ -160,6 +172,7 @@ DECLARE
     v_fee numeric;
     v_cash_delta numeric;
     v_realized numeric;
+    v_multiplier numeric;
 BEGIN
     IF v_n = 0 THEN
         RETURN;
@@ -173,7 +186,8 @@ BEGIN
         array_dims(p_operations) = v_dims AND array_dims(p_portfolio_ids) = v_dims AND array_dims(p_symbols) = v_dims
         AND array_dims(p_quantities) = v_dims AND array_dims(p_prices) = v_dims AND array_dims(p_fees) = v_dims
         AND array_dims(p_amounts) = v_dims AND array_dims(p_request_ids) = v_dims
-        AND array_dims(p_expected_versions) = v_dims,
+        AND array_dims(p_expected_versions) = v_dims AND array_dims(p_executed_ats) = v_dims
+        AND array_dims(p_order_ids) = v_dims AND array_dims(p_tags) = v_dims,
         false
     ) THEN
         RAISE EXCEPTION 'the argument arrays must all have one element per operation'
@@ -207,9 +221,13 @@ BEGIN
             f_state[i] := '22023';
             f_message[i] := 'portfolio_id must not be null';
         ELSIF v_operation IN ('deposit_cash', 'withdraw_cash', 'charge_fee') THEN
-            IF num_nonnulls(p_symbols[i], p_quantities[i], p_prices[i], p_fees[i]) > 0 THEN
+            IF num_nonnulls(
+                p_symbols[i], p_quantities[i], p_prices[i], p_fees[i], p_executed_ats[i], p_order_ids[i], p_tags[i]
+            ) > 0 THEN
                 f_state[i] := '22023';
-                f_message[i] := format('a %s element takes no symbol, quantity, price or fee', v_operation);
+                f_message[i] := format(
+                    'a %s element takes no symbol, quantity, price, fee, executed_at, order_id or tags', v_operation
+                );
             ELSIF NOT coalesce(
                 p_amounts[i] NOT IN ('NaN', 'Infinity', '-Infinity') AND p_amounts[i] > 0
                 AND p_amounts[i] < 1e15 AND min_scale(p_amounts[i]) <= 8
@@ -236,7 +254,12 @@ BEGIN
             AND p_prices[i] < 1e15 AND min_scale(p_prices[i]) <= 8
             AND p_fees[i] NOT IN ('NaN', 'Infinity', '-Infinity') AND p_fees[i] >= 0
             AND p_fees[i] < 1e15 AND min_scale(p_fees[i]) <= 8
-            AND v_request_ok,
+            AND v_request_ok
+            -- execution metadata is optional: its rules run only for an element that has some
+            AND (
+                num_nonnulls(p_executed_ats[i], p_order_ids[i], p_tags[i]) = 0
+                OR pgportfolio._execution_valid(p_executed_ats[i], p_order_ids[i], p_tags[i], v_latest_execution)
+            ),
             false
         ) THEN
             v_needs_message := true;
@@ -259,6 +282,9 @@ BEGIN
                     END IF;
                     PERFORM pgportfolio._check_number('price', p_prices[i], 'positive');
                     PERFORM pgportfolio._check_number('fee', p_fees[i], 'non_negative');
+                    PERFORM pgportfolio._check_execution(
+                        p_executed_ats[i], p_order_ids[i], p_tags[i], v_latest_execution
+                    );
                 END IF;
                 PERFORM pgportfolio._check_request(p_request_ids[i], p_expected_versions[i]);
             EXCEPTION WHEN invalid_parameter_value THEN
@@ -370,14 +396,15 @@ BEGIN
             k_version := array_fill(0::bigint, ARRAY[v_position_slots]);
             k_reopened := k_existed;
             k_changed := k_existed;
+            k_multiplier := array_fill(1::numeric, ARRAY[v_position_slots]);
             -- Driven by the keys, one primary-key probe each: a wide portfolio's other
             -- positions are never read (filtering them by portfolio id read all 10,000).
             FOR v_row IN
                 -- The keys are in (portfolio, symbol) order: so are the locks.
-                SELECT k.slot, p.quantity, p.cost_basis, p.realized_pnl, p.version
+                SELECT k.slot, p.quantity, p.cost_basis, p.realized_pnl, p.version, p.multiplier
                 FROM unnest(k_pid, k_symbol) WITH ORDINALITY AS k (pid, sym, slot)
                 CROSS JOIN LATERAL (
-                    SELECT l.quantity, l.cost_basis, l.realized_pnl, l.version
+                    SELECT l.quantity, l.cost_basis, l.realized_pnl, l.version, l.multiplier
                     FROM pgportfolio.positions AS l
                     WHERE l.portfolio_id = k.pid AND l.symbol = k.sym
                     FOR UPDATE
@@ -388,6 +415,29 @@ BEGIN
                 k_basis[v_row.slot] := v_row.cost_basis;
                 k_realized[v_row.slot] := v_row.realized_pnl;
                 k_version[v_row.slot] := v_row.version;
+                k_multiplier[v_row.slot] := v_row.multiplier;
+            END LOOP;
+        END IF;
+        -- A position not held yet opens at its instrument's multiplier. Taking ROW
+        -- EXCLUSIVE on positions first (as the writes below would) makes a concurrent
+        -- multiplier change either wait for this call or be committed before the read
+        -- below, whose statement then sees it (upsert_instrument, 155_instruments.sql).
+        -- A REPEATABLE READ snapshot cannot see a change committed after it began:
+        -- locking multiplier_changes turns such a change into 40001 (retryable).
+        IF k_pid IS NOT NULL AND NOT k_existed <@ ARRAY[true] THEN
+            LOCK TABLE pgportfolio.positions IN ROW EXCLUSIVE MODE;
+            IF current_setting('transaction_isolation') <> 'read committed' THEN
+                PERFORM FROM pgportfolio.multiplier_changes FOR SHARE;
+            END IF;
+            FOR v_row IN
+                SELECT k.slot, i.multiplier
+                FROM unnest(k_symbol, k_existed) WITH ORDINALITY AS k (sym, existed, slot)
+                CROSS JOIN LATERAL (
+                    SELECT l.multiplier FROM pgportfolio.instruments AS l WHERE l.symbol = k.sym
+                ) AS i
+                WHERE NOT k.existed
+            LOOP
+                k_multiplier[v_row.slot] := v_row.multiplier;
             END LOOP;
         END IF;
         PERFORM set_config('lock_timeout', v_saved_lock_timeout, true);
@@ -405,6 +455,10 @@ BEGIN
         r_price := r_quantity;
         r_fee := r_quantity;
         r_amount := r_quantity;
+        r_multiplier := r_quantity;
+        r_executed_at := array_fill(NULL::timestamptz, ARRAY[v_n]);
+        r_order_id := r_operation;
+        r_tags := array_fill(NULL::jsonb, ARRAY[v_n]);
         r_cash := r_quantity;
         r_position_quantity := r_quantity;
         r_position_basis := r_quantity;
@@ -416,7 +470,8 @@ BEGIN
         -- the table's size at hand takes the request-id index.
         FOR v_row IN EXECUTE $lookup$
             SELECT x.item, x.first, e.portfolio_version, e.operation, e.symbol, e.quantity, e.price, e.fee, e.amount,
-                e.cash_balance, e.position_quantity, e.position_cost_basis, e.realized_pnl
+                e.executed_at, e.order_id, e.tags, e.multiplier, e.cash_balance, e.position_quantity,
+                e.position_cost_basis, e.realized_pnl
             FROM (
                 SELECT
                     u.item, u.id, u.rid,
@@ -445,6 +500,10 @@ BEGIN
                 r_price[v_row.item] := v_row.price;
                 r_fee[v_row.item] := CASE WHEN v_row.symbol IS NOT NULL THEN v_row.fee END;
                 r_amount[v_row.item] := v_row.amount;
+                r_executed_at[v_row.item] := v_row.executed_at;
+                r_order_id[v_row.item] := v_row.order_id;
+                r_tags[v_row.item] := v_row.tags;
+                r_multiplier[v_row.item] := v_row.multiplier;
                 r_cash[v_row.item] := v_row.cash_balance;
                 r_position_quantity[v_row.item] := v_row.position_quantity;
                 r_position_basis[v_row.item] := v_row.position_cost_basis;
@@ -467,6 +526,7 @@ BEGIN
     f_position_basis := f_fill;
     f_hash := array_fill(NULL::bytea, ARRAY[v_n]);
     f_duplicate := array_fill(false, ARRAY[v_n]);
+    f_multiplier := f_fill;
     FOR i IN 1 .. v_n LOOP
         CONTINUE WHEN f_state[i] IS NOT NULL;
         v_operation := p_operations[i];
@@ -480,8 +540,12 @@ BEGIN
                AND r_quantity[j] IS NOT DISTINCT FROM p_quantities[i]
                AND r_price[j] IS NOT DISTINCT FROM p_prices[i]
                AND r_fee[j] IS NOT DISTINCT FROM p_fees[i]
-               AND r_amount[j] IS NOT DISTINCT FROM p_amounts[i] THEN
+               AND r_amount[j] IS NOT DISTINCT FROM p_amounts[i]
+               AND r_executed_at[j] IS NOT DISTINCT FROM p_executed_ats[i]
+               AND r_order_id[j] IS NOT DISTINCT FROM p_order_ids[i]
+               AND r_tags[j] IS NOT DISTINCT FROM p_tags[i] THEN
                 f_duplicate[i] := true;
+                f_multiplier[i] := r_multiplier[j];
                 f_version[i] := r_version[j];
                 f_cash[i] := r_cash[j];
                 f_position_quantity[i] := r_position_quantity[j];
@@ -492,9 +556,13 @@ BEGIN
                 f_message[i] := format('request id %s was already used with different arguments', quote_literal(p_request_ids[i]));
                 f_detail[i] := format(
                     'portfolio %s version %s: first %s, now %s', p_portfolio_ids[i], r_version[j],
-                    pgportfolio._request_args(r_operation[j], r_symbol[j], r_quantity[j], r_price[j], r_fee[j], r_amount[j]),
                     pgportfolio._request_args(
-                        v_operation, p_symbols[i], p_quantities[i], p_prices[i], p_fees[i], p_amounts[i]
+                        r_operation[j], r_symbol[j], r_quantity[j], r_price[j], r_fee[j], r_amount[j],
+                        r_executed_at[j], r_order_id[j], r_tags[j]
+                    ),
+                    pgportfolio._request_args(
+                        v_operation, p_symbols[i], p_quantities[i], p_prices[i], p_fees[i], p_amounts[i],
+                        p_executed_ats[i], p_order_ids[i], p_tags[i]
                     )
                 );
                 f_hint[i] := 'Use a new request id for a new operation.';
@@ -519,6 +587,7 @@ BEGIN
             ks := f_ks[i];
             v_held := k_quantity[ks];
             v_basis := k_basis[ks];
+            v_multiplier := k_multiplier[ks];
             v_fee := p_fees[i];
             -- Turn the verb into a signed fill, refusing what the verb does not allow.
             CASE v_operation
@@ -579,10 +648,10 @@ BEGIN
 
             IF v_held = 0 THEN
                 v_kind := 'open';
-                v_new_basis := v_fill * p_prices[i];
+                v_new_basis := v_fill * p_prices[i] * v_multiplier;
             ELSIF sign(v_fill) = sign(v_held) THEN
                 v_kind := 'add';
-                v_new_basis := v_basis + v_fill * p_prices[i];
+                v_new_basis := v_basis + v_fill * p_prices[i] * v_multiplier;
             ELSIF v_new_quantity = 0 THEN
                 v_kind := 'close';
                 v_new_basis := 0;
@@ -595,9 +664,9 @@ BEGIN
                 );
             ELSE
                 v_kind := 'flip';
-                v_new_basis := v_new_quantity * p_prices[i];
+                v_new_basis := v_new_quantity * p_prices[i] * v_multiplier;
             END IF;
-            v_cash_delta := -(v_fill * p_prices[i]) - v_fee;
+            v_cash_delta := -(v_fill * p_prices[i] * v_multiplier) - v_fee;
             v_realized := v_new_basis - v_basis + v_cash_delta;
         END IF;
 
@@ -631,6 +700,7 @@ BEGIN
             f_fill[i] := v_fill;
             f_position_quantity[i] := v_new_quantity;
             f_position_basis[i] := v_new_basis;
+            f_multiplier[i] := v_multiplier;
         END IF;
         f_version[i] := s_version[ps];
         f_kind[i] := v_kind;
@@ -641,7 +711,8 @@ BEGIN
         s_head[ps] := pgportfolio._event_hash(
             s_head[ps], p_portfolio_ids[i], s_version[ps], v_kind, v_operation, p_symbols[i], f_fill[i],
             p_prices[i], v_fee, p_amounts[i], v_cash_delta, v_realized, s_cash[ps], f_position_quantity[i],
-            f_position_basis[i], p_request_ids[i], v_actor, v_now
+            f_position_basis[i], p_request_ids[i], p_executed_ats[i], p_order_ids[i], p_tags[i], f_multiplier[i],
+            v_actor, v_now
         );
         f_hash[i] := s_head[ps];
         IF j IS NOT NULL THEN
@@ -653,6 +724,10 @@ BEGIN
             r_price[j] := p_prices[i];
             r_fee[j] := p_fees[i];
             r_amount[j] := p_amounts[i];
+            r_executed_at[j] := p_executed_ats[i];
+            r_order_id[j] := p_order_ids[i];
+            r_tags[j] := p_tags[i];
+            r_multiplier[j] := f_multiplier[i];
             r_cash[j] := s_cash[ps];
             r_position_quantity[j] := f_position_quantity[i];
             r_position_basis[j] := f_position_basis[i];
@@ -709,10 +784,10 @@ BEGIN
     END IF;
 
     IF k_action && ARRAY['insert', 'replace'] THEN
-        INSERT INTO pgportfolio.positions (portfolio_id, symbol, quantity, cost_basis, realized_pnl, version)
-        SELECT u.pid, u.sym, u.quantity, u.basis, u.realized, u.version
-        FROM unnest(k_pid, k_symbol, k_action, k_quantity, k_basis, k_realized, k_version)
-            AS u (pid, sym, action, quantity, basis, realized, version)
+        INSERT INTO pgportfolio.positions (portfolio_id, symbol, quantity, cost_basis, realized_pnl, version, multiplier)
+        SELECT u.pid, u.sym, u.quantity, u.basis, u.realized, u.version, u.multiplier
+        FROM unnest(k_pid, k_symbol, k_action, k_quantity, k_basis, k_realized, k_version, k_multiplier)
+            AS u (pid, sym, action, quantity, basis, realized, version, multiplier)
         WHERE u.action IN ('insert', 'replace');
     END IF;
 
@@ -721,18 +796,20 @@ BEGIN
     IF s_version IS DISTINCT FROM s_first_version THEN
         INSERT INTO pgportfolio.events (
             portfolio_id, portfolio_version, kind, operation, symbol, quantity, price, fee, amount, cash_delta,
-            realized_pnl, cash_balance, position_quantity, position_cost_basis, request_id, acting_role, created_at,
-            chain_hash
+            realized_pnl, cash_balance, position_quantity, position_cost_basis, request_id, executed_at, order_id, tags,
+            multiplier, acting_role, created_at, chain_hash
         )
         SELECT
             u.pid, u.version, u.kind, u.operation, u.sym, u.fill, u.price, u.fee, u.amount, u.cash_delta, u.realized,
-            u.cash, u.position_quantity, u.position_basis, u.rid, v_actor, v_now, u.hash
+            u.cash, u.position_quantity, u.position_basis, u.rid, u.executed_at, u.order_id, u.tags, u.multiplier,
+            v_actor, v_now, u.hash
         FROM unnest(
             p_portfolio_ids, f_version, f_kind, p_operations, p_symbols, f_fill, p_prices, f_fee, p_amounts, f_cash_delta,
-            f_realized, f_cash, f_position_quantity, f_position_basis, p_request_ids, f_hash
+            f_realized, f_cash, f_position_quantity, f_position_basis, p_request_ids, p_executed_ats, p_order_ids,
+            p_tags, f_multiplier, f_hash
         ) AS u (
             pid, version, kind, operation, sym, fill, price, fee, amount, cash_delta, realized, cash,
-            position_quantity, position_basis, rid, hash
+            position_quantity, position_basis, rid, executed_at, order_id, tags, multiplier, hash
         )
         WHERE u.kind IS NOT NULL;
     END IF;
@@ -744,15 +821,18 @@ BEGIN
         CASE WHEN u.st IS NULL THEN u.cash END,
         u.sym,
         CASE WHEN u.st IS NULL THEN u.position_quantity END,
-        CASE WHEN u.st IS NULL AND u.position_quantity <> 0 THEN round(u.position_basis / u.position_quantity, 8) END,
+        CASE
+            WHEN u.st IS NULL AND u.position_quantity <> 0
+                THEN round(u.position_basis / (u.position_quantity * u.multiplier), 8)
+        END,
         CASE WHEN u.st IS NULL THEN u.realized END,
         u.duplicate, u.st, u.message, u.detail, u.hint
     FROM unnest(
-        p_portfolio_ids, f_version, f_cash, p_symbols, f_position_quantity, f_position_basis, f_realized,
+        p_portfolio_ids, f_version, f_cash, p_symbols, f_position_quantity, f_position_basis, f_multiplier, f_realized,
         f_duplicate, f_state, f_message, f_detail, f_hint
     ) WITH ORDINALITY AS u (
-        pid, version, cash, sym, position_quantity, position_basis, realized, duplicate, st, message, detail, hint,
-        item
+        pid, version, cash, sym, position_quantity, position_basis, multiplier, realized, duplicate, st, message,
+        detail, hint, item
     )
     ORDER BY u.item;
 END;
@@ -768,7 +848,10 @@ CREATE FUNCTION pgportfolio._apply_one(
     p_fee numeric,
     p_amount numeric,
     p_request_id text,
-    p_expected_version bigint
+    p_expected_version bigint,
+    p_executed_at timestamptz DEFAULT NULL,
+    p_order_id text DEFAULT NULL,
+    p_tags jsonb DEFAULT NULL
 )
 RETURNS pgportfolio.mutation_result
 LANGUAGE plpgsql
@@ -780,7 +863,8 @@ BEGIN
     SELECT * INTO STRICT r
     FROM pgportfolio._apply_operations(
         ARRAY[p_operation], ARRAY[p_portfolio_id], ARRAY[p_symbol], ARRAY[p_quantity], ARRAY[p_price],
-        ARRAY[p_fee], ARRAY[p_amount], ARRAY[p_request_id], ARRAY[p_expected_version]
+        ARRAY[p_fee], ARRAY[p_amount], ARRAY[p_request_id], ARRAY[p_expected_version], ARRAY[p_executed_at],
+        ARRAY[p_order_id], ARRAY[p_tags]
     );
     IF r.sqlstate IS NOT NULL THEN
         -- RAISE refuses a null DETAIL or HINT: an absent one is left out, not sent empty.

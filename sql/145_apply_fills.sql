@@ -17,7 +17,10 @@ CREATE FUNCTION pgportfolio.apply_fills_arrays(
     p_request_ids text[] DEFAULT NULL,
     p_expected_versions bigint[] DEFAULT NULL,
     p_operations text[] DEFAULT NULL,
-    p_amounts numeric[] DEFAULT NULL
+    p_amounts numeric[] DEFAULT NULL,
+    p_executed_ats timestamptz[] DEFAULT NULL,
+    p_order_ids text[] DEFAULT NULL,
+    p_tags jsonb[] DEFAULT NULL
 )
 RETURNS SETOF pgportfolio.fill_result
 LANGUAGE plpgsql
@@ -54,13 +57,16 @@ BEGIN
         p_operations, p_portfolio_ids,
         coalesce(p_symbols, v_nulls), coalesce(p_quantities, v_nulls::numeric[]),
         coalesce(p_prices, v_nulls::numeric[]), p_fees, coalesce(p_amounts, v_nulls::numeric[]),
-        coalesce(p_request_ids, v_nulls), coalesce(p_expected_versions, v_nulls::bigint[])
+        coalesce(p_request_ids, v_nulls), coalesce(p_expected_versions, v_nulls::bigint[]),
+        coalesce(p_executed_ats, v_nulls::timestamptz[]), coalesce(p_order_ids, v_nulls),
+        coalesce(p_tags, v_nulls::jsonb[])
     );
 END;
 $$;
 
 COMMENT ON FUNCTION pgportfolio.apply_fills_arrays(
-    bigint[], text[], numeric[], numeric[], numeric[], text[], bigint[], text[], numeric[]
+    bigint[], text[], numeric[], numeric[], numeric[], text[], bigint[], text[], numeric[], timestamptz[], text[],
+    jsonb[]
 ) IS
 'Apply many operations (signed fills by default) in one call; one result row per element, in input order.';
 
@@ -83,6 +89,9 @@ DECLARE
     v_amounts numeric[];
     v_request_ids text[];
     v_expected_versions bigint[];
+    v_executed_ats timestamptz[];
+    v_order_ids text[];
+    v_tags jsonb[];
 BEGIN
     IF p_fills IS NULL OR jsonb_typeof(p_fills) <> 'array' THEN
         RAISE EXCEPTION 'p_fills must be a JSON array of fills' USING ERRCODE = '22023';
@@ -92,28 +101,33 @@ BEGIN
             coalesce(array_agg(f.portfolio_id ORDER BY f.item), '{}'), array_agg(f.operation ORDER BY f.item),
             array_agg(f.symbol ORDER BY f.item), array_agg(f.quantity ORDER BY f.item),
             array_agg(f.price ORDER BY f.item), array_agg(f.fee ORDER BY f.item), array_agg(f.amount ORDER BY f.item),
-            array_agg(f.request_id ORDER BY f.item), array_agg(f.expected_version ORDER BY f.item)
+            array_agg(f.request_id ORDER BY f.item), array_agg(f.expected_version ORDER BY f.item),
+            array_agg(f.executed_at ORDER BY f.item), array_agg(f.order_id ORDER BY f.item),
+            array_agg(f.tags ORDER BY f.item)
         INTO v_portfolio_ids, v_operations, v_symbols, v_quantities, v_prices, v_fees, v_amounts, v_request_ids,
-            v_expected_versions
+            v_expected_versions, v_executed_ats, v_order_ids, v_tags
         FROM ROWS FROM (
             jsonb_to_recordset(p_fills) AS (
                 portfolio_id bigint, operation text, amount numeric, symbol text, quantity numeric,
-                price numeric, fee numeric, request_id text, expected_version bigint
+                price numeric, fee numeric, request_id text, expected_version bigint, executed_at timestamptz,
+                order_id text, tags jsonb
             )
         ) WITH ORDINALITY AS f (
-            portfolio_id, operation, amount, symbol, quantity, price, fee, request_id, expected_version, item
+            portfolio_id, operation, amount, symbol, quantity, price, fee, request_id, expected_version, executed_at,
+            order_id, tags, item
         );
     EXCEPTION WHEN data_exception THEN
         RAISE EXCEPTION 'malformed p_fills: %', sqlerrm
             USING ERRCODE = '22023',
-            HINT = 'A fill: {"portfolio_id", "symbol", "quantity", "price", "fee", "request_id", "expected_version"}; a cash move: {"portfolio_id", "operation", "amount", "request_id", "expected_version"}.';
+            HINT = 'A fill: {"portfolio_id", "symbol", "quantity", "price", "fee", "request_id", "expected_version", "executed_at", "order_id", "tags"}; a cash move: {"portfolio_id", "operation", "amount", "request_id", "expected_version"}.';
     END;
     RETURN QUERY
     SELECT *
     FROM pgportfolio.apply_fills_arrays(
         p_portfolio_ids => v_portfolio_ids, p_symbols => v_symbols, p_quantities => v_quantities,
         p_prices => v_prices, p_fees => v_fees, p_request_ids => v_request_ids,
-        p_expected_versions => v_expected_versions, p_operations => v_operations, p_amounts => v_amounts
+        p_expected_versions => v_expected_versions, p_operations => v_operations, p_amounts => v_amounts,
+        p_executed_ats => v_executed_ats, p_order_ids => v_order_ids, p_tags => v_tags
     );
 END;
 $$;

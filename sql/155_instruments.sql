@@ -5,10 +5,12 @@
 -- equal to the one in force (1 for a symbol without a row), may always be written.
 --
 -- The held check cannot race a fill: before it looks at positions it takes a SHARE lock
--- on the positions table, which waits for every uncommitted position write and holds
--- new ones back until this transaction ends. The check then sees every committed
--- position, which needs READ COMMITTED (a REPEATABLE READ snapshot was taken before the
--- lock), so a multiplier change at a higher isolation level is refused (0A000).
+-- on the positions table, which waits for every fill that may open a position (such a
+-- fill takes ROW EXCLUSIVE on positions before it reads the multiplier) and holds new
+-- ones back until this transaction ends. The check then sees every committed position,
+-- which needs READ COMMITTED (a REPEATABLE READ snapshot was taken before the lock), so a
+-- multiplier change at a higher isolation level is refused (0A000). Fills at REPEATABLE
+-- READ see the change through multiplier_changes (035_instruments.sql).
 CREATE FUNCTION pgportfolio.upsert_instrument(
     p_symbol text,
     p_multiplier numeric DEFAULT 1,
@@ -47,6 +49,9 @@ BEGIN
                 DETAIL = format('The transaction is %s.', upper(current_setting('transaction_isolation'))),
                 HINT = 'The held-symbol check must see positions committed after the transaction began.';
         END IF;
+        -- Waits for fills at REPEATABLE READ that read multipliers (they hold this row FOR
+        -- SHARE), and makes those that come later fail with 40001 (035_instruments.sql).
+        UPDATE pgportfolio.multiplier_changes SET changes = changes + 1, changed_at = now();
         LOCK TABLE pgportfolio.positions IN SHARE MODE;
         SELECT count(*) INTO v_holders FROM pgportfolio.positions AS p WHERE p.symbol = p_symbol;
         IF v_holders > 0 THEN

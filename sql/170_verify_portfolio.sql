@@ -21,7 +21,7 @@ BEGIN
     ev AS (
         SELECT
             e.*,
-            CASE WHEN e.quantity IS NOT NULL THEN -(e.quantity * e.price) ELSE 0 END AS cash_flow,
+            CASE WHEN e.quantity IS NOT NULL THEN -(e.quantity * e.price * e.multiplier) ELSE 0 END AS cash_flow,
             sum(e.cash_delta) OVER (ORDER BY e.portfolio_version) AS running_cash,
             sum(e.quantity) OVER (PARTITION BY e.symbol ORDER BY e.portfolio_version) AS running_quantity,
             coalesce(
@@ -36,7 +36,8 @@ BEGIN
                 END,
                 e.portfolio_id, e.portfolio_version, e.kind, e.operation, e.symbol, e.quantity, e.price, e.fee,
                 e.amount, e.cash_delta, e.realized_pnl, e.cash_balance, e.position_quantity,
-                e.position_cost_basis, e.request_id, e.acting_role, e.created_at
+                e.position_cost_basis, e.request_id, e.executed_at, e.order_id, e.tags, e.multiplier, e.acting_role,
+                e.created_at
             ) AS chain_hash_expected
         FROM pgportfolio.events AS e
         WHERE e.portfolio_id = p_portfolio_id
@@ -68,7 +69,8 @@ BEGIN
         FROM ev
     ),
     rebuilt AS (
-        SELECT DISTINCT ON (ev.symbol) ev.symbol, ev.running_quantity AS quantity, ev.position_cost_basis AS cost_basis
+        SELECT DISTINCT ON (ev.symbol)
+            ev.symbol, ev.running_quantity AS quantity, ev.position_cost_basis AS cost_basis, ev.multiplier
         FROM ev
         WHERE ev.quantity IS NOT NULL
         ORDER BY ev.symbol, ev.portfolio_version DESC
@@ -77,13 +79,14 @@ BEGIN
         SELECT r.* FROM rebuilt AS r WHERE r.quantity <> 0
     ),
     stored AS (
-        SELECT s.symbol, s.quantity, s.cost_basis FROM pgportfolio.positions AS s
+        SELECT s.symbol, s.quantity, s.cost_basis, s.multiplier FROM pgportfolio.positions AS s
         WHERE s.portfolio_id = p_portfolio_id
     ),
     position_diff AS (
         SELECT
             count(*) FILTER (WHERE r.quantity IS DISTINCT FROM s.quantity)::numeric AS bad_quantity,
-            count(*) FILTER (WHERE r.cost_basis IS DISTINCT FROM s.cost_basis)::numeric AS bad_basis
+            count(*) FILTER (WHERE r.cost_basis IS DISTINCT FROM s.cost_basis)::numeric AS bad_basis,
+            count(*) FILTER (WHERE r.multiplier IS DISTINCT FROM s.multiplier)::numeric AS bad_multiplier
         FROM open_rebuilt AS r
         FULL JOIN stored AS s ON s.symbol = r.symbol
     ),
@@ -133,6 +136,9 @@ BEGIN
         SELECT 'position_quantities', 0::numeric, d.bad_quantity, 'eq' FROM position_diff AS d
         UNION ALL
         SELECT 'position_cost_basis', 0::numeric, d.bad_basis, 'eq' FROM position_diff AS d
+        UNION ALL
+        -- a position's multiplier is the one its latest fill was applied with
+        SELECT 'position_multipliers', 0::numeric, d.bad_multiplier, 'eq' FROM position_diff AS d
     )
     SELECT
         c.check_name,

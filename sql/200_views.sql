@@ -68,7 +68,13 @@ SELECT
     e.position_quantity,
     e.request_id,
     e.acting_role,
-    e.created_at
+    e.created_at,
+    -- a fill's execution: when it happened (its transaction's time unless the sender said),
+    -- the order id and tags it came with, the multiplier it was applied with
+    CASE WHEN e.symbol IS NOT NULL THEN coalesce(e.executed_at, e.created_at) END AS executed_at,
+    e.order_id,
+    e.tags,
+    e.multiplier
 FROM pgportfolio.events AS e;
 
 COMMENT ON VIEW pgportfolio.event_log IS

@@ -114,7 +114,9 @@ BEGIN
     RETURN QUERY
     SELECT
         e.portfolio_id, e.portfolio_version, e.cash_balance, e.symbol, e.position_quantity,
-        CASE WHEN e.position_quantity <> 0 THEN round(e.position_cost_basis / e.position_quantity, 8) END,
+        CASE
+            WHEN e.position_quantity <> 0 THEN round(e.position_cost_basis / (e.position_quantity * e.multiplier), 8)
+        END,
         e.realized_pnl, true
     FROM pgportfolio.events AS e
     WHERE e.portfolio_id = p_portfolio_id AND e.request_id = p_request_id;

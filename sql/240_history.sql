@@ -11,13 +11,9 @@
 --
 -- Valuation. The mark of a symbol at a time is the one price_at() returns: the latest
 -- as_of at or before it. A position is valued quantity * mark * multiplier, with the
--- multiplier of the instruments table (1 without a row), and its unrealized P&L is that
--- less its cost basis. The cost basis is read as stored in the events, taken to be money
--- already (quantity * price * multiplier once fills apply multipliers): so these functions
--- need no change when they do, and until then a symbol with a multiplier other than 1 is
--- valued inconsistently with its cost basis, exactly as it will be by the live views.
--- The multiplier is today's: instruments keep no history (a multiplier changes only while
--- nobody holds the symbol, but an earlier holding is valued with today's multiplier).
+-- multiplier its fills were applied with (stored on each fill's event, so an earlier
+-- holding keeps its own even if the instrument's changed after it was closed), and its
+-- unrealized P&L is that less its cost basis, as stored in the events.
 -- A position without a mark at that time counts at cost (unrealized 0), as in position_pnl.
 --
 -- Reading is not limited per portfolio (docs/sql-api.md, "Roles and privileges"): like
@@ -72,6 +68,7 @@ AS $$
             e.realized_pnl,
             e.position_quantity,
             e.position_cost_basis,
+            e.multiplier,
             e.created_at,
             -- the number of the position's life this fill belongs to
             count(*) FILTER (WHERE e.kind = 'open') OVER (
@@ -89,6 +86,7 @@ AS $$
             f.symbol,
             f.position_quantity,
             f.position_cost_basis,
+            f.multiplier,
             f.created_at,
             sum(f.realized_pnl) OVER (PARTITION BY f.symbol, f.life) AS realized,
             count(*) OVER (PARTITION BY f.symbol, f.life) AS fills_in_life,
@@ -100,19 +98,18 @@ AS $$
     SELECT
         l.symbol,
         l.position_quantity,
-        round(l.position_cost_basis / (l.position_quantity * coalesce(i.multiplier, 1)), 8),
+        round(l.position_cost_basis / (l.position_quantity * l.multiplier), 8),
         l.position_cost_basis,
-        coalesce(m.price, round(l.position_cost_basis / (l.position_quantity * coalesce(i.multiplier, 1)), 8)),
+        coalesce(m.price, round(l.position_cost_basis / (l.position_quantity * l.multiplier), 8)),
         m.as_of,
-        coalesce(i.multiplier, 1),
-        coalesce(l.position_quantity * m.price * coalesce(i.multiplier, 1), l.position_cost_basis),
-        coalesce(l.position_quantity * m.price * coalesce(i.multiplier, 1) - l.position_cost_basis, 0),
+        l.multiplier,
+        coalesce(l.position_quantity * m.price * l.multiplier, l.position_cost_basis),
+        coalesce(l.position_quantity * m.price * l.multiplier - l.position_cost_basis, 0),
         l.realized,
         l.fills_in_life,
         l.life_start,
         l.created_at
     FROM latest AS l
-    LEFT JOIN pgportfolio.instruments AS i ON l.symbol = i.symbol
     LEFT JOIN LATERAL (
         SELECT h.price, h.as_of
         FROM pgportfolio.market_price_history AS h

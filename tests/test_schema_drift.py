@@ -363,12 +363,10 @@ DRIFTS: dict[str, tuple[str, str]] = {
         "events_symbol_idx",
     ),
     "view": (
-        "CREATE OR REPLACE VIEW pgportfolio.event_log AS SELECT e.portfolio_id,"
-        " e.portfolio_version, e.kind, e.operation, e.symbol, e.quantity, e.price, e.fee,"
-        " e.amount, e.cash_delta, e.realized_pnl, e.cash_balance, e.position_quantity,"
-        " e.request_id, e.acting_role, e.created_at FROM pgportfolio.events AS e"
-        " WHERE e.kind <> 'create'",
-        "<> 'create'",
+        "CREATE OR REPLACE VIEW pgportfolio.instrument_list AS SELECT i.symbol,"
+        " i.multiplier, i.description, i.updated_at FROM pgportfolio.instruments AS i"
+        " WHERE i.multiplier <> 7",
+        "<> 7",
     ),
     "trigger": (
         "ALTER TABLE pgportfolio.events DISABLE TRIGGER events_append_only",

@@ -5,8 +5,8 @@ The property: random fills (with multipliers), cash moves and marks whose ``as_o
 arrives out of order; at random earlier ledger times, ``portfolio_as_of`` and
 ``positions_as_of`` equal the replay of the operations stamped at or before that time,
 valued at the marks this test knows were current then; and at the present they equal the
-live reads (``get_portfolio``) wherever the live reads apply multipliers the same way
-(today only multiplier 1: fills do not yet apply multipliers, see sql/240_history.sql).
+live reads (``get_portfolio``). Fills apply multipliers: a fill's cash flow and cost
+basis are quantity x price x multiplier.
 """
 
 from __future__ import annotations
@@ -55,22 +55,25 @@ class _Replay:
     version: int = 1
     positions: dict[str, _Position] = field(default_factory=dict)
 
-    def fill(self, symbol: str, quantity: Decimal, price: Decimal, fee: Decimal) -> None:
+    def fill(
+        self, symbol: str, quantity: Decimal, price: Decimal, fee: Decimal, multiplier: Decimal
+    ) -> None:
         p = self.positions.setdefault(symbol, _Position())
         held, basis = p.quantity, p.basis
         new_quantity = held + quantity
+        notional = quantity * price * multiplier
         if held == 0:
-            new_basis = quantity * price
+            new_basis = notional
         elif (quantity > 0) == (held > 0):
-            new_basis = basis + quantity * price
+            new_basis = basis + notional
         elif new_quantity == 0:
             new_basis = D(0)
         elif (new_quantity > 0) == (held > 0):
             share = _EXACT.divide(_EXACT.multiply(basis, abs(quantity)), abs(held))
             new_basis = basis - share.quantize(D("1e-16"), rounding=ROUND_HALF_UP).normalize()
         else:
-            new_basis = new_quantity * price
-        cash_delta = -(quantity * price) - fee
+            new_basis = new_quantity * price * multiplier
+        cash_delta = -notional - fee
         realized = new_basis - basis + cash_delta
         self.version += 1
         self.cash += cash_delta
@@ -191,7 +194,7 @@ def test_as_of_equals_an_independent_replay(client: PortfolioClient, seed: int) 
             price = D(rng.randint(1, 50_000)) / D(100)
             fee = D(rng.randint(0, 300)) / D(100)
             client.apply_fill(pid, symbol, quantity, price, fee=fee)
-            state.fill(symbol, quantity, price, fee)
+            state.fill(symbol, quantity, price, fee, multipliers[symbol])
             snapshots.append(_copy(state))
         elif roll < 0.7:
             amount = D(rng.randint(1, 10_000)) / D(100)
@@ -311,7 +314,7 @@ def test_close_day_snapshots_sum_to_the_ledger_identities(db: str) -> None:
                     quantity = D(rng.randint(-50, 50) or 3)
                     price = D(rng.randint(100, 9000)) / D(100)
                     client.apply_fill(pid, symbol, quantity, price, fee=D("0.5"))
-                    state.fill(symbol, quantity, price, D("0.5"))
+                    state.fill(symbol, quantity, price, D("0.5"), multipliers[symbol])
                 else:
                     client.deposit_cash(pid, D(250))
                     state.move_cash(D(250))

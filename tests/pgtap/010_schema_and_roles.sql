@@ -42,8 +42,8 @@ SELECT isnt(obj_description('pgportfolio'::regnamespace, 'pg_namespace'), NULL, 
 
 SELECT tables_are('pgportfolio',
     ARRAY['portfolios', 'portfolio_access', 'positions', 'market_prices', 'events',
-          'market_price_history', 'instruments', 'daily_closes', 'daily_close_positions'],
-    'pgportfolio has exactly the nine tables (five of the ledger, the price history, instruments, the daily closes)');
+          'market_price_history', 'instruments', 'multiplier_changes', 'daily_closes', 'daily_close_positions'],
+    'pgportfolio has exactly the ten tables (five of the ledger, the price history, instruments and their changes, the daily closes)');
 SELECT views_are('pgportfolio',
     ARRAY['portfolio_summary', 'position_pnl', 'event_log', 'lock_waits', 'instrument_list', 'daily_pnl',
           'daily_positions'],
@@ -52,7 +52,7 @@ SELECT sequences_are('pgportfolio', ARRAY['portfolios_portfolio_id_seq', 'market
     'the only sequences are the identities of portfolios and of the price history');
 SELECT functions_are('pgportfolio', ARRAY[
     '_acting_role', '_authorize', '_authorization_refusals', '_bound_lock_wait', '_check_number',
-    '_check_portfolio_attributes', '_check_request', '_check_symbol', '_apply_operations', '_apply_one',
+    '_check_portfolio_attributes', '_check_request', '_check_execution', '_execution_valid', '_check_symbol', '_apply_operations', '_apply_one',
     '_request_args', '_event_hash',
     'acquire_advisory_lock', 'add_to_position', 'apply_fill', 'apply_fills', 'apply_fills_arrays', 'charge_fee', 'close_position', 'create_portfolio',
     'current_lock_waits', 'deposit_cash', 'events_refuse_change', 'portfolios_refuse_delete', 'events_since', 'find_request', 'get_portfolio',
@@ -130,25 +130,25 @@ SELECT has_function('pgportfolio', 'charge_fee', ARRAY['bigint', 'numeric', 'tex
     'charge_fee(bigint, numeric, text, bigint) exists');
 SELECT function_returns('pgportfolio', 'charge_fee', ARRAY['bigint', 'numeric', 'text', 'bigint'],
     'pgportfolio.mutation_result', 'charge_fee returns mutation_result');
-SELECT has_function('pgportfolio', 'apply_fill', ARRAY['bigint', 'text', 'numeric', 'numeric', 'numeric', 'text', 'bigint'],
-    'apply_fill(bigint, text, numeric, numeric, numeric, text, bigint) exists');
-SELECT function_returns('pgportfolio', 'apply_fill', ARRAY['bigint', 'text', 'numeric', 'numeric', 'numeric', 'text', 'bigint'],
+SELECT has_function('pgportfolio', 'apply_fill', ARRAY['bigint', 'text', 'numeric', 'numeric', 'numeric', 'text', 'bigint', 'timestamp with time zone', 'text', 'jsonb'],
+    'apply_fill(bigint, text, numeric, numeric, numeric, text, bigint, timestamp with time zone, text, jsonb) exists');
+SELECT function_returns('pgportfolio', 'apply_fill', ARRAY['bigint', 'text', 'numeric', 'numeric', 'numeric', 'text', 'bigint', 'timestamp with time zone', 'text', 'jsonb'],
     'pgportfolio.mutation_result', 'apply_fill returns mutation_result');
-SELECT has_function('pgportfolio', 'open_position', ARRAY['bigint', 'text', 'numeric', 'numeric', 'numeric', 'text', 'bigint'],
-    'open_position(bigint, text, numeric, numeric, numeric, text, bigint) exists');
-SELECT function_returns('pgportfolio', 'open_position', ARRAY['bigint', 'text', 'numeric', 'numeric', 'numeric', 'text', 'bigint'],
+SELECT has_function('pgportfolio', 'open_position', ARRAY['bigint', 'text', 'numeric', 'numeric', 'numeric', 'text', 'bigint', 'timestamp with time zone', 'text', 'jsonb'],
+    'open_position(bigint, text, numeric, numeric, numeric, text, bigint, timestamp with time zone, text, jsonb) exists');
+SELECT function_returns('pgportfolio', 'open_position', ARRAY['bigint', 'text', 'numeric', 'numeric', 'numeric', 'text', 'bigint', 'timestamp with time zone', 'text', 'jsonb'],
     'pgportfolio.mutation_result', 'open_position returns mutation_result');
-SELECT has_function('pgportfolio', 'add_to_position', ARRAY['bigint', 'text', 'numeric', 'numeric', 'numeric', 'text', 'bigint'],
-    'add_to_position(bigint, text, numeric, numeric, numeric, text, bigint) exists');
-SELECT function_returns('pgportfolio', 'add_to_position', ARRAY['bigint', 'text', 'numeric', 'numeric', 'numeric', 'text', 'bigint'],
+SELECT has_function('pgportfolio', 'add_to_position', ARRAY['bigint', 'text', 'numeric', 'numeric', 'numeric', 'text', 'bigint', 'timestamp with time zone', 'text', 'jsonb'],
+    'add_to_position(bigint, text, numeric, numeric, numeric, text, bigint, timestamp with time zone, text, jsonb) exists');
+SELECT function_returns('pgportfolio', 'add_to_position', ARRAY['bigint', 'text', 'numeric', 'numeric', 'numeric', 'text', 'bigint', 'timestamp with time zone', 'text', 'jsonb'],
     'pgportfolio.mutation_result', 'add_to_position returns mutation_result');
-SELECT has_function('pgportfolio', 'reduce_position', ARRAY['bigint', 'text', 'numeric', 'numeric', 'numeric', 'text', 'bigint'],
-    'reduce_position(bigint, text, numeric, numeric, numeric, text, bigint) exists');
-SELECT function_returns('pgportfolio', 'reduce_position', ARRAY['bigint', 'text', 'numeric', 'numeric', 'numeric', 'text', 'bigint'],
+SELECT has_function('pgportfolio', 'reduce_position', ARRAY['bigint', 'text', 'numeric', 'numeric', 'numeric', 'text', 'bigint', 'timestamp with time zone', 'text', 'jsonb'],
+    'reduce_position(bigint, text, numeric, numeric, numeric, text, bigint, timestamp with time zone, text, jsonb) exists');
+SELECT function_returns('pgportfolio', 'reduce_position', ARRAY['bigint', 'text', 'numeric', 'numeric', 'numeric', 'text', 'bigint', 'timestamp with time zone', 'text', 'jsonb'],
     'pgportfolio.mutation_result', 'reduce_position returns mutation_result');
-SELECT has_function('pgportfolio', 'close_position', ARRAY['bigint', 'text', 'numeric', 'numeric', 'text', 'bigint'],
-    'close_position(bigint, text, numeric, numeric, text, bigint) exists (no quantity)');
-SELECT function_returns('pgportfolio', 'close_position', ARRAY['bigint', 'text', 'numeric', 'numeric', 'text', 'bigint'],
+SELECT has_function('pgportfolio', 'close_position', ARRAY['bigint', 'text', 'numeric', 'numeric', 'text', 'bigint', 'timestamp with time zone', 'text', 'jsonb'],
+    'close_position(bigint, text, numeric, numeric, text, bigint, timestamp with time zone, text, jsonb) exists (no quantity)');
+SELECT function_returns('pgportfolio', 'close_position', ARRAY['bigint', 'text', 'numeric', 'numeric', 'text', 'bigint', 'timestamp with time zone', 'text', 'jsonb'],
     'pgportfolio.mutation_result', 'close_position returns mutation_result');
 SELECT has_function('pgportfolio', 'update_market_price', ARRAY['text', 'numeric', 'timestamp with time zone', 'text'],
     'update_market_price(text, numeric, timestamptz, text) exists');
@@ -196,16 +196,20 @@ SELECT function_returns('pgportfolio', 'current_lock_waits', ARRAY[]::text[], 's
 
 -- Defaults: only the trailing optional arguments have them.
 SELECT is(
-    pg_get_function_arguments('pgportfolio.apply_fill(bigint, text, numeric, numeric, numeric, text, bigint)'::regprocedure),
+    pg_get_function_arguments('pgportfolio.apply_fill(bigint, text, numeric, numeric, numeric, text, bigint, timestamp with time zone, text, jsonb)'::regprocedure),
     'p_portfolio_id bigint, p_symbol text, p_quantity numeric, p_price numeric, p_fee numeric DEFAULT 0, '
-    'p_request_id text DEFAULT NULL::text, p_expected_version bigint DEFAULT NULL::bigint',
-    'apply_fill: fee defaults to 0, request id and expected version to NULL'
+    'p_request_id text DEFAULT NULL::text, p_expected_version bigint DEFAULT NULL::bigint, '
+    'p_executed_at timestamp with time zone DEFAULT NULL::timestamp with time zone, p_order_id text DEFAULT NULL::text, '
+    'p_tags jsonb DEFAULT NULL::jsonb',
+    'apply_fill: fee defaults to 0, request id, expected version and the execution metadata to NULL'
 );
 SELECT is(
-    pg_get_function_arguments('pgportfolio.close_position(bigint, text, numeric, numeric, text, bigint)'::regprocedure),
+    pg_get_function_arguments('pgportfolio.close_position(bigint, text, numeric, numeric, text, bigint, timestamp with time zone, text, jsonb)'::regprocedure),
     'p_portfolio_id bigint, p_symbol text, p_price numeric, p_fee numeric DEFAULT 0, '
-    'p_request_id text DEFAULT NULL::text, p_expected_version bigint DEFAULT NULL::bigint',
-    'close_position: fee defaults to 0, request id and expected version to NULL'
+    'p_request_id text DEFAULT NULL::text, p_expected_version bigint DEFAULT NULL::bigint, '
+    'p_executed_at timestamp with time zone DEFAULT NULL::timestamp with time zone, p_order_id text DEFAULT NULL::text, '
+    'p_tags jsonb DEFAULT NULL::jsonb',
+    'close_position: fee defaults to 0, request id, expected version and the execution metadata to NULL'
 );
 SELECT is(
     pg_get_function_arguments('pgportfolio.deposit_cash(bigint, numeric, text, bigint)'::regprocedure),
@@ -233,7 +237,7 @@ SELECT is(
 -- ---------------------------------------------------------------- volatility
 SELECT volatility_is('pgportfolio', 'verify_portfolio', ARRAY['bigint'], 'stable',
     'verify_portfolio is STABLE (one snapshot, no writes)');
-SELECT volatility_is('pgportfolio', 'apply_fill', ARRAY['bigint', 'text', 'numeric', 'numeric', 'numeric', 'text', 'bigint'],
+SELECT volatility_is('pgportfolio', 'apply_fill', ARRAY['bigint', 'text', 'numeric', 'numeric', 'numeric', 'text', 'bigint', 'timestamp with time zone', 'text', 'jsonb'],
     'volatile', 'apply_fill is VOLATILE');
 SELECT volatility_is('pgportfolio', 'deposit_cash', ARRAY['bigint', 'numeric', 'text', 'bigint'],
     'volatile', 'deposit_cash is VOLATILE');

@@ -95,7 +95,8 @@ SELECT is(
     ARRAY['events.symbol', 'events.quantity', 'events.price', 'events.amount', 'events.position_quantity',
           'events.position_cost_basis', 'events.request_id', 'events.executed_at', 'events.order_id',
           'events.tags', 'events.multiplier',
-          'instruments.description', 'market_price_history.source', 'market_prices.source'],
+          'instruments.description', 'market_price_history.source', 'market_prices.source',
+          'multiplier_changes.changed_at'],
     'every table column is NOT NULL except the optional fill and request columns of events, sources and descriptions'
 );
 
@@ -168,6 +169,7 @@ SELECT set_eq(
         ('pgportfolio.positions', 'positions_realized_pnl_finite'),
         ('pgportfolio.positions', 'positions_version_positive'),
         ('pgportfolio.positions', 'positions_multiplier_positive'),
+        ('pgportfolio.multiplier_changes', 'multiplier_changes_one_row'),
         ('pgportfolio.market_prices', 'market_prices_symbol_valid'),
         ('pgportfolio.market_prices', 'market_prices_price_valid'),
         ('pgportfolio.market_prices', 'market_prices_version_positive'),
@@ -566,8 +568,8 @@ SELECT lives_ok(
 );
 SELECT lives_ok(
     $$INSERT INTO pgportfolio.events (portfolio_id, portfolio_version, kind, operation, symbol, quantity, price,
-                                      cash_delta, cash_balance, position_quantity, position_cost_basis, acting_role, chain_hash)
-      VALUES (current_setting('test.pid')::bigint, 2, 'open', 'apply_fill', 'OK.1', 1, 1, -1, 0, 1, 1, 'postgres', '\x00')$$,
+                                      cash_delta, cash_balance, position_quantity, position_cost_basis, multiplier, acting_role, chain_hash)
+      VALUES (current_setting('test.pid')::bigint, 2, 'open', 'apply_fill', 'OK.1', 1, 1, -1, 0, 1, 1, 1, 'postgres', '\x00')$$,
     'events: a valid fill event can be inserted directly'
 );
 SELECT throws_ok(
@@ -594,8 +596,8 @@ SELECT throws_ok(
     'events: an unknown kind violates events_kind_valid'
 );
 SELECT throws_ok(
-    $$INSERT INTO pgportfolio.events (portfolio_id, portfolio_version, kind, operation, cash_delta, cash_balance, acting_role, chain_hash)
-      VALUES (current_setting('test.pid')::bigint, 3, 'open', 'apply_fill', 0, 0, 'postgres', '\x00')$$,
+    $$INSERT INTO pgportfolio.events (portfolio_id, portfolio_version, kind, operation, cash_delta, cash_balance, multiplier, acting_role, chain_hash)
+      VALUES (current_setting('test.pid')::bigint, 3, 'open', 'apply_fill', 0, 0, 1, 'postgres', '\x00')$$,
     '23514', 'new row for relation "events" violates check constraint "events_fill_shape"',
     'events: a fill kind without symbol, quantity, price and position violates events_fill_shape'
 );
@@ -614,15 +616,15 @@ SELECT throws_ok(
 );
 SELECT throws_ok(
     $$INSERT INTO pgportfolio.events (portfolio_id, portfolio_version, kind, operation, symbol, quantity, price,
-                                      cash_delta, cash_balance, position_quantity, acting_role, chain_hash)
-      VALUES (current_setting('test.pid')::bigint, 3, 'open', 'apply_fill', 'X', 1, 0, 0, 0, 1, 'postgres', '\x00')$$,
+                                      cash_delta, cash_balance, position_quantity, multiplier, acting_role, chain_hash)
+      VALUES (current_setting('test.pid')::bigint, 3, 'open', 'apply_fill', 'X', 1, 0, 0, 0, 1, 1, 'postgres', '\x00')$$,
     '23514', 'new row for relation "events" violates check constraint "events_price_positive"',
     'events: a zero price violates events_price_positive'
 );
 SELECT throws_ok(
     $$INSERT INTO pgportfolio.events (portfolio_id, portfolio_version, kind, operation, symbol, quantity, price,
-                                      cash_delta, cash_balance, position_quantity, acting_role, chain_hash)
-      VALUES (current_setting('test.pid')::bigint, 3, 'open', 'apply_fill', 'X', 0, 1, 0, 0, 1, 'postgres', '\x00')$$,
+                                      cash_delta, cash_balance, position_quantity, multiplier, acting_role, chain_hash)
+      VALUES (current_setting('test.pid')::bigint, 3, 'open', 'apply_fill', 'X', 0, 1, 0, 0, 1, 1, 'postgres', '\x00')$$,
     '23514', 'new row for relation "events" violates check constraint "events_quantity_nonzero"',
     'events: a zero fill quantity violates events_quantity_nonzero'
 );
@@ -640,8 +642,8 @@ SELECT throws_ok(
 );
 SELECT throws_ok(
     $$INSERT INTO pgportfolio.events (portfolio_id, portfolio_version, kind, operation, symbol, quantity, price,
-                                      cash_delta, cash_balance, position_quantity, position_cost_basis, acting_role, chain_hash)
-      VALUES (current_setting('test.pid')::bigint, 3, 'add', 'apply_fill', 'X', 1, 1, 0, 0, 1, '-Infinity', 'postgres', '\x00')$$,
+                                      cash_delta, cash_balance, position_quantity, position_cost_basis, multiplier, acting_role, chain_hash)
+      VALUES (current_setting('test.pid')::bigint, 3, 'add', 'apply_fill', 'X', 1, 1, 0, 0, 1, '-Infinity', 1, 'postgres', '\x00')$$,
     '23514', 'new row for relation "events" violates check constraint "events_numbers_finite"',
     'events: an infinite position cost basis violates events_numbers_finite'
 );
@@ -649,15 +651,15 @@ SELECT throws_ok(
 -- above Infinity, so each bound also refuses NaN.
 SELECT throws_ok(
     $$INSERT INTO pgportfolio.events (portfolio_id, portfolio_version, kind, operation, symbol, quantity, price,
-                                      cash_delta, cash_balance, position_quantity, acting_role, chain_hash)
-      VALUES (current_setting('test.pid')::bigint, 3, 'open', 'apply_fill', 'X', 1, 'NaN', 0, 0, 1, 'postgres', '\x00')$$,
+                                      cash_delta, cash_balance, position_quantity, multiplier, acting_role, chain_hash)
+      VALUES (current_setting('test.pid')::bigint, 3, 'open', 'apply_fill', 'X', 1, 'NaN', 0, 0, 1, 1, 'postgres', '\x00')$$,
     '23514', 'new row for relation "events" violates check constraint "events_numbers_finite"',
     'events: a NaN price violates events_numbers_finite (NaN > 0 holds, so events_price_positive alone would not)'
 );
 SELECT throws_ok(
     $$INSERT INTO pgportfolio.events (portfolio_id, portfolio_version, kind, operation, symbol, quantity, price,
-                                      cash_delta, cash_balance, position_quantity, acting_role, chain_hash)
-      VALUES (current_setting('test.pid')::bigint, 3, 'open', 'apply_fill', 'X', 'Infinity', 1, 0, 0, 1, 'postgres', '\x00')$$,
+                                      cash_delta, cash_balance, position_quantity, multiplier, acting_role, chain_hash)
+      VALUES (current_setting('test.pid')::bigint, 3, 'open', 'apply_fill', 'X', 'Infinity', 1, 0, 0, 1, 1, 'postgres', '\x00')$$,
     '23514', 'new row for relation "events" violates check constraint "events_numbers_finite"',
     'events: an infinite quantity violates events_numbers_finite'
 );
@@ -726,7 +728,8 @@ LANGUAGE sql STABLE AS $$
     SELECT sha256(p_previous || convert_to(ROW(
         e.portfolio_id, e.portfolio_version, e.kind, e.operation, e.symbol, e.quantity, e.price, e.fee, e.amount,
         e.cash_delta, e.realized_pnl, e.cash_balance, e.position_quantity, e.position_cost_basis, e.request_id,
-        e.acting_role, EXTRACT(EPOCH FROM e.created_at))::text, 'UTF8'))
+        EXTRACT(EPOCH FROM e.executed_at), e.order_id, e.tags, e.multiplier, e.acting_role,
+        EXTRACT(EPOCH FROM e.created_at))::text, 'UTF8'))
 $$;
 DO $$
 DECLARE

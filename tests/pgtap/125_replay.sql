@@ -257,7 +257,7 @@ SELECT is(
     'PF005''s DETAIL for a cash request shows operation and amount'
 );
 SELECT is(
-    pgportfolio._request_args('reduce_position', 'AAA', 6, 90, 0, NULL),
+    pgportfolio._request_args('reduce_position', 'AAA', 6, 90, 0, NULL, NULL, NULL, NULL),
     '{"operation": "reduce_position", "symbol": "AAA", "quantity": 6, "price": 90, "fee": 0}'::jsonb,
     '_request_args reads a verb''s request as its caller wrote it (reduce: positive quantity)'
 );

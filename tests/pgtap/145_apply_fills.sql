@@ -85,7 +85,7 @@ SELECT results_eq(
 );
 SELECT results_eq(
     $$SELECT message FROM cash_result WHERE item IN (6, 7, 8, 9) ORDER BY item$$,
-    $$VALUES ('a deposit_cash element takes no symbol, quantity, price or fee'::text), ('unknown operation ''transfer'''),
+    $$VALUES ('a deposit_cash element takes no symbol, quantity, price, fee, executed_at, order_id or tags'::text), ('unknown operation ''transfer'''),
              ('amount must be positive'), ('a fill takes no amount')$$,
     'each malformed element says what is wrong with it'
 );
@@ -401,16 +401,20 @@ SELECT ok(
 );
 
 SELECT function_privs_are('pgportfolio', 'apply_fills_arrays',
-    ARRAY['bigint[]', 'text[]', 'numeric[]', 'numeric[]', 'numeric[]', 'text[]', 'bigint[]', 'text[]', 'numeric[]'],
+    ARRAY['bigint[]', 'text[]', 'numeric[]', 'numeric[]', 'numeric[]', 'text[]', 'bigint[]', 'text[]', 'numeric[]',
+          'timestamp with time zone[]', 'text[]', 'jsonb[]'],
     'pgportfolio_trader', ARRAY['EXECUTE'], 'traders may call apply_fills_arrays');
 SELECT function_privs_are('pgportfolio', 'apply_fills_arrays',
-    ARRAY['bigint[]', 'text[]', 'numeric[]', 'numeric[]', 'numeric[]', 'text[]', 'bigint[]', 'text[]', 'numeric[]'],
+    ARRAY['bigint[]', 'text[]', 'numeric[]', 'numeric[]', 'numeric[]', 'text[]', 'bigint[]', 'text[]', 'numeric[]',
+          'timestamp with time zone[]', 'text[]', 'jsonb[]'],
     'pgportfolio_analyst', ARRAY[]::text[], 'analysts may not call apply_fills_arrays');
 SELECT function_privs_are('pgportfolio', 'apply_fills_arrays',
-    ARRAY['bigint[]', 'text[]', 'numeric[]', 'numeric[]', 'numeric[]', 'text[]', 'bigint[]', 'text[]', 'numeric[]'],
+    ARRAY['bigint[]', 'text[]', 'numeric[]', 'numeric[]', 'numeric[]', 'text[]', 'bigint[]', 'text[]', 'numeric[]',
+          'timestamp with time zone[]', 'text[]', 'jsonb[]'],
     'public', ARRAY[]::text[], 'PUBLIC may not call apply_fills_arrays');
 SELECT is_definer('pgportfolio', 'apply_fills_arrays',
-    ARRAY['bigint[]', 'text[]', 'numeric[]', 'numeric[]', 'numeric[]', 'text[]', 'bigint[]', 'text[]', 'numeric[]'],
+    ARRAY['bigint[]', 'text[]', 'numeric[]', 'numeric[]', 'numeric[]', 'text[]', 'bigint[]', 'text[]', 'numeric[]',
+          'timestamp with time zone[]', 'text[]', 'jsonb[]'],
     'apply_fills_arrays is SECURITY DEFINER');
 
 SELECT function_privs_are('pgportfolio', 'apply_fills', ARRAY['jsonb'], 'pgportfolio_trader', ARRAY['EXECUTE'],

@@ -2,7 +2,7 @@
 -- sequence of mutations, and each kind of corrupted stored state is reported by the
 -- checks that should see it (and only those).
 BEGIN;
-SELECT plan(44);
+SELECT plan(45);
 
 CREATE FUNCTION pg_temp.pid(p_name text) RETURNS bigint LANGUAGE sql STABLE
 AS $$ SELECT current_setting('test.pid_' || p_name)::bigint $$;
@@ -14,7 +14,8 @@ LANGUAGE sql STABLE AS $$
     SELECT sha256(p_previous || convert_to(ROW(
         e.portfolio_id, e.portfolio_version, e.kind, e.operation, e.symbol, e.quantity, e.price, e.fee, e.amount,
         e.cash_delta, e.realized_pnl, e.cash_balance, e.position_quantity, e.position_cost_basis, e.request_id,
-        e.acting_role, EXTRACT(EPOCH FROM e.created_at))::text, 'UTF8'))
+        EXTRACT(EPOCH FROM e.executed_at), e.order_id, e.tags, e.multiplier, e.acting_role,
+        EXTRACT(EPOCH FROM e.created_at))::text, 'UTF8'))
 $$;
 -- A direct insert of one event with the hash a writer would give it: chained to the
 -- portfolio's latest event before it (the one just before, unless the insert leaves a gap).
@@ -51,8 +52,9 @@ SELECT set_eq(
     $$SELECT check_name FROM pgportfolio.verify_portfolio(pg_temp.pid('v'))$$,
     ARRAY['version', 'versions_contiguous', 'cash_balance', 'cash_identity', 'cash_never_negative',
           'event_cash_balances', 'realized_pnl', 'realized_identity', 'event_position_quantities',
-          'event_realized_pnl', 'event_hash_chain', 'open_positions', 'position_quantities', 'position_cost_basis'],
-    'verify_portfolio reports the fourteen documented checks'
+          'event_realized_pnl', 'event_hash_chain', 'open_positions', 'position_quantities', 'position_cost_basis',
+          'position_multipliers'],
+    'verify_portfolio reports the fifteen documented checks'
 );
 SELECT is(pg_temp.failing(pg_temp.pid('v')), NULL, 'every check is ok on a new portfolio');
 SELECT is(
@@ -182,15 +184,21 @@ ROLLBACK TO SAVEPOINT corrupt;
 SAVEPOINT corrupt;
 DELETE FROM pgportfolio.positions WHERE portfolio_id = pg_temp.pid('v') AND symbol = 'VCCC';
 SELECT is(pg_temp.failing(pg_temp.pid('v')),
-    ARRAY['open_positions', 'position_cost_basis', 'position_quantities', 'realized_identity'],
-    'a lost position: open_positions, position_quantities, position_cost_basis and realized_identity fail');
+    ARRAY['open_positions', 'position_cost_basis', 'position_multipliers', 'position_quantities', 'realized_identity'],
+    'a lost position: open_positions, position_quantities, position_cost_basis, position_multipliers and realized_identity fail');
+ROLLBACK TO SAVEPOINT corrupt;
+
+SAVEPOINT corrupt;
+UPDATE pgportfolio.positions SET multiplier = 10 WHERE portfolio_id = pg_temp.pid('v') AND symbol = 'VDDD';
+SELECT is(pg_temp.failing(pg_temp.pid('v')), ARRAY['position_multipliers'],
+    'a stored multiplier that is not the one its fills were applied with: position_multipliers fails');
 ROLLBACK TO SAVEPOINT corrupt;
 
 SAVEPOINT corrupt;
 INSERT INTO pgportfolio.positions (portfolio_id, symbol, quantity, cost_basis)
 VALUES (pg_temp.pid('v'), 'GHOST', 1, 1);
 SELECT is(pg_temp.failing(pg_temp.pid('v')),
-    ARRAY['open_positions', 'position_cost_basis', 'position_quantities', 'realized_identity'],
+    ARRAY['open_positions', 'position_cost_basis', 'position_multipliers', 'position_quantities', 'realized_identity'],
     'a position the log never opened is reported the same way');
 ROLLBACK TO SAVEPOINT corrupt;
 
@@ -323,7 +331,7 @@ SAVEPOINT corrupt;
 -- (Each direct insert below carries the documented chain_hash, so the chain stays intact.)
 SELECT pg_temp.insert_chained(ROW(
     pf.portfolio_id, pf.version + 1, 'add', 'apply_fill', 'VAAA', 1, 15, 0, NULL, -15, 5, pf.cash_balance - 15,
-    p.quantity + 1, p.cost_basis + 15, NULL, NULL, NULL, NULL, NULL, 'postgres', NULL, NULL)::pgportfolio.events)
+    p.quantity + 1, p.cost_basis + 15, NULL, NULL, NULL, NULL, 1, 'postgres', NULL, NULL)::pgportfolio.events)
 FROM pgportfolio.portfolios AS pf JOIN pgportfolio.positions AS p USING (portfolio_id)
 WHERE pf.portfolio_id = pg_temp.pid('v') AND p.symbol = 'VAAA';
 UPDATE pgportfolio.portfolios
@@ -349,7 +357,7 @@ ROLLBACK TO SAVEPOINT corrupt;
 SAVEPOINT corrupt;
 SELECT pg_temp.insert_chained(ROW(
     pf.portfolio_id, pf.version + 1, 'add', 'apply_fill', 'VCCC', 1, 1, 0, NULL, -1, 0, pf.cash_balance - 1,
-    p.quantity + 2, p.cost_basis + 1, NULL, NULL, NULL, NULL, NULL, 'postgres', NULL, NULL)::pgportfolio.events)
+    p.quantity + 2, p.cost_basis + 1, NULL, NULL, NULL, NULL, 1, 'postgres', NULL, NULL)::pgportfolio.events)
 FROM pgportfolio.portfolios AS pf JOIN pgportfolio.positions AS p USING (portfolio_id)
 WHERE pf.portfolio_id = pg_temp.pid('v') AND p.symbol = 'VCCC';
 UPDATE pgportfolio.portfolios SET version = version + 1, cash_balance = cash_balance - 1

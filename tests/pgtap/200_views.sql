@@ -15,8 +15,9 @@ SELECT columns_are('pgportfolio', 'position_pnl', ARRAY[
     'unrealized_pnl', 'realized_pnl', 'version', 'updated_at'], 'position_pnl has the expected columns');
 SELECT columns_are('pgportfolio', 'event_log', ARRAY[
     'portfolio_id', 'portfolio_version', 'kind', 'operation', 'symbol', 'quantity', 'price', 'fee', 'amount',
-    'cash_delta', 'realized_pnl', 'cash_balance', 'position_quantity', 'request_id', 'acting_role', 'created_at'],
-    'event_log has the expected columns (no request_args, no cost basis)');
+    'cash_delta', 'realized_pnl', 'cash_balance', 'position_quantity', 'request_id', 'acting_role', 'created_at',
+    'executed_at', 'order_id', 'tags', 'multiplier'],
+    'event_log has the expected columns (no request_args, no cost basis; the execution metadata last)');
 SELECT columns_are('pgportfolio', 'lock_waits', ARRAY[
     'waiting_pid', 'waiting_role', 'application_name', 'locktype', 'relation', 'mode', 'waiting_for',
     'blocking_pids', 'waiting_query', 'blocking_queries'], 'lock_waits has the expected columns');

@@ -42,9 +42,9 @@ BROKEN_FLOOR = "s_cash[ps] + v_cash_delta < -1"
 BATCH_PATH = (
     "pgportfolio.apply_fills(jsonb)",
     "pgportfolio.apply_fills_arrays(bigint[], text[], numeric[], numeric[], numeric[], text[],"
-    " bigint[], text[], numeric[])",
+    " bigint[], text[], numeric[], timestamptz[], text[], jsonb[])",
     "pgportfolio._apply_operations(text[], bigint[], text[], numeric[], numeric[], numeric[],"
-    " numeric[], text[], bigint[])",
+    " numeric[], text[], bigint[], timestamptz[], text[], jsonb[])",
 )
 
 # Programs per property run and steps per program: about 5 s in CI (a passing run), the

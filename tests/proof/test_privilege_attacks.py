@@ -1280,9 +1280,10 @@ def test_search_path_check_detects_an_unpinned_function(own_cast: Cast) -> None:
     with psycopg.connect(own_cast.db, autocommit=True) as su:
         for function in (
             "pgportfolio.deposit_cash(bigint,numeric,text,bigint)",
-            "pgportfolio._apply_one(text,bigint,text,numeric,numeric,numeric,numeric,text,bigint)",
+            "pgportfolio._apply_one(text,bigint,text,numeric,numeric,numeric,numeric,text,bigint,"
+            "timestamptz,text,jsonb)",
             "pgportfolio._apply_operations(text[],bigint[],text[],numeric[],numeric[],numeric[],"
-            "numeric[],text[],bigint[])",
+            "numeric[],text[],bigint[],timestamptz[],text[],jsonb[])",
         ):
             su.execute(f"ALTER FUNCTION {function} RESET search_path".encode())
     problems = search_path_problems(own_cast, books)
@@ -1411,7 +1412,8 @@ def test_a_recomputed_chain_is_caught_only_by_an_anchor_kept_outside(own_cast: C
                 " p.chain_hash, e.portfolio_id, e.portfolio_version, e.kind,"
                 " e.operation, e.symbol, e.quantity, e.price, e.fee, e.amount, e.cash_delta,"
                 " e.realized_pnl, e.cash_balance, e.position_quantity, e.position_cost_basis,"
-                " e.request_id, e.acting_role, e.created_at)"
+                " e.request_id, e.executed_at, e.order_id, e.tags, e.multiplier, e.acting_role,"
+                " e.created_at)"
                 " FROM pgportfolio.events AS p"
                 " WHERE e.portfolio_id = %(pid)s AND e.portfolio_version = %(v)s"
                 " AND p.portfolio_id = %(pid)s AND p.portfolio_version = %(v)s - 1",

@@ -14,7 +14,7 @@ import psycopg
 
 CORE = (
     "pgportfolio._apply_operations(text[],bigint[],text[],numeric[],numeric[],numeric[],numeric[],"
-    "text[],bigint[])"
+    "text[],bigint[],timestamptz[],text[],jsonb[])"
 )
 
 # The two lock statements of the core, each from its first line to the line after it.
