@@ -200,6 +200,12 @@ class LoggedEvent:
     request_id: str | None
     acting_role: str
     created_at: datetime
+    # A fill's execution (None for cash moves): when it happened (its transaction's time
+    # unless the sender said), its order id and tags, the multiplier it was applied with.
+    executed_at: datetime | None = None
+    order_id: str | None = None
+    tags: dict[str, str] | None = None
+    multiplier: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)

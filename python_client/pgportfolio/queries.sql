@@ -19,23 +19,23 @@ SELECT * FROM pgportfolio.charge_fee(p_portfolio_id => %(portfolio_id)s, p_amoun
 
 -- name: apply_fill
 -- A signed fill netted against the open position.
-SELECT * FROM pgportfolio.apply_fill(p_portfolio_id => %(portfolio_id)s, p_symbol => %(symbol)s, p_quantity => %(quantity)s, p_price => %(price)s, p_fee => %(fee)s, p_request_id => %(request_id)s, p_expected_version => %(expected_version)s);
+SELECT * FROM pgportfolio.apply_fill(p_portfolio_id => %(portfolio_id)s, p_symbol => %(symbol)s, p_quantity => %(quantity)s, p_price => %(price)s, p_fee => %(fee)s, p_request_id => %(request_id)s, p_expected_version => %(expected_version)s, p_executed_at => %(executed_at)s, p_order_id => %(order_id)s, p_tags => %(tags)s);
 
 -- name: open_position
 -- Open a position; PF006 if one is open.
-SELECT * FROM pgportfolio.open_position(p_portfolio_id => %(portfolio_id)s, p_symbol => %(symbol)s, p_quantity => %(quantity)s, p_price => %(price)s, p_fee => %(fee)s, p_request_id => %(request_id)s, p_expected_version => %(expected_version)s);
+SELECT * FROM pgportfolio.open_position(p_portfolio_id => %(portfolio_id)s, p_symbol => %(symbol)s, p_quantity => %(quantity)s, p_price => %(price)s, p_fee => %(fee)s, p_request_id => %(request_id)s, p_expected_version => %(expected_version)s, p_executed_at => %(executed_at)s, p_order_id => %(order_id)s, p_tags => %(tags)s);
 
 -- name: add_to_position
 -- Add to an open position on its side.
-SELECT * FROM pgportfolio.add_to_position(p_portfolio_id => %(portfolio_id)s, p_symbol => %(symbol)s, p_quantity => %(quantity)s, p_price => %(price)s, p_fee => %(fee)s, p_request_id => %(request_id)s, p_expected_version => %(expected_version)s);
+SELECT * FROM pgportfolio.add_to_position(p_portfolio_id => %(portfolio_id)s, p_symbol => %(symbol)s, p_quantity => %(quantity)s, p_price => %(price)s, p_fee => %(fee)s, p_request_id => %(request_id)s, p_expected_version => %(expected_version)s, p_executed_at => %(executed_at)s, p_order_id => %(order_id)s, p_tags => %(tags)s);
 
 -- name: reduce_position
 -- Reduce an open position by a positive quantity.
-SELECT * FROM pgportfolio.reduce_position(p_portfolio_id => %(portfolio_id)s, p_symbol => %(symbol)s, p_quantity => %(quantity)s, p_price => %(price)s, p_fee => %(fee)s, p_request_id => %(request_id)s, p_expected_version => %(expected_version)s);
+SELECT * FROM pgportfolio.reduce_position(p_portfolio_id => %(portfolio_id)s, p_symbol => %(symbol)s, p_quantity => %(quantity)s, p_price => %(price)s, p_fee => %(fee)s, p_request_id => %(request_id)s, p_expected_version => %(expected_version)s, p_executed_at => %(executed_at)s, p_order_id => %(order_id)s, p_tags => %(tags)s);
 
 -- name: close_position
 -- Close the whole position.
-SELECT * FROM pgportfolio.close_position(p_portfolio_id => %(portfolio_id)s, p_symbol => %(symbol)s, p_price => %(price)s, p_fee => %(fee)s, p_request_id => %(request_id)s, p_expected_version => %(expected_version)s);
+SELECT * FROM pgportfolio.close_position(p_portfolio_id => %(portfolio_id)s, p_symbol => %(symbol)s, p_price => %(price)s, p_fee => %(fee)s, p_request_id => %(request_id)s, p_expected_version => %(expected_version)s, p_executed_at => %(executed_at)s, p_order_id => %(order_id)s, p_tags => %(tags)s);
 
 -- name: update_market_price
 -- Record a mark of a symbol (as of a time, default now; optional source).
@@ -99,7 +99,7 @@ SELECT portfolio_id, holder_pid, holder_role, state, extract(epoch FROM held_for
 
 -- name: apply_fills_arrays
 -- Many operations in one call (coalescing), one typed array per field; one result row per element, in order.
-SELECT item, portfolio_id, portfolio_version, cash_balance, symbol, position_quantity, position_avg_price, realized_pnl, duplicate, sqlstate, message, detail, hint FROM pgportfolio.apply_fills_arrays(p_portfolio_ids => %(portfolio_id)s::bigint[], p_symbols => %(symbol)s::text[], p_quantities => %(quantity)s::numeric[], p_prices => %(price)s::numeric[], p_fees => %(fee)s::numeric[], p_request_ids => %(request_id)s::text[], p_expected_versions => %(expected_version)s::bigint[], p_operations => %(operation)s::text[], p_amounts => %(amount)s::numeric[]);
+SELECT item, portfolio_id, portfolio_version, cash_balance, symbol, position_quantity, position_avg_price, realized_pnl, duplicate, sqlstate, message, detail, hint FROM pgportfolio.apply_fills_arrays(p_portfolio_ids => %(portfolio_id)s::bigint[], p_symbols => %(symbol)s::text[], p_quantities => %(quantity)s::numeric[], p_prices => %(price)s::numeric[], p_fees => %(fee)s::numeric[], p_request_ids => %(request_id)s::text[], p_expected_versions => %(expected_version)s::bigint[], p_operations => %(operation)s::text[], p_amounts => %(amount)s::numeric[], p_executed_ats => %(executed_at)s::timestamptz[], p_order_ids => %(order_id)s::text[], p_tags => %(tags)s::jsonb[]);
 
 -- name: update_market_prices
 -- Many marks at once, all or nothing; returns the number of symbols written.
@@ -119,7 +119,7 @@ SELECT portfolio_id, portfolio_version, kind FROM pgportfolio.events_after(p_por
 
 -- name: event_log
 -- Every column of a portfolio's events after a version and at or after a time, in order (frames).
-SELECT portfolio_id, portfolio_version, kind, operation, symbol, quantity, price, fee, amount, cash_delta, realized_pnl, cash_balance, position_quantity, request_id, acting_role, created_at FROM pgportfolio.event_log WHERE portfolio_id = %(portfolio_id)s AND portfolio_version > %(after_version)s AND created_at >= %(since)s ORDER BY portfolio_version;
+SELECT portfolio_id, portfolio_version, kind, operation, symbol, quantity, price, fee, amount, cash_delta, realized_pnl, cash_balance, position_quantity, request_id, acting_role, created_at, executed_at, order_id, tags, multiplier FROM pgportfolio.event_log WHERE portfolio_id = %(portfolio_id)s AND portfolio_version > %(after_version)s AND created_at >= %(since)s ORDER BY portfolio_version;
 
 -- name: portfolio_as_of
 -- A portfolio as of a ledger time, valued at the marks current then.

@@ -13,7 +13,7 @@ import json
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -48,7 +48,7 @@ from pgportfolio.models import (
     VerificationCheck,
 )
 from pgportfolio.monitor import Monitor, get_global_monitor
-from pgportfolio.operations import ChargeFee, Deposit, Fill, Operation, Withdraw
+from pgportfolio.operations import ChargeFee, Deposit, Execution, Fill, Operation, Withdraw
 from pgportfolio.queries import query
 from pgportfolio.retry import RetryPolicy
 from pgportfolio.syncrep import resolving
@@ -252,8 +252,13 @@ class AsyncPortfolioClient:
         fee: Decimal | int = 0,
         request_id: str | None = None,
         expected_version: int | None = None,
+        executed_at: datetime | None = None,
+        order_id: str | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> MutationResult:
-        """A signed fill (+ buy, - sell) netted against the open position."""
+        """A signed fill (+ buy, - sell) netted against the open position. ``executed_at``,
+        ``order_id`` and ``tags`` describe the execution (docs/sql-api.md, "Execution
+        metadata"); they are part of the request: a retry must send the same."""
         params = self._checked_fill(
             portfolio_id,
             symbol,
@@ -262,6 +267,7 @@ class AsyncPortfolioClient:
             fee,
             request_id,
             expected_version,
+            Execution(executed_at, order_id, tags),
         )
         return await self._mutate("apply_fill", params)
 
@@ -275,6 +281,9 @@ class AsyncPortfolioClient:
         fee: Decimal | int = 0,
         request_id: str | None = None,
         expected_version: int | None = None,
+        executed_at: datetime | None = None,
+        order_id: str | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> MutationResult:
         return await self._fill(
             "open_position",
@@ -285,6 +294,7 @@ class AsyncPortfolioClient:
             fee,
             request_id,
             expected_version,
+            Execution(executed_at, order_id, tags),
         )
 
     async def add_to_position(
@@ -297,6 +307,9 @@ class AsyncPortfolioClient:
         fee: Decimal | int = 0,
         request_id: str | None = None,
         expected_version: int | None = None,
+        executed_at: datetime | None = None,
+        order_id: str | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> MutationResult:
         return await self._fill(
             "add_to_position",
@@ -307,6 +320,7 @@ class AsyncPortfolioClient:
             fee,
             request_id,
             expected_version,
+            Execution(executed_at, order_id, tags),
         )
 
     async def reduce_position(
@@ -319,6 +333,9 @@ class AsyncPortfolioClient:
         fee: Decimal | int = 0,
         request_id: str | None = None,
         expected_version: int | None = None,
+        executed_at: datetime | None = None,
+        order_id: str | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> MutationResult:
         return await self._fill(
             "reduce_position",
@@ -329,6 +346,7 @@ class AsyncPortfolioClient:
             fee,
             request_id,
             expected_version,
+            Execution(executed_at, order_id, tags),
         )
 
     async def close_position(
@@ -340,9 +358,20 @@ class AsyncPortfolioClient:
         fee: Decimal | int = 0,
         request_id: str | None = None,
         expected_version: int | None = None,
+        executed_at: datetime | None = None,
+        order_id: str | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> MutationResult:
         return await self._fill(
-            "close_position", portfolio_id, symbol, None, price, fee, request_id, expected_version
+            "close_position",
+            portfolio_id,
+            symbol,
+            None,
+            price,
+            fee,
+            request_id,
+            expected_version,
+            Execution(executed_at, order_id, tags),
         )
 
     async def apply_fills(
@@ -354,7 +383,16 @@ class AsyncPortfolioClient:
         batch = [
             self._pending(
                 "apply_fill",
-                self._checked_fill(pid, f.symbol, f.quantity, f.price, f.fee, None, None),
+                self._checked_fill(
+                    pid,
+                    f.symbol,
+                    f.quantity,
+                    f.price,
+                    f.fee,
+                    None,
+                    None,
+                    Execution(f.executed_at, f.order_id, f.tags),
+                ),
             )
             for pid, f in fills
         ]
@@ -812,9 +850,10 @@ class AsyncPortfolioClient:
         fee: Decimal | int,
         request_id: str | None,
         expected_version: int | None,
+        execution: Execution,
     ) -> MutationResult:
         params = self._checked_fill(
-            portfolio_id, symbol, quantity, price, fee, request_id, expected_version
+            portfolio_id, symbol, quantity, price, fee, request_id, expected_version, execution
         )
         return await self._mutate(operation, params)
 
@@ -827,9 +866,11 @@ class AsyncPortfolioClient:
         fee: object,
         request_id: object,
         expected_version: object,
+        execution: Execution,
     ) -> dict[str, Any]:
         """A fill's parameters, type-checked once, with a request id (the caller's or new)."""
         return {
+            **execution.checked(),
             "portfolio_id": as_id("portfolio_id", portfolio_id),
             "symbol": as_text("symbol", symbol),
             "quantity": optional_decimal("quantity", quantity),

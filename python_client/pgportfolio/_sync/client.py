@@ -14,7 +14,7 @@ import json
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -49,7 +49,7 @@ from pgportfolio.models import (
     VerificationCheck,
 )
 from pgportfolio.monitor import Monitor, get_global_monitor
-from pgportfolio.operations import ChargeFee, Deposit, Fill, Operation, Withdraw
+from pgportfolio.operations import ChargeFee, Deposit, Execution, Fill, Operation, Withdraw
 from pgportfolio.queries import query
 from pgportfolio.retry import RetryPolicy
 from pgportfolio.syncrep import resolving
@@ -253,8 +253,13 @@ class PortfolioClient:
         fee: Decimal | int = 0,
         request_id: str | None = None,
         expected_version: int | None = None,
+        executed_at: datetime | None = None,
+        order_id: str | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> MutationResult:
-        """A signed fill (+ buy, - sell) netted against the open position."""
+        """A signed fill (+ buy, - sell) netted against the open position. ``executed_at``,
+        ``order_id`` and ``tags`` describe the execution (docs/sql-api.md, "Execution
+        metadata"); they are part of the request: a retry must send the same."""
         params = self._checked_fill(
             portfolio_id,
             symbol,
@@ -263,6 +268,7 @@ class PortfolioClient:
             fee,
             request_id,
             expected_version,
+            Execution(executed_at, order_id, tags),
         )
         return self._mutate("apply_fill", params)
 
@@ -276,6 +282,9 @@ class PortfolioClient:
         fee: Decimal | int = 0,
         request_id: str | None = None,
         expected_version: int | None = None,
+        executed_at: datetime | None = None,
+        order_id: str | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> MutationResult:
         return self._fill(
             "open_position",
@@ -286,6 +295,7 @@ class PortfolioClient:
             fee,
             request_id,
             expected_version,
+            Execution(executed_at, order_id, tags),
         )
 
     def add_to_position(
@@ -298,6 +308,9 @@ class PortfolioClient:
         fee: Decimal | int = 0,
         request_id: str | None = None,
         expected_version: int | None = None,
+        executed_at: datetime | None = None,
+        order_id: str | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> MutationResult:
         return self._fill(
             "add_to_position",
@@ -308,6 +321,7 @@ class PortfolioClient:
             fee,
             request_id,
             expected_version,
+            Execution(executed_at, order_id, tags),
         )
 
     def reduce_position(
@@ -320,6 +334,9 @@ class PortfolioClient:
         fee: Decimal | int = 0,
         request_id: str | None = None,
         expected_version: int | None = None,
+        executed_at: datetime | None = None,
+        order_id: str | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> MutationResult:
         return self._fill(
             "reduce_position",
@@ -330,6 +347,7 @@ class PortfolioClient:
             fee,
             request_id,
             expected_version,
+            Execution(executed_at, order_id, tags),
         )
 
     def close_position(
@@ -341,9 +359,20 @@ class PortfolioClient:
         fee: Decimal | int = 0,
         request_id: str | None = None,
         expected_version: int | None = None,
+        executed_at: datetime | None = None,
+        order_id: str | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> MutationResult:
         return self._fill(
-            "close_position", portfolio_id, symbol, None, price, fee, request_id, expected_version
+            "close_position",
+            portfolio_id,
+            symbol,
+            None,
+            price,
+            fee,
+            request_id,
+            expected_version,
+            Execution(executed_at, order_id, tags),
         )
 
     def apply_fills(
@@ -355,7 +384,16 @@ class PortfolioClient:
         batch = [
             self._pending(
                 "apply_fill",
-                self._checked_fill(pid, f.symbol, f.quantity, f.price, f.fee, None, None),
+                self._checked_fill(
+                    pid,
+                    f.symbol,
+                    f.quantity,
+                    f.price,
+                    f.fee,
+                    None,
+                    None,
+                    Execution(f.executed_at, f.order_id, f.tags),
+                ),
             )
             for pid, f in fills
         ]
@@ -805,9 +843,10 @@ class PortfolioClient:
         fee: Decimal | int,
         request_id: str | None,
         expected_version: int | None,
+        execution: Execution,
     ) -> MutationResult:
         params = self._checked_fill(
-            portfolio_id, symbol, quantity, price, fee, request_id, expected_version
+            portfolio_id, symbol, quantity, price, fee, request_id, expected_version, execution
         )
         return self._mutate(operation, params)
 
@@ -820,9 +859,11 @@ class PortfolioClient:
         fee: object,
         request_id: object,
         expected_version: object,
+        execution: Execution,
     ) -> dict[str, Any]:
         """A fill's parameters, type-checked once, with a request id (the caller's or new)."""
         return {
+            **execution.checked(),
             "portfolio_id": as_id("portfolio_id", portfolio_id),
             "symbol": as_text("symbol", symbol),
             "quantity": optional_decimal("quantity", quantity),

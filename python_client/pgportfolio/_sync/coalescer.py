@@ -58,6 +58,9 @@ BATCH_COLUMNS = (
     "amount",
     "request_id",
     "expected_version",
+    "executed_at",
+    "order_id",
+    "tags",
 )
 
 
