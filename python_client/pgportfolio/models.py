@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Context, Decimal, Inexact
+from collections.abc import ItemsView, Iterator, Mapping, ValuesView
 from typing import Any
 
 # Quantities and prices have at most 8 places below 10^15, so every product and sum here
@@ -52,6 +53,10 @@ class MutationResult:
 
 @dataclass(frozen=True, slots=True)
 class PositionSnapshot:
+    """An open position. ``multiplier`` is the instrument's contract multiplier when the
+    position opened (1 without an instrument): a price moves the position's value by
+    ``quantity * multiplier`` per unit, and ``cost_basis`` already includes it."""
+
     portfolio_id: int
     symbol: str
     quantity: Decimal
@@ -59,29 +64,139 @@ class PositionSnapshot:
     mark_price: Decimal | None
     realized_pnl: Decimal
     version: int
+    multiplier: Decimal = Decimal(1)
 
     @property
     def avg_price(self) -> Decimal:
-        """Cost basis over quantity, rounded to 8 places like the position_pnl view."""
-        return _WIDE.divide(self.cost_basis, self.quantity).quantize(
-            Decimal("1E-8"), rounding=ROUND_HALF_UP
-        )
+        """Cost basis over quantity times multiplier, rounded to 8 places like the
+        position_pnl view."""
+        return _WIDE.divide(
+            self.cost_basis, _EXACT.multiply(self.quantity, self.multiplier)
+        ).quantize(Decimal("1E-8"), rounding=ROUND_HALF_UP)
 
     @property
     def market_value(self) -> Decimal:
-        """At the mark; at cost when no mark is known (as the position_pnl view)."""
+        """Quantity times mark times multiplier; at cost when no mark is known (as the
+        position_pnl view)."""
         if self.mark_price is None:
             return self.cost_basis
-        return _EXACT.multiply(self.quantity, self.mark_price)
+        return _EXACT.multiply(_EXACT.multiply(self.quantity, self.mark_price), self.multiplier)
 
     @property
     def unrealized_pnl(self) -> Decimal:
         return _EXACT.subtract(self.market_value, self.cost_basis)
 
 
+class SnapshotPositions(Mapping[str, PositionSnapshot]):
+    """The open positions of one ``portfolio_snapshot`` row: a read-only mapping from
+    symbol to ``PositionSnapshot``, iterated in symbol order.
+
+    The row carries each position column as one comma-separated text. Only the symbols
+    are split when the snapshot is made; the other columns are split, and a position's
+    ``PositionSnapshot`` (with its ``Decimal`` values) made, when a position is first
+    asked for, then kept. Making all 10,000 positions of a wide portfolio up front cost
+    about 20 ms of client CPU, most of it for positions a caller never looks at
+    (docs/performance.md)."""
+
+    __slots__ = ("_columns", "_index", "_made", "_portfolio_id", "_raw", "_symbols")
+
+    def __init__(self, portfolio_id: int, symbols: str, columns: tuple[str, ...]) -> None:
+        self._portfolio_id = portfolio_id
+        self._symbols: list[str] = symbols.split(",") if symbols else []
+        self._raw = columns  # quantities, cost bases, marks, realized, versions, multipliers
+        self._columns: tuple[list[str], ...] | None = None
+        self._index: dict[str, int] | None = None
+        self._made: dict[str, PositionSnapshot] = {}
+
+    def __len__(self) -> int:
+        return len(self._symbols)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._symbols)
+
+    def __contains__(self, symbol: object) -> bool:
+        return symbol in self._positions_index()
+
+    def __getitem__(self, symbol: str) -> PositionSnapshot:
+        made = self._made.get(symbol)
+        if made is None:
+            i = self._positions_index()[symbol]
+            made = self._make(i, *(column[i] for column in self._split()))
+            self._made[symbol] = made
+        return made
+
+    def values(self) -> ValuesView[PositionSnapshot]:
+        return self._make_all().values()
+
+    def items(self) -> ItemsView[str, PositionSnapshot]:
+        return self._make_all().items()
+
+    def __repr__(self) -> str:
+        return f"SnapshotPositions({self._make_all()!r})"
+
+    def _positions_index(self) -> dict[str, int]:
+        if self._index is None:
+            self._index = dict(zip(self._symbols, range(len(self._symbols)), strict=True))
+        return self._index
+
+    def _split(self) -> tuple[list[str], ...]:
+        if self._columns is None:
+            count = len(self._symbols)
+            columns = tuple(text.split(",") if count else [] for text in self._raw)
+            if any(len(column) != count for column in columns):
+                raise ValueError("portfolio_snapshot columns differ in length")
+            self._columns = columns
+        return self._columns
+
+    def _make_all(self) -> dict[str, PositionSnapshot]:
+        """Every position, in symbol order (once; those already made are kept). Column
+        by column: converting a whole column in one ``map`` costs a third of converting
+        value by value."""
+        if len(self._made) < len(self._symbols):
+            quantities, bases, marks, realized, versions, multipliers = self._split()
+            made = self._made
+            pid = self._portfolio_id
+            self._made = {
+                symbol: made.get(symbol)
+                or PositionSnapshot(pid, symbol, quantity, basis, mark, pnl, version, multiplier)
+                for symbol, quantity, basis, mark, pnl, version, multiplier in zip(
+                    self._symbols,
+                    map(Decimal, quantities),
+                    map(Decimal, bases),
+                    [Decimal(m) if m else None for m in marks],
+                    map(Decimal, realized),
+                    map(int, versions),
+                    map(Decimal, multipliers),
+                )
+            }
+        return self._made
+
+    def _make(
+        self,
+        i: int,
+        quantity: str,
+        basis: str,
+        mark: str,
+        realized: str,
+        version: str,
+        multiplier: str,
+    ) -> PositionSnapshot:
+        return PositionSnapshot(
+            self._portfolio_id,
+            self._symbols[i],
+            Decimal(quantity),
+            Decimal(basis),
+            Decimal(mark) if mark else None,
+            Decimal(realized),
+            int(version),
+            Decimal(multiplier),
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class PortfolioSnapshot:
-    """A portfolio and its open positions as of one database snapshot."""
+    """A portfolio and its open positions as of one database snapshot. ``positions`` is
+    read-only, keyed by symbol, in symbol order."""
 
     portfolio_id: int
     name: str
@@ -90,7 +205,7 @@ class PortfolioSnapshot:
     realized_pnl: Decimal
     version: int
     updated_at: datetime
-    positions: dict[str, PositionSnapshot] = field(default_factory=dict)
+    positions: Mapping[str, PositionSnapshot] = field(default_factory=dict)
 
     @property
     def market_value(self) -> Decimal:
@@ -111,16 +226,10 @@ class PortfolioSnapshot:
         return _EXACT.add(self.cash_balance, self.market_value)
 
     @classmethod
-    def from_arrays(cls, row: tuple[Any, ...]) -> PortfolioSnapshot:
-        """From a ``portfolio_snapshot`` row: the portfolio, then one array per position
-        column."""
+    def from_snapshot(cls, row: tuple[Any, ...]) -> PortfolioSnapshot:
+        """From a ``portfolio_snapshot`` row: the portfolio, then one comma-separated
+        text per position column."""
         portfolio_id, name, currency, cash, realized_pnl, version, updated_at = row[:7]
-        positions = {
-            symbol: PositionSnapshot(
-                portfolio_id, symbol, quantity, basis, mark, realized, p_version
-            )
-            for symbol, quantity, basis, mark, realized, p_version in zip(*row[7:13], strict=True)
-        }
         return cls(
             portfolio_id,
             name,
@@ -129,7 +238,7 @@ class PortfolioSnapshot:
             realized_pnl,
             version,
             updated_at,
-            positions=positions,
+            positions=SnapshotPositions(portfolio_id, row[7], tuple(row[8:14])),
         )
 
     @classmethod
@@ -137,7 +246,7 @@ class PortfolioSnapshot:
         """From ``get_portfolio`` rows (one per position, the portfolio on each)."""
         first = rows[0]
         positions = {
-            r[7]: PositionSnapshot(r[0], r[7], r[8], r[9], r[10], r[11], r[12])
+            r[7]: PositionSnapshot(r[0], r[7], r[8], r[9], r[10], r[11], r[12], r[13])
             for r in rows
             if r[7] is not None
         }
