@@ -24,7 +24,8 @@ FROM pgportfolio.positions AS p
 LEFT JOIN pgportfolio.market_prices AS m ON p.symbol = m.symbol;
 
 COMMENT ON VIEW pgportfolio.position_pnl IS
-'Open positions with marks and P&L (market value = quantity * mark * multiplier). realized_pnl counts since the position was opened from flat.';
+'Open positions with marks and P&L (market value = quantity * mark * multiplier). '
+'realized_pnl counts since the position was opened from flat.';
 
 -- One row per portfolio. realized_pnl is the sum of the mutations' realized P&L, net of fees.
 CREATE VIEW pgportfolio.portfolio_summary AS

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import ItemsView, Iterator, Mapping, ValuesView
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Context, Decimal, Inexact
-from collections.abc import ItemsView, Iterator, Mapping, ValuesView
 from typing import Any
 
 # Quantities and prices have at most 8 places below 10^15, so every product and sum here
@@ -167,6 +167,7 @@ class SnapshotPositions(Mapping[str, PositionSnapshot]):
                     map(Decimal, realized),
                     map(int, versions),
                     map(Decimal, multipliers),
+                    strict=True,
                 )
             }
         return self._made
