@@ -1,7 +1,7 @@
 -- Reads for programs (sql/210_reads.sql): get_portfolio, portfolio_snapshot, events_since, find_request,
 -- and events_after, which push updates follow.
 BEGIN;
-SELECT plan(41);
+SELECT plan(43);
 
 SELECT set_config('test.pid', pgportfolio.create_portfolio('reads', 1000)::text, true);
 SELECT pgportfolio.apply_fill(current_setting('test.pid')::bigint, 'BBB', 2, 10, 0, 'rq-1');
@@ -48,7 +48,7 @@ SELECT is(
      WHERE g.quantity = p.quantity AND g.cost_basis = p.cost_basis AND g.position_realized_pnl = p.realized_pnl
        AND g.position_version = p.version AND g.multiplier = p.multiplier),
     2::bigint,
-    'get_portfolio (portfolio_snapshot split into rows) agrees with the positions, position by position'
+    'get_portfolio agrees with the positions, position by position'
 );
 SELECT results_eq(
     $$SELECT symbols, quantities, mark_prices, multipliers
@@ -110,6 +110,16 @@ SELECT is(
      WHERE p.portfolio_id = current_setting('test.wide')::bigint),
     'the snapshot of 1,000 positions (merge plan) is the positions and their marks, in symbol order'
 );
+SELECT is(
+    (SELECT count(*) FROM pgportfolio.get_portfolio(current_setting('test.wide')::bigint) AS g
+     JOIN pgportfolio.positions AS p ON g.portfolio_id = p.portfolio_id AND g.symbol = p.symbol
+     LEFT JOIN pgportfolio.market_prices AS m ON m.symbol = p.symbol
+     WHERE g.quantity = p.quantity AND g.cost_basis = p.cost_basis AND g.position_realized_pnl = p.realized_pnl
+       AND g.position_version = p.version AND g.multiplier = p.multiplier
+       AND g.mark_price IS NOT DISTINCT FROM m.price),
+    1000::bigint,
+    'get_portfolio of 1,000 positions (merge plan) agrees with the positions and their marks'
+);
 DELETE FROM pgportfolio.positions
 WHERE portfolio_id = current_setting('test.wide')::bigint AND symbol = 'RDW1000';
 SELECT is(
@@ -122,6 +132,16 @@ SELECT is(
      FROM pgportfolio.positions AS p LEFT JOIN pgportfolio.market_prices AS m ON p.symbol = m.symbol
      WHERE p.portfolio_id = current_setting('test.wide')::bigint),
     'the snapshot of 999 positions (one probe per position) is the same'
+);
+SELECT is(
+    (SELECT count(*) FROM pgportfolio.get_portfolio(current_setting('test.wide')::bigint) AS g
+     JOIN pgportfolio.positions AS p ON g.portfolio_id = p.portfolio_id AND g.symbol = p.symbol
+     LEFT JOIN pgportfolio.market_prices AS m ON m.symbol = p.symbol
+     WHERE g.quantity = p.quantity AND g.cost_basis = p.cost_basis AND g.position_realized_pnl = p.realized_pnl
+       AND g.position_version = p.version AND g.multiplier = p.multiplier
+       AND g.mark_price IS NOT DISTINCT FROM m.price),
+    999::bigint,
+    'get_portfolio of 999 positions (one probe per position) agrees with the positions and their marks'
 );
 SELECT throws_ok(
     'SELECT * FROM pgportfolio.portfolio_snapshot(-1)', 'PF004', 'portfolio -1 not found',
