@@ -92,19 +92,21 @@ class SnapshotPositions(Mapping[str, PositionSnapshot]):
     symbol to ``PositionSnapshot``, iterated in symbol order.
 
     The row carries each position column as one comma-separated text. Only the symbols
-    are split when the snapshot is made; the other columns are split, and a position's
-    ``PositionSnapshot`` (with its ``Decimal`` values) made, when a position is first
-    asked for, then kept. Making all 10,000 positions of a wide portfolio up front cost
-    about 20 ms of client CPU, most of it for positions a caller never looks at
-    (docs/performance.md)."""
+    are split when the snapshot is made. A position's ``PositionSnapshot`` is made when
+    it is first asked for; the first look-up of a wide portfolio's values (``values()``,
+    ``items()``, the snapshot's ``market_value`` ...) converts each column to ``Decimal``
+    in one pass, and both are kept. Making all 10,000 positions of a wide portfolio up
+    front cost about 28 ms of client CPU per snapshot, mostly for positions a caller
+    never looks at (docs/performance.md)."""
 
-    __slots__ = ("_columns", "_index", "_made", "_portfolio_id", "_raw", "_symbols")
+    __slots__ = ("_columns", "_index", "_made", "_portfolio_id", "_raw", "_symbols", "_texts")
 
     def __init__(self, portfolio_id: int, symbols: str, columns: tuple[str, ...]) -> None:
         self._portfolio_id = portfolio_id
         self._symbols: list[str] = symbols.split(",") if symbols else []
         self._raw = columns  # quantities, cost bases, marks, realized, versions, multipliers
-        self._columns: tuple[list[str], ...] | None = None
+        self._texts: list[list[str]] | None = None
+        self._columns: _Columns | None = None
         self._index: dict[str, int] | None = None
         self._made: dict[str, PositionSnapshot] = {}
 
@@ -121,7 +123,32 @@ class SnapshotPositions(Mapping[str, PositionSnapshot]):
         made = self._made.get(symbol)
         if made is None:
             i = self._positions_index()[symbol]
-            made = self._make(i, *(column[i] for column in self._split()))
+            if self._columns is None:  # one position: convert its values alone
+                quantity, basis, mark, realized, version, multiplier = (
+                    column[i] for column in self._split()
+                )
+                made = PositionSnapshot(
+                    self._portfolio_id,
+                    symbol,
+                    Decimal(quantity),
+                    Decimal(basis),
+                    Decimal(mark) if mark else None,
+                    Decimal(realized),
+                    int(version),
+                    Decimal(multiplier),
+                )
+            else:
+                quantities, bases, marks, pnls, versions, multipliers = self._columns
+                made = PositionSnapshot(
+                    self._portfolio_id,
+                    symbol,
+                    quantities[i],
+                    bases[i],
+                    marks[i],
+                    pnls[i],
+                    versions[i],
+                    multipliers[i],
+                )
             self._made[symbol] = made
         return made
 
@@ -134,64 +161,77 @@ class SnapshotPositions(Mapping[str, PositionSnapshot]):
     def __repr__(self) -> str:
         return f"SnapshotPositions({self._make_all()!r})"
 
+    def market_value_and_cost(self) -> tuple[Decimal, Decimal]:
+        """Sums over the positions of market value (at cost without a mark) and of
+        cost basis, exact, from the columns (no ``PositionSnapshot`` is made)."""
+        quantities, bases, marks, _, _, multipliers = self._converted()
+        add, multiply = _EXACT.add, _EXACT.multiply
+        market = cost = Decimal(0)
+        for quantity, basis, mark, multiplier in zip(
+            quantities, bases, marks, multipliers, strict=True
+        ):
+            cost = add(cost, basis)
+            value = basis if mark is None else multiply(multiply(quantity, mark), multiplier)
+            market = add(market, value)
+        return market, cost
+
     def _positions_index(self) -> dict[str, int]:
         if self._index is None:
             self._index = dict(zip(self._symbols, range(len(self._symbols)), strict=True))
         return self._index
 
-    def _split(self) -> tuple[list[str], ...]:
-        if self._columns is None:
+    def _split(self) -> list[list[str]]:
+        """Every column's values as texts, split once."""
+        if self._texts is None:
             count = len(self._symbols)
-            columns = tuple(text.split(",") if count else [] for text in self._raw)
-            if any(len(column) != count for column in columns):
+            texts = [text.split(",") if count else [] for text in self._raw]
+            if any(len(column) != count for column in texts):
                 raise ValueError("portfolio_snapshot columns differ in length")
-            self._columns = columns
+            self._texts = texts
+        return self._texts
+
+    def _converted(self) -> _Columns:
+        """Every column as values, converted once, column by column (a ``map`` over a
+        column costs a third of converting the same values one call at a time)."""
+        if self._columns is None:
+            quantities, bases, marks, realized, versions, multipliers = self._split()
+            self._columns = (
+                list(map(Decimal, quantities)),
+                list(map(Decimal, bases)),
+                [Decimal(mark) if mark else None for mark in marks],
+                list(map(Decimal, realized)),
+                list(map(int, versions)),
+                list(map(Decimal, multipliers)),
+            )
         return self._columns
 
     def _make_all(self) -> dict[str, PositionSnapshot]:
-        """Every position, in symbol order (once; those already made are kept). Column
-        by column: converting a whole column in one ``map`` costs a third of converting
-        value by value."""
+        """Every position, in symbol order (once; those already made are kept)."""
         if len(self._made) < len(self._symbols):
-            quantities, bases, marks, realized, versions, multipliers = self._split()
-            made = self._made
-            pid = self._portfolio_id
+            made, pid = self._made, self._portfolio_id
+            quantities, bases, marks, realized, versions, multipliers = self._converted()
             self._made = {
                 symbol: made.get(symbol)
                 or PositionSnapshot(pid, symbol, quantity, basis, mark, pnl, version, multiplier)
                 for symbol, quantity, basis, mark, pnl, version, multiplier in zip(
                     self._symbols,
-                    map(Decimal, quantities),
-                    map(Decimal, bases),
-                    [Decimal(m) if m else None for m in marks],
-                    map(Decimal, realized),
-                    map(int, versions),
-                    map(Decimal, multipliers),
+                    quantities,
+                    bases,
+                    marks,
+                    realized,
+                    versions,
+                    multipliers,
                     strict=True,
                 )
             }
         return self._made
 
-    def _make(
-        self,
-        i: int,
-        quantity: str,
-        basis: str,
-        mark: str,
-        realized: str,
-        version: str,
-        multiplier: str,
-    ) -> PositionSnapshot:
-        return PositionSnapshot(
-            self._portfolio_id,
-            self._symbols[i],
-            Decimal(quantity),
-            Decimal(basis),
-            Decimal(mark) if mark else None,
-            Decimal(realized),
-            int(version),
-            Decimal(multiplier),
-        )
+
+# The converted columns of a snapshot: quantities, cost bases, marks (None: no mark),
+# realized P&L, versions, multipliers.
+_Columns = tuple[
+    list[Decimal], list[Decimal], list[Decimal | None], list[Decimal], list[int], list[Decimal]
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +250,8 @@ class PortfolioSnapshot:
 
     @property
     def market_value(self) -> Decimal:
+        if isinstance(self.positions, SnapshotPositions):
+            return self.positions.market_value_and_cost()[0]
         total = Decimal(0)
         for position in self.positions.values():
             total = _EXACT.add(total, position.market_value)
@@ -217,6 +259,9 @@ class PortfolioSnapshot:
 
     @property
     def unrealized_pnl(self) -> Decimal:
+        if isinstance(self.positions, SnapshotPositions):
+            market, cost = self.positions.market_value_and_cost()
+            return _EXACT.subtract(market, cost)  # the sum of each position's, exactly
         total = Decimal(0)
         for position in self.positions.values():
             total = _EXACT.add(total, position.unrealized_pnl)

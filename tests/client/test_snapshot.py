@@ -110,6 +110,13 @@ def test_valuation_with_multipliers() -> None:
     assert snapshot.market_value == D("15318.750") + D(-40) + D("0.00000007")
     assert snapshot.unrealized_pnl == D("318.250") + 0 + D("-0.00000003")
     assert snapshot.equity == D("100.00") + snapshot.market_value
+    # A position first asked for after the totals (its columns already converted).
+    assert snapshot.positions["AB.C"] == PositionSnapshot(
+        7, "AB.C", D(3), D("15000.50"), D("102.125"), D("-1.25"), 4, D(50)
+    )
+    assert snapshot.unrealized_pnl == sum(
+        (p.unrealized_pnl for p in snapshot.positions.values()), D(0)
+    )
 
 
 def test_a_position_made_without_a_multiplier_has_multiplier_one() -> None:
