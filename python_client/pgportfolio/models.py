@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import ItemsView, Iterator, Mapping, ValuesView
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -210,23 +211,42 @@ class SnapshotPositions(Mapping[str, PositionSnapshot]):
         if len(self._made) < len(self._symbols):
             made, pid = self._made, self._portfolio_id
             quantities, bases, marks, realized, versions, multipliers = self._converted()
-            self._made = {
-                symbol: made.get(symbol)
-                or PositionSnapshot(pid, symbol, quantity, basis, mark, pnl, version, multiplier)
-                for symbol, quantity, basis, mark, pnl, version, multiplier in zip(
-                    self._symbols,
-                    quantities,
-                    bases,
-                    marks,
-                    realized,
-                    versions,
-                    multipliers,
-                    strict=True,
-                )
-            }
+            # The frozen dataclass's __init__ sets each field through object.__setattr__
+            # (1.2 µs a position); its slots' own setters do the same in half the time.
+            # Same fields, same values: only the way they are stored differs.
+            new = object.__new__
+            s_pid, s_sym, s_qty, s_basis, s_mark, s_pnl, s_ver, s_mult = _POSITION_SETTERS
+            everything: dict[str, PositionSnapshot] = {}
+            for symbol, quantity, basis, mark, pnl, version, multiplier in zip(
+                self._symbols,
+                quantities,
+                bases,
+                marks,
+                realized,
+                versions,
+                multipliers,
+                strict=True,
+            ):
+                position = made.get(symbol)
+                if position is None:
+                    position = new(PositionSnapshot)
+                    s_pid(position, pid)
+                    s_sym(position, symbol)
+                    s_qty(position, quantity)
+                    s_basis(position, basis)
+                    s_mark(position, mark)
+                    s_pnl(position, pnl)
+                    s_ver(position, version)
+                    s_mult(position, multiplier)
+                everything[symbol] = position
+            self._made = everything
         return self._made
 
 
+# The slot setters of PositionSnapshot's fields, in field order (what _make_all uses).
+_POSITION_SETTERS = tuple(
+    getattr(PositionSnapshot, f.name).__set__ for f in dataclasses.fields(PositionSnapshot)
+)
 # The converted columns of a snapshot: quantities, cost bases, marks (None: no mark),
 # realized P&L, versions, multipliers.
 _Columns = tuple[

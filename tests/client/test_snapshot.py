@@ -4,6 +4,7 @@ mapping whose values are made on first use, and the valuation with multipliers
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -61,6 +62,13 @@ def test_snapshot_positions_are_made_once_and_cannot_be_changed() -> None:
     assert positions["ZZ"] is first, "a position is made once, then kept"
     assert list(positions.values())[2] is first, "making the rest keeps the one already made"
     assert [s for s, _ in positions.items()] == ["AB.C", "ES/Z6", "ZZ"]
+    made_with_the_rest = positions["AB.C"]
+    assert made_with_the_rest == PositionSnapshot(
+        7, "AB.C", D(3), D("15000.50"), D("102.125"), D("-1.25"), 4, D(50)
+    )
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made_with_the_rest.quantity = D(1)  # type: ignore[misc]
+    assert dataclasses.replace(made_with_the_rest, quantity=D(1)).quantity == 1
     with pytest.raises(TypeError):
         positions["ZZ"] = first  # type: ignore[index]
     with pytest.raises(TypeError):
