@@ -104,10 +104,9 @@ COMMENT ON FUNCTION pgportfolio.portfolio_snapshot(bigint) IS
 
 -- The same snapshot as portfolio_snapshot, one row per position, for people: portfolio
 -- columns repeat on every row; a portfolio with no position yields one row with symbol
--- NULL. Errors, plans and settings are portfolio_snapshot's (one probe of the marks per
--- position below 1,000 positions, one merge of the keys from 1,000). The rows are read
--- from the tables, not by splitting portfolio_snapshot's texts: parsing 50,000 numbers
--- back made 10,000 rows take 46 ms of server CPU instead of 31 (docs/performance.md).
+-- NULL. Errors are portfolio_snapshot's. It reads through portfolio_snapshot so that the
+-- snapshot is defined once; parsing the texts back costs it about 25 ms of server CPU
+-- per 10,000 positions (docs/performance.md).
 CREATE FUNCTION pgportfolio.get_portfolio(p_portfolio_id bigint)
 RETURNS TABLE (
     portfolio_id bigint,
@@ -125,54 +124,27 @@ RETURNS TABLE (
     position_version bigint,
     multiplier numeric
 )
-LANGUAGE plpgsql STABLE
+LANGUAGE sql STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-SET enable_hashjoin = off
-SET enable_sort = off
-SET enable_seqscan = off
-SET enable_nestloop = off
 AS $$
-DECLARE
-    v_positions bigint;
-BEGIN
-    IF p_portfolio_id IS NULL THEN
-        RAISE EXCEPTION 'p_portfolio_id must not be null' USING ERRCODE = '22023';
-    END IF;
-    SELECT pf.portfolio_id, pf.name, pf.currency, pf.cash_balance, pf.realized_pnl, pf.version, pf.updated_at
-    INTO portfolio_id, name, currency, cash_balance, realized_pnl, version, updated_at
-    FROM pgportfolio.portfolios AS pf
-    WHERE pf.portfolio_id = p_portfolio_id;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'portfolio % not found', p_portfolio_id USING ERRCODE = 'PF004';
-    END IF;
-    SELECT count(*) INTO v_positions
-    FROM (SELECT FROM pgportfolio.positions AS p WHERE p.portfolio_id = p_portfolio_id LIMIT 1000) AS w;
-    IF v_positions = 0 THEN
-        RETURN NEXT;
-    ELSIF v_positions < 1000 THEN
-        RETURN QUERY
-        SELECT
-            p.portfolio_id, get_portfolio.name, get_portfolio.currency, get_portfolio.cash_balance,
-            get_portfolio.realized_pnl, get_portfolio.version, get_portfolio.updated_at,
-            p.symbol, p.quantity, p.cost_basis,
-            (SELECT m.price FROM pgportfolio.market_prices AS m WHERE m.symbol = p.symbol),
-            p.realized_pnl, p.version, p.multiplier
-        FROM pgportfolio.positions AS p
-        WHERE p.portfolio_id = p_portfolio_id
-        ORDER BY p.symbol;
-    ELSE
-        RETURN QUERY
-        SELECT
-            p.portfolio_id, get_portfolio.name, get_portfolio.currency, get_portfolio.cash_balance,
-            get_portfolio.realized_pnl, get_portfolio.version, get_portfolio.updated_at,
-            p.symbol, p.quantity, p.cost_basis, m.price, p.realized_pnl, p.version, p.multiplier
-        FROM pgportfolio.positions AS p
-        LEFT JOIN pgportfolio.market_prices AS m ON p.symbol = m.symbol
-        WHERE p.portfolio_id = p_portfolio_id
-        ORDER BY p.symbol;
-    END IF;
-END;
+    SELECT
+        s.portfolio_id, s.name, s.currency, s.cash_balance, s.realized_pnl, s.version, s.updated_at,
+        p.symbol, p.quantity, p.cost_basis, p.mark_price, p.realized_pnl, p.version, p.multiplier
+    FROM pgportfolio.portfolio_snapshot(p_portfolio_id) AS s
+    -- An empty text splits into no element; an empty mark is NULL.
+    LEFT JOIN LATERAL unnest(
+        string_to_array(s.symbols, ','),
+        string_to_array(s.quantities, ',')::numeric[],
+        string_to_array(s.cost_bases, ',')::numeric[],
+        string_to_array(s.mark_prices, ',', '')::numeric[],
+        string_to_array(s.position_realized_pnls, ',')::numeric[],
+        string_to_array(s.position_versions, ',')::bigint[],
+        string_to_array(s.multipliers, ',')::numeric[]
+    ) WITH ORDINALITY AS p (
+        symbol, quantity, cost_basis, mark_price, realized_pnl, version, multiplier, item
+    ) ON TRUE
+    ORDER BY p.item;
 $$;
 
 COMMENT ON FUNCTION pgportfolio.get_portfolio(bigint) IS
