@@ -1,25 +1,31 @@
 -- Read models. Plain MVCC reads: a view never takes a lock that a trade waits for.
 
 -- One row per open position. The mark is the latest market price, or the average
--- price when none is known (so unrealized P&L is 0 until the first tick).
+-- price when none is known (so unrealized P&L is 0 until the first tick). A position is
+-- valued with its own multiplier (the instrument's when it opened; 1 without one):
+-- market value = quantity * mark * multiplier, and cost_basis already includes it, so
+-- the average price per unit is cost_basis / (quantity * multiplier). multiplier is the
+-- last column so that queries written against the earlier columns keep working.
 CREATE VIEW pgportfolio.position_pnl AS
 SELECT
     p.portfolio_id,
     p.symbol,
     p.quantity,
-    round(p.cost_basis / p.quantity, 8) AS avg_price,
+    round(p.cost_basis / (p.quantity * p.multiplier), 8) AS avg_price,
     p.cost_basis,
-    coalesce(m.price, round(p.cost_basis / p.quantity, 8)) AS mark_price,
-    coalesce(p.quantity * m.price, p.cost_basis) AS market_value,
-    coalesce(p.quantity * m.price - p.cost_basis, 0) AS unrealized_pnl,
+    coalesce(m.price, round(p.cost_basis / (p.quantity * p.multiplier), 8)) AS mark_price,
+    coalesce(p.quantity * m.price * p.multiplier, p.cost_basis) AS market_value,
+    coalesce(p.quantity * m.price * p.multiplier - p.cost_basis, 0) AS unrealized_pnl,
     p.realized_pnl,
     p.version,
-    p.updated_at
+    p.updated_at,
+    p.multiplier
 FROM pgportfolio.positions AS p
 LEFT JOIN pgportfolio.market_prices AS m ON p.symbol = m.symbol;
 
 COMMENT ON VIEW pgportfolio.position_pnl IS
-'Open positions with marks and P&L. realized_pnl counts since the position was opened from flat.';
+'Open positions with marks and P&L (market value = quantity * mark * multiplier). '
+'realized_pnl counts since the position was opened from flat.';
 
 -- One row per portfolio. realized_pnl is the sum of the mutations' realized P&L, net of fees.
 CREATE VIEW pgportfolio.portfolio_summary AS
@@ -38,9 +44,10 @@ SELECT
 FROM pgportfolio.portfolios AS pf
 LEFT JOIN LATERAL (
     -- Unrealized P&L is market value less cost basis, summed exactly; a position
-    -- without a mark counts at cost (0 unrealized). One product per position, not two.
+    -- without a mark counts at cost (0 unrealized). One valuation per position, not two:
+    -- quantity * mark * multiplier (the position's own, as in position_pnl).
     SELECT
-        sum(coalesce(p.quantity * m.price, p.cost_basis)) AS market_value,
+        sum(coalesce(p.quantity * m.price * p.multiplier, p.cost_basis)) AS market_value,
         sum(p.cost_basis) AS cost_basis,
         count(*) AS open_positions
     FROM pgportfolio.positions AS p

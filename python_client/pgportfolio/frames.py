@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 INSTALL_HINT = "pip install 'pgportfolio[pandas]'"
 
 # One row per open position, indexed by symbol. The values are PositionSnapshot's:
-# market_value and unrealized_pnl at the mark, or at cost without one.
+# market_value (quantity * mark * multiplier) and unrealized_pnl at the mark, or at cost
+# without one. multiplier is last, after the columns that were there before it.
 POSITION_COLUMNS = (
     "quantity",
     "avg_price",
@@ -39,6 +40,7 @@ POSITION_COLUMNS = (
     "unrealized_pnl",
     "realized_pnl",
     "version",
+    "multiplier",
 )
 # Every column of the event log, indexed by portfolio_version.
 EVENT_COLUMNS = tuple(f.name for f in fields(LoggedEvent) if f.name != "portfolio_version")
@@ -64,8 +66,7 @@ def positions_to_frame(snapshot: PortfolioSnapshot) -> pd.DataFrame:
     """The open positions of a snapshot, one row per symbol (sorted), index ``symbol``."""
     pandas = _pandas()
     rows: list[dict[str, Any]] = []
-    for symbol in sorted(snapshot.positions):
-        p = snapshot.positions[symbol]
+    for symbol, p in sorted(snapshot.positions.items()):
         rows.append(
             {
                 "symbol": symbol,
@@ -77,6 +78,7 @@ def positions_to_frame(snapshot: PortfolioSnapshot) -> pd.DataFrame:
                 "unrealized_pnl": p.unrealized_pnl,
                 "realized_pnl": p.realized_pnl,
                 "version": p.version,
+                "multiplier": p.multiplier,
             }
         )
     return _frame(pandas, rows, "symbol", POSITION_COLUMNS, ints=("version",))

@@ -11,6 +11,7 @@ from decimal import Decimal as D
 from types import ModuleType
 
 import pandas as pd
+import psycopg
 import pytest
 
 from pgportfolio import AsyncPortfolioClient, PortfolioClient, frames
@@ -43,6 +44,27 @@ def test_positions_frame(client: PortfolioClient) -> None:
     # The same numbers as the snapshot the frame was built from.
     snapshot = client.get_portfolio(pid)
     assert frame.loc["FRB", "mark_price"] == snapshot.positions["FRB"].mark_price
+
+
+def test_positions_frame_shows_each_positions_multiplier(
+    client: PortfolioClient, shared_db: str
+) -> None:
+    pid = client.create_portfolio("frames multipliers", D(1))
+    # Written directly as the fill path leaves them: the cost basis includes the multiplier.
+    with psycopg.connect(shared_db, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO pgportfolio.positions"
+            " (portfolio_id, symbol, quantity, cost_basis, multiplier)"
+            " VALUES (%s, 'FRMF', 2, 10000, 50), (%s, 'FRMP', 5, 50, 1)",
+            [pid, pid],
+        )
+    client.update_market_price("FRMF", D("101.5"))
+    frame = frames.positions_frame(client, pid)
+    assert tuple(frame.columns)[-1] == "multiplier"
+    assert _decimal_column(frame, "multiplier") == [D(50), D(1)]
+    assert _decimal_column(frame, "market_value") == [D("10150.0"), D(50)]  # 2 x 101.5 x 50
+    assert _decimal_column(frame, "unrealized_pnl") == [D("150.0"), D(0)]
+    assert _decimal_column(frame, "avg_price") == [D("100.00000000"), D("10.00000000")]
 
 
 def test_empty_positions_frame_keeps_its_columns(client: PortfolioClient) -> None:

@@ -240,7 +240,7 @@ def test_as_of_equals_an_independent_replay(client: PortfolioClient, seed: int) 
         at_version = client.portfolio_at_version(pid, version, marks_at=when)
         _check_portfolio(at_version, expected, marks, multipliers, when)
 
-    # The present: the live reads. They value multiplier-1 symbols like the history does.
+    # The present: the live reads value every position as the history does, multipliers too.
     present = _ledger_time(client)
     live = client.get_portfolio(pid)
     now_portfolio = client.portfolio_as_of(pid, present)
@@ -259,14 +259,13 @@ def test_as_of_equals_an_independent_replay(client: PortfolioClient, seed: int) 
             position.realized_pnl,
             position.version,
         )
-        if multipliers[symbol] == 1:
-            assert (seen.mark_price, seen.market_value, seen.unrealized_pnl) == (
-                position.mark_price if position.mark_price is not None else position.avg_price,
-                position.market_value,
-                position.unrealized_pnl,
-            )
-    if all(multipliers[s] == 1 for s in live.positions):
-        assert now_portfolio.equity == live.equity
+        assert (seen.multiplier, seen.mark_price, seen.market_value, seen.unrealized_pnl) == (
+            position.multiplier,
+            position.mark_price if position.mark_price is not None else position.avg_price,
+            position.market_value,
+            position.unrealized_pnl,
+        )
+    assert now_portfolio.equity == live.equity
 
 
 def _copy(state: _Replay) -> _Replay:

@@ -1,7 +1,7 @@
 -- Read models (sql/200_views.sql): columns and types of the views, and the values
 -- portfolio_summary, position_pnl and event_log show after trades and marks.
 BEGIN;
-SELECT plan(93);
+SELECT plan(99);
 
 CREATE FUNCTION pg_temp.pid(p_name text) RETURNS bigint LANGUAGE sql STABLE
 AS $$ SELECT current_setting('test.pid_' || p_name)::bigint $$;
@@ -12,7 +12,7 @@ SELECT columns_are('pgportfolio', 'portfolio_summary', ARRAY[
     'equity', 'open_positions', 'version', 'updated_at'], 'portfolio_summary has the expected columns');
 SELECT columns_are('pgportfolio', 'position_pnl', ARRAY[
     'portfolio_id', 'symbol', 'quantity', 'avg_price', 'cost_basis', 'mark_price', 'market_value',
-    'unrealized_pnl', 'realized_pnl', 'version', 'updated_at'], 'position_pnl has the expected columns');
+    'unrealized_pnl', 'realized_pnl', 'version', 'updated_at', 'multiplier'], 'position_pnl has the expected columns');
 SELECT columns_are('pgportfolio', 'event_log', ARRAY[
     'portfolio_id', 'portfolio_version', 'kind', 'operation', 'symbol', 'quantity', 'price', 'fee', 'amount',
     'cash_delta', 'realized_pnl', 'cash_balance', 'position_quantity', 'request_id', 'acting_role', 'created_at',
@@ -32,8 +32,8 @@ SELECT is(
     (SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_attribute AS a
      WHERE a.attrelid = 'pgportfolio.position_pnl'::regclass AND a.attnum > 0),
     ARRAY['portfolio_id', 'symbol', 'quantity', 'avg_price', 'cost_basis', 'mark_price', 'market_value',
-          'unrealized_pnl', 'realized_pnl', 'version', 'updated_at'],
-    'position_pnl columns are in the documented order'
+          'unrealized_pnl', 'realized_pnl', 'version', 'updated_at', 'multiplier'],
+    'position_pnl columns are in the documented order (multiplier last, after the earlier ones)'
 );
 
 SELECT col_type_is('pgportfolio', 'portfolio_summary', 'portfolio_id', 'bigint', 'portfolio_summary.portfolio_id is bigint');
@@ -58,6 +58,7 @@ SELECT col_type_is('pgportfolio', 'position_pnl', 'unrealized_pnl', 'numeric', '
 SELECT col_type_is('pgportfolio', 'position_pnl', 'realized_pnl', 'numeric', 'position_pnl.realized_pnl is numeric');
 SELECT col_type_is('pgportfolio', 'position_pnl', 'version', 'bigint', 'position_pnl.version is bigint');
 SELECT col_type_is('pgportfolio', 'position_pnl', 'updated_at', 'timestamp with time zone', 'position_pnl.updated_at is timestamp with time zone');
+SELECT col_type_is('pgportfolio', 'position_pnl', 'multiplier', 'numeric', 'position_pnl.multiplier is numeric');
 SELECT col_type_is('pgportfolio', 'event_log', 'portfolio_id', 'bigint', 'event_log.portfolio_id is bigint');
 SELECT col_type_is('pgportfolio', 'event_log', 'portfolio_version', 'bigint', 'event_log.portfolio_version is bigint');
 SELECT col_type_is('pgportfolio', 'event_log', 'kind', 'text', 'event_log.kind is text');
@@ -269,6 +270,53 @@ SELECT is(
     (SELECT (symbol, multiplier, description) FROM pgportfolio.instrument_list WHERE symbol = 'VWFUT'),
     ROW('VWFUT'::text, 12.5::numeric, 'a future'::text),
     'instrument_list shows it as stored'
+);
+
+-- ---------------------------------------------------------------- multipliers
+-- Positions are written directly (as the superuser running this file), each with the
+-- multiplier it would have had when it opened; the cost basis already includes it.
+-- Long 3 at 100 x 50, marked 102; short 2 at 40 x 0.5, marked 41; long 4 at 25 x 10,
+-- never marked.
+SELECT set_config('test.pid_mult', pgportfolio.create_portfolio('multipliers', 1000)::text, true);
+INSERT INTO pgportfolio.positions (portfolio_id, symbol, quantity, cost_basis, realized_pnl, multiplier)
+VALUES (pg_temp.pid('mult'), 'VWM.FUT', 3, 15000, 0, 50),
+       (pg_temp.pid('mult'), 'VWM.MINI', -2, -40, 7, 0.5),
+       (pg_temp.pid('mult'), 'VWM.NOMARK', 4, 1000, 0, 10);
+SELECT pgportfolio.update_market_price('VWM.FUT', 102);
+SELECT pgportfolio.update_market_price('VWM.MINI', 41);
+SELECT results_eq(
+    $$SELECT symbol, quantity, avg_price, cost_basis, mark_price, market_value, unrealized_pnl, realized_pnl, multiplier
+      FROM pgportfolio.position_pnl WHERE portfolio_id = pg_temp.pid('mult') ORDER BY symbol$$,
+    $$VALUES ('VWM.FUT'::text, 3::numeric, 100.00000000::numeric, 15000::numeric, 102::numeric, 15300::numeric,
+              300::numeric, 0::numeric, 50::numeric),
+             ('VWM.MINI', -2, 40.00000000, -40, 41, -41.0, -1.0, 7, 0.5),
+             ('VWM.NOMARK', 4, 25.00000000, 1000, 25.00000000, 1000, 0, 0, 10)$$,
+    'position_pnl values each position at quantity * mark * multiplier; average price per unit is cost / (quantity * multiplier)'
+);
+SELECT is(
+    (SELECT market_value::text || ' ' || unrealized_pnl::text FROM pgportfolio.position_pnl
+     WHERE portfolio_id = pg_temp.pid('mult') AND symbol = 'VWM.MINI'),
+    '-41.0 -1.0',
+    'the values are exact products, with the scale numeric gives them'
+);
+SELECT is(
+    (SELECT (market_value, unrealized_pnl, equity, open_positions) FROM pgportfolio.portfolio_summary
+     WHERE portfolio_id = pg_temp.pid('mult')),
+    ROW(16259.0::numeric, 299.0::numeric, 17259.0::numeric, 3::bigint),
+    'portfolio_summary sums the same valuations: 15300 - 41 + 1000 at market, 300 - 1 + 0 unrealized'
+);
+SELECT is(
+    (SELECT (sum(market_value), sum(unrealized_pnl)) FROM pgportfolio.position_pnl WHERE portfolio_id = pg_temp.pid('mult')),
+    (SELECT (market_value, unrealized_pnl) FROM pgportfolio.portfolio_summary WHERE portfolio_id = pg_temp.pid('mult')),
+    'portfolio_summary agrees with position_pnl summed'
+);
+UPDATE pgportfolio.positions SET multiplier = 1, cost_basis = 300
+WHERE portfolio_id = pg_temp.pid('mult') AND symbol = 'VWM.FUT';
+SELECT is(
+    (SELECT (avg_price, market_value, unrealized_pnl) FROM pgportfolio.position_pnl
+     WHERE portfolio_id = pg_temp.pid('mult') AND symbol = 'VWM.FUT'),
+    ROW(100.00000000::numeric, 306::numeric, 6::numeric),
+    'with multiplier 1 a position is valued as before multipliers: 3 * 102 against a cost of 300'
 );
 
 SELECT * FROM finish();

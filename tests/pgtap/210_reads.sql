@@ -1,7 +1,7 @@
 -- Reads for programs (sql/210_reads.sql): get_portfolio, portfolio_snapshot, events_since, find_request,
 -- and events_after, which push updates follow.
 BEGIN;
-SELECT plan(36);
+SELECT plan(43);
 
 SELECT set_config('test.pid', pgportfolio.create_portfolio('reads', 1000)::text, true);
 SELECT pgportfolio.apply_fill(current_setting('test.pid')::bigint, 'BBB', 2, 10, 0, 'rq-1');
@@ -32,28 +32,116 @@ SELECT throws_ok(
     'get_portfolio of an unknown portfolio is PF004'
 );
 
--- portfolio_snapshot: the same snapshot in one row, position columns as aligned arrays.
+-- portfolio_snapshot: the same snapshot in one row, each position column as one
+-- comma-separated text in symbol order; an empty mark where there is none.
 SELECT results_eq(
-    $$SELECT version, symbols, quantities, cost_bases, mark_prices, position_versions
+    $$SELECT version, symbols, quantities, cost_bases, mark_prices, position_realized_pnls, position_versions,
+             multipliers
       FROM pgportfolio.portfolio_snapshot(current_setting('test.pid')::bigint)$$,
-    $$VALUES (3::bigint, ARRAY['AAA', 'BBB']::text[], ARRAY[-3, 2]::numeric[], ARRAY[-15, 20]::numeric[],
-              ARRAY[4, NULL]::numeric[], ARRAY[1, 1]::bigint[])$$,
-    'portfolio_snapshot returns one row with the positions as arrays in symbol order'
+    $$VALUES (3::bigint, 'AAA,BBB'::text, '-3,2'::text, '-15,20'::text, '4,'::text, '0,0'::text, '1,1'::text,
+              '1,1'::text)$$,
+    'portfolio_snapshot returns one row with the positions as comma-separated texts in symbol order'
 );
 SELECT is(
     (SELECT count(*) FROM pgportfolio.get_portfolio(current_setting('test.pid')::bigint) AS g
-     JOIN pgportfolio.portfolio_snapshot(current_setting('test.pid')::bigint) AS s
-         ON g.portfolio_id = s.portfolio_id AND g.cash_balance = s.cash_balance AND g.version = s.version,
-     unnest(s.symbols, s.quantities, s.cost_bases, s.position_realized_pnls) AS a (sym, qty, basis, realized)
-     WHERE g.symbol = a.sym AND g.quantity = a.qty AND g.cost_basis = a.basis
-       AND g.position_realized_pnl = a.realized),
+     JOIN pgportfolio.positions AS p ON g.portfolio_id = p.portfolio_id AND g.symbol = p.symbol
+     WHERE g.quantity = p.quantity AND g.cost_basis = p.cost_basis AND g.position_realized_pnl = p.realized_pnl
+       AND g.position_version = p.version AND g.multiplier = p.multiplier),
     2::bigint,
-    'portfolio_snapshot and get_portfolio agree position by position'
+    'get_portfolio agrees with the positions, position by position'
 );
 SELECT results_eq(
-    $$SELECT symbols, quantities FROM pgportfolio.portfolio_snapshot(current_setting('test.empty')::bigint)$$,
-    $$VALUES ('{}'::text[], '{}'::numeric[])$$,
-    'a portfolio without positions has empty arrays'
+    $$SELECT symbols, quantities, mark_prices, multipliers
+      FROM pgportfolio.portfolio_snapshot(current_setting('test.empty')::bigint)$$,
+    $$VALUES (''::text, ''::text, ''::text, ''::text)$$,
+    'a portfolio without positions has empty texts'
+);
+
+-- Multipliers: written directly (as the superuser running this file) with the cost basis
+-- that includes them. Every value travels as its exact text.
+SELECT set_config('test.mult', pgportfolio.create_portfolio('multipliers', 1000)::text, true);
+INSERT INTO pgportfolio.positions (portfolio_id, symbol, quantity, cost_basis, realized_pnl, multiplier, version)
+VALUES (current_setting('test.mult')::bigint, 'RDFUT', 3, 15000.50, -1.25, 50, 4),
+       (current_setting('test.mult')::bigint, 'RDMINI', -2, -40, 0, 0.5, 2);
+SELECT pgportfolio.update_market_price('RDFUT', 102.125);
+SELECT results_eq(
+    $$SELECT symbols, quantities, cost_bases, mark_prices, position_realized_pnls, position_versions, multipliers
+      FROM pgportfolio.portfolio_snapshot(current_setting('test.mult')::bigint)$$,
+    $$VALUES ('RDFUT,RDMINI'::text, '3,-2'::text, '15000.50,-40'::text, '102.125,'::text, '-1.25,0'::text,
+              '4,2'::text, '50,0.5'::text)$$,
+    'portfolio_snapshot shows each position''s multiplier, every value as its exact text'
+);
+SELECT results_eq(
+    $$SELECT symbol, quantity, cost_basis, mark_price, position_realized_pnl, position_version, multiplier
+      FROM pgportfolio.get_portfolio(current_setting('test.mult')::bigint)$$,
+    $$VALUES ('RDFUT'::text, 3::numeric, 15000.50::numeric, 102.125::numeric, -1.25::numeric, 4::bigint, 50::numeric),
+             ('RDMINI', -2, -40, NULL, 0, 2, 0.5)$$,
+    'get_portfolio shows the multiplier last, and NULL where there is no mark'
+);
+SELECT is(
+    (SELECT scale(cost_basis) FROM pgportfolio.get_portfolio(current_setting('test.mult')::bigint)
+     WHERE symbol = 'RDFUT'),
+    2,
+    'get_portfolio keeps each value''s scale (15000.50, not 15000.5)'
+);
+
+-- A wide portfolio (1,000 positions or more) finds its marks by a merge of the two keys
+-- instead of one probe per position: both plans give the same snapshot.
+SELECT set_config('test.wide', pgportfolio.create_portfolio('wide', 1000)::text, true);
+INSERT INTO pgportfolio.positions (portfolio_id, symbol, quantity, cost_basis, realized_pnl, multiplier, version)
+SELECT current_setting('test.wide')::bigint, 'RDW' || n, n, n * 10 * (1 + n % 3), n % 5, 1 + n % 3, 1 + n % 7
+FROM generate_series(1, 1000) AS n;
+SELECT pgportfolio.update_market_prices(
+    (SELECT jsonb_agg(jsonb_build_object('symbol', 'RDW' || n, 'price', (n + 0.5)::text))
+     FROM generate_series(1, 1000, 2) AS n)
+);
+SELECT is(
+    (SELECT (symbols, quantities, cost_bases, mark_prices, position_realized_pnls, position_versions, multipliers)
+     FROM pgportfolio.portfolio_snapshot(current_setting('test.wide')::bigint)),
+    (SELECT (
+        string_agg(p.symbol, ',' ORDER BY p.symbol),
+        string_agg(p.quantity::text, ',' ORDER BY p.symbol),
+        string_agg(p.cost_basis::text, ',' ORDER BY p.symbol),
+        string_agg(coalesce(m.price::text, ''), ',' ORDER BY p.symbol),
+        string_agg(p.realized_pnl::text, ',' ORDER BY p.symbol),
+        string_agg(p.version::text, ',' ORDER BY p.symbol),
+        string_agg(p.multiplier::text, ',' ORDER BY p.symbol))
+     FROM pgportfolio.positions AS p LEFT JOIN pgportfolio.market_prices AS m ON p.symbol = m.symbol
+     WHERE p.portfolio_id = current_setting('test.wide')::bigint),
+    'the snapshot of 1,000 positions (merge plan) is the positions and their marks, in symbol order'
+);
+SELECT is(
+    (SELECT count(*) FROM pgportfolio.get_portfolio(current_setting('test.wide')::bigint) AS g
+     JOIN pgportfolio.positions AS p ON g.portfolio_id = p.portfolio_id AND g.symbol = p.symbol
+     LEFT JOIN pgportfolio.market_prices AS m ON m.symbol = p.symbol
+     WHERE g.quantity = p.quantity AND g.cost_basis = p.cost_basis AND g.position_realized_pnl = p.realized_pnl
+       AND g.position_version = p.version AND g.multiplier = p.multiplier
+       AND g.mark_price IS NOT DISTINCT FROM m.price),
+    1000::bigint,
+    'get_portfolio of 1,000 positions (merge plan) agrees with the positions and their marks'
+);
+DELETE FROM pgportfolio.positions
+WHERE portfolio_id = current_setting('test.wide')::bigint AND symbol = 'RDW1000';
+SELECT is(
+    (SELECT (symbols, mark_prices, multipliers)
+     FROM pgportfolio.portfolio_snapshot(current_setting('test.wide')::bigint)),
+    (SELECT (
+        string_agg(p.symbol, ',' ORDER BY p.symbol),
+        string_agg(coalesce(m.price::text, ''), ',' ORDER BY p.symbol),
+        string_agg(p.multiplier::text, ',' ORDER BY p.symbol))
+     FROM pgportfolio.positions AS p LEFT JOIN pgportfolio.market_prices AS m ON p.symbol = m.symbol
+     WHERE p.portfolio_id = current_setting('test.wide')::bigint),
+    'the snapshot of 999 positions (one probe per position) is the same'
+);
+SELECT is(
+    (SELECT count(*) FROM pgportfolio.get_portfolio(current_setting('test.wide')::bigint) AS g
+     JOIN pgportfolio.positions AS p ON g.portfolio_id = p.portfolio_id AND g.symbol = p.symbol
+     LEFT JOIN pgportfolio.market_prices AS m ON m.symbol = p.symbol
+     WHERE g.quantity = p.quantity AND g.cost_basis = p.cost_basis AND g.position_realized_pnl = p.realized_pnl
+       AND g.position_version = p.version AND g.multiplier = p.multiplier
+       AND g.mark_price IS NOT DISTINCT FROM m.price),
+    999::bigint,
+    'get_portfolio of 999 positions (one probe per position) agrees with the positions and their marks'
 );
 SELECT throws_ok(
     'SELECT * FROM pgportfolio.portfolio_snapshot(-1)', 'PF004', 'portfolio -1 not found',

@@ -591,7 +591,7 @@ class AsyncPortfolioClient:
         """A frozen snapshot: cash, version, realized, unrealized, equity, positions."""
         params = {"portfolio_id": as_id("portfolio_id", portfolio_id)}
         return await self._transport.read(
-            "portfolio_snapshot", params, lambda rows: PortfolioSnapshot.from_arrays(rows[0])
+            "portfolio_snapshot", params, lambda rows: PortfolioSnapshot.from_snapshot(rows[0])
         )
 
     async def find_request(self, portfolio_id: int, request_id: str) -> MutationResult | None:

@@ -590,7 +590,7 @@ class PortfolioClient:
         """A frozen snapshot: cash, version, realized, unrealized, equity, positions."""
         params = {"portfolio_id": as_id("portfolio_id", portfolio_id)}
         return self._transport.read(
-            "portfolio_snapshot", params, lambda rows: PortfolioSnapshot.from_arrays(rows[0])
+            "portfolio_snapshot", params, lambda rows: PortfolioSnapshot.from_snapshot(rows[0])
         )
 
     def find_request(self, portfolio_id: int, request_id: str) -> MutationResult | None:
