@@ -986,6 +986,50 @@ class LogsCashBefore(ReferenceLedger):
         ReferenceLedger._commit(portfolio, operation, arguments, request_id, result, event)
 
 
+class IgnoresMultiplier(ReferenceLedger):
+    """Wrong: opens every position at multiplier 1, whatever the instrument says."""
+
+    def multiplier(self, symbol: str) -> Decimal:
+        return Decimal(1)
+
+
+EXECUTION_KEYS = ("executed_at", "order_id", "tags")
+
+
+def without_execution(arguments: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in arguments.items() if k not in EXECUTION_KEYS}
+
+
+class IgnoresExecutionInIdentity(ReferenceLedger):
+    """Wrong: a request's identity leaves its execution metadata out, so a retry with
+    other metadata replays instead of failing with PF005."""
+
+    def _enter(
+        self,
+        operation: str,
+        portfolio_id: int,
+        arguments: dict[str, Any],
+        request_id: str | None,
+        expected_version: int | None,
+    ) -> Portfolio | Result:
+        return super()._enter(
+            operation, portfolio_id, without_execution(arguments), request_id, expected_version
+        )
+
+    @staticmethod
+    def _commit(
+        portfolio: Portfolio,
+        operation: str,
+        arguments: dict[str, Any],
+        request_id: str | None,
+        result: Result,
+        event: Event,
+    ) -> None:
+        ReferenceLedger._commit(
+            portfolio, operation, without_execution(arguments), request_id, result, event
+        )
+
+
 # -- the tests ------------------------------------------------------------------------
 
 # What the scripted program exercises, and a soak-scale random run must exercise (a
@@ -1159,6 +1203,13 @@ def test_scripted_program_covers_every_behaviour(db: str) -> None:
         # Wrong only in the state read after the step.
         pytest.param(UnmarkedAtZero, ("market value", "portfolio_summary"), id="UnmarkedAtZero"),
         pytest.param(LogsCashBefore, ("events",), id="LogsCashBefore"),
+        # Wrong in the multiplier a position opens at, or in a request's identity.
+        pytest.param(
+            IgnoresMultiplier,
+            ("cash_balance", "position_avg_price", "realized_pnl", "error"),
+            id="IgnoresMultiplier",
+        ),
+        pytest.param(IgnoresExecutionInIdentity, ("error",), id="IgnoresExecutionInIdentity"),
     ],
 )
 def test_negative_control_wrong_reference_is_caught(
