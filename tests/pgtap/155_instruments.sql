@@ -3,7 +3,7 @@
 -- (PF007) to change the multiplier of a symbol that any portfolio holds. instrument_list
 -- (sql/200_views.sql) is how traders and analysts read them.
 BEGIN;
-SELECT plan(46);
+SELECT plan(55);
 
 CREATE FUNCTION pg_temp.instrument(p_symbol text) RETURNS text LANGUAGE sql STABLE AS $$
     SELECT format('%s x%s %s', symbol, multiplier, coalesce(description, '-'))
@@ -87,6 +87,25 @@ SELECT throws_ok($$SELECT pgportfolio.upsert_instrument('HELD', 0)$$, '22023', N
 SELECT is((SELECT count(*) FROM pgportfolio.instruments WHERE symbol IN ('BAD', 'bad')), 0::bigint,
     'no refused instrument was stored');
 
+-- ---------------------------------------------------------------- multiplier_changes counts changes
+-- Fills at REPEATABLE READ lock its one row to see a change their snapshot missed
+-- (sql/035_instruments.sql): every real change must write it, and nothing else may.
+CREATE FUNCTION pg_temp.changes() RETURNS bigint LANGUAGE sql STABLE AS $$
+    SELECT changes FROM pgportfolio.multiplier_changes
+$$;
+DO $$ BEGIN PERFORM set_config('test.changes', pg_temp.changes()::text, true); END $$;
+SELECT pgportfolio.upsert_instrument('COUNTED', 3);
+SELECT is(pg_temp.changes(), current_setting('test.changes')::bigint + 1, 'a new multiplier counts as a change');
+SELECT pgportfolio.upsert_instrument('COUNTED', 3.000, 'same multiplier, a description');
+SELECT pgportfolio.upsert_instrument('NEWONE', 1);
+SELECT is(pg_temp.changes(), current_setting('test.changes')::bigint + 1,
+    'a description, or a new symbol at multiplier 1, is not a change');
+SELECT throws_ok($$SELECT pgportfolio.upsert_instrument('HELD', 4)$$, 'PF007', NULL, 'a refused change');
+SELECT is(pg_temp.changes(), current_setting('test.changes')::bigint + 1, 'a refused change leaves no count behind');
+SELECT is((SELECT count(*) FROM pgportfolio.multiplier_changes), 1::bigint, 'multiplier_changes has its one row');
+SELECT throws_ok($$INSERT INTO pgportfolio.multiplier_changes (singleton) VALUES (false)$$, '23514', NULL,
+    'a second row is refused');
+
 -- ---------------------------------------------------------------- who may read and write
 CREATE ROLE pgtap_155_trader IN ROLE pgportfolio_trader;
 CREATE ROLE pgtap_155_analyst IN ROLE pgportfolio_analyst;
@@ -100,6 +119,8 @@ SELECT throws_ok($$SELECT pgportfolio.upsert_instrument('ANL', 2)$$, '42501', NU
     'an analyst may not upsert an instrument');
 SELECT throws_ok($$UPDATE pgportfolio.instruments SET multiplier = 3$$, '42501', NULL,
     'an analyst may not update the table');
+SELECT throws_ok($$SELECT * FROM pgportfolio.multiplier_changes$$, '42501', NULL,
+    'an analyst may not read multiplier_changes');
 RESET ROLE;
 SET LOCAL ROLE pgtap_155_trader;
 SELECT is((SELECT multiplier FROM pgportfolio.instrument_list WHERE symbol = 'ES:2027H'), 0.5,
@@ -108,6 +129,10 @@ SELECT throws_ok($$SELECT pgportfolio.upsert_instrument('TRD', 2)$$, '42501', NU
     'a trader may not upsert an instrument');
 SELECT throws_ok($$INSERT INTO pgportfolio.instruments (symbol, multiplier) VALUES ('TRD', 2)$$, '42501', NULL,
     'a trader may not insert into the table');
+SELECT throws_ok($$SELECT * FROM pgportfolio.multiplier_changes FOR SHARE$$, '42501', NULL,
+    'a trader may not read or lock multiplier_changes (only the SECURITY DEFINER fill does)');
+SELECT throws_ok($$UPDATE pgportfolio.multiplier_changes SET changes = 0$$, '42501', NULL,
+    'a trader may not write multiplier_changes');
 RESET ROLE;
 SET LOCAL ROLE pgtap_155_admin;
 SELECT lives_ok($$SELECT pgportfolio.upsert_instrument('ADM', 25, 'by a member of the owner role')$$,

@@ -151,6 +151,23 @@ async def test_chaos_ledger(
     figures = summary.figures()
     assert figures["recovered"] + figures["retries"].get("connection_lost", 0) > 0, figures
     _assert_coverage(recorder, report, scale.chaos_operations)
+    await _assert_mix(fault_cluster.dsn, pids)
+
+
+async def _assert_mix(conninfo: str, pids: list[int]) -> None:
+    """The run had fills at a multiplier other than 1, and fills with each kind of
+    execution metadata, applied (so the checks above covered them)."""
+    async with await psycopg.AsyncConnection.connect(conninfo) as conn:
+        cur = await conn.execute(
+            "SELECT count(*) FILTER (WHERE multiplier <> 1), count(*) FILTER (WHERE order_id"
+            " IS NOT NULL), count(*) FILTER (WHERE tags IS NOT NULL), count(*) FILTER (WHERE"
+            " executed_at <> created_at), count(*) FILTER (WHERE executed_at = created_at)"
+            " FROM pgportfolio.event_log WHERE portfolio_id = ANY(%s) AND symbol IS NOT NULL",
+            (pids,),
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    assert all(n > 0 for n in row), row
 
 
 def _assert_coverage(
@@ -238,7 +255,9 @@ async def _fast_deadlock_detection(conninfo: str) -> None:
         )
 
 
-async def run_control(conninfo: str, seed: int, operations: int) -> tuple[CheckReport, Summary]:
+async def run_control(
+    conninfo: str, seed: int, operations: int
+) -> tuple[CheckReport, Summary, list[int]]:
     """The no-fault workload with process_locks=False: many same-portfolio calls at once."""
     monitor = Monitor()
     recorder = Recorder()
@@ -280,7 +299,7 @@ async def run_control(conninfo: str, seed: int, operations: int) -> tuple[CheckR
         report,
         [monitor.snapshot()],
     )
-    return report, summary
+    return report, summary, pids
 
 
 @pytest.mark.timeout(300)
@@ -294,12 +313,13 @@ async def test_checker_negative_control(
     if variant is not None:
         install_broken_variant(db, variant)
     operations = 1_600  # a control needs no soak: one deadlock, one lost update suffice
-    report, summary = await run_control(db, proof_seed, operations)
+    report, summary, pids = await run_control(db, proof_seed, operations)
     summary.title = f"negative control: {variant or 'real functions'}"
     publish(request, summary, f"control_{variant or 'real'}")
     if variant is None:
         assert report.problems == [], report.describe()
         _assert_coverage(summary.recorder, report, operations, cas_acknowledged=False)
+        await _assert_mix(db, pids)
     else:
         found = report.kinds() & EXPECTED_KINDS[variant]
         assert found, f"{variant}: the checker found nothing of {EXPECTED_KINDS[variant]}:\n" + (
@@ -334,6 +354,18 @@ TAMPER_SQL = {
     "event_pnl": (
         {"event_model"},
         "UPDATE pgportfolio.events SET realized_pnl = realized_pnl + 0.01"
+        " WHERE portfolio_id = %(pid)s AND portfolio_version = (SELECT min(portfolio_version)"
+        " FROM pgportfolio.events WHERE portfolio_id = %(pid)s AND symbol IS NOT NULL)",
+    ),
+    "event_multiplier": (
+        {"event_model"},
+        "UPDATE pgportfolio.events SET multiplier = multiplier + 1"
+        " WHERE portfolio_id = %(pid)s AND portfolio_version = (SELECT min(portfolio_version)"
+        " FROM pgportfolio.events WHERE portfolio_id = %(pid)s AND symbol IS NOT NULL)",
+    ),
+    "event_order_id": (
+        {"ack_mismatch"},
+        "UPDATE pgportfolio.events SET order_id = coalesce(order_id, '') || 'x'"
         " WHERE portfolio_id = %(pid)s AND portfolio_version = (SELECT min(portfolio_version)"
         " FROM pgportfolio.events WHERE portfolio_id = %(pid)s AND symbol IS NOT NULL)",
     ),

@@ -967,3 +967,202 @@ def test_duplicate_in_flight_caught_without_for_update(db: str) -> None:
     assert any("B resumes): expected ok, got error:23505" in p for p in result.problems), (
         result.report()
     )
+
+
+# --- 9. a multiplier change racing the fill that opens a position -----------------------------
+
+UPSERT = "SELECT pgportfolio.upsert_instrument(p_symbol => %s, p_multiplier => %s)"
+POSITIONS = "pgportfolio.positions"
+
+
+def multipliers(conn: Conn, symbol: str) -> tuple[Decimal | None, list[Decimal]]:
+    """(the instrument's multiplier or None without a row, the multipliers of the open
+    positions in the symbol). A held symbol's positions must all have the instrument's."""
+    row = conn.execute(
+        "SELECT (SELECT multiplier FROM pgportfolio.instruments WHERE symbol = %s),"
+        " array(SELECT multiplier FROM pgportfolio.positions WHERE symbol = %s)",
+        (symbol, symbol),
+    ).fetchone()
+    assert row is not None
+    return row[0], list(row[1])
+
+
+def check_waits_on_positions_table(
+    problems: list[str], who: str, wait: LockWait | None, mode: str
+) -> None:
+    if wait is None:
+        problems.append(f"{who} was never seen waiting")
+        return
+    check(
+        problems,
+        f"{who} waits on",
+        (wait.locktype, wait.relation, wait.mode),
+        ("relation", POSITIONS, mode),
+    )
+
+
+def change_then_fill(conninfo: str) -> Result:
+    """READ COMMITTED. U sets a new symbol's multiplier to 50 in an open transaction (it
+    holds SHARE on positions). F's fill opening that symbol must wait for U on the
+    positions table before it reads the multiplier, and once U commits, open at 50."""
+    problems: list[str] = []
+    with Interleaving(conninfo, ["U", "F"], settings=SETTINGS) as run:
+        obs = run.observer
+        pid = create_portfolio(obs, "1000000")
+        symbol = f"MUL.A{pid}"
+        version, cash = summary(obs, pid)
+        run.run(
+            [
+                step("U", "BEGIN"),
+                step("U", UPSERT, (symbol, D(50)), label="U sets multiplier 50"),
+                step(
+                    "F",
+                    FILL,
+                    (pid, symbol, D(2), D(100)),
+                    expect=BLOCKS,
+                    blocked_by=["U"],
+                    label="F opens the symbol",
+                ),
+            ]
+        )
+        check_waits_on_positions_table(
+            problems, "F", run.transcript.by_label("F opens the symbol").waited, "RowExclusiveLock"
+        )
+        run.do(step("U", "COMMIT"))
+        f = run.do(resume("F", label="F resumes"))
+        if f.outcome == OK:
+            result = f.one()
+            check(problems, "F's cash (2 x 100 x 50)", result["cash_balance"], cash - 10000)
+            check(problems, "F's average price", result["position_avg_price"], D(100))
+        check(problems, "multipliers (stale?)", multipliers(obs, symbol), (D(50), [D(50)]))
+        check(problems, "version and cash", summary(obs, pid), (version + 1, cash - 10000))
+        problems += failed_checks(obs, pid)
+    return finish(run, problems)
+
+
+def fill_then_change(conninfo: str) -> Result:
+    """READ COMMITTED. F opens a position in a symbol without an instrument row (multiplier
+    1) in an open transaction. U's change of the multiplier to 50 must wait for F on the
+    positions table, and once F commits, find the symbol held: PF007, nothing changed."""
+    problems: list[str] = []
+    with Interleaving(conninfo, ["U", "F"], settings=SETTINGS) as run:
+        obs = run.observer
+        pid = create_portfolio(obs, "1000000")
+        symbol = f"MUL.B{pid}"
+        version, cash = summary(obs, pid)
+        run.run(
+            [
+                step("F", "BEGIN"),
+                step("F", FILL, (pid, symbol, D(2), D(100)), label="F opens the symbol"),
+                step(
+                    "U",
+                    UPSERT,
+                    (symbol, D(50)),
+                    expect=BLOCKS,
+                    blocked_by=["F"],
+                    label="U sets multiplier 50",
+                ),
+            ]
+        )
+        check_waits_on_positions_table(
+            problems, "U", run.transcript.by_label("U sets multiplier 50").waited, "ShareLock"
+        )
+        run.do(step("F", "COMMIT"))
+        u = run.do(resume("U", expect=error("PF007"), label="U resumes"))
+        check(problems, "PF007 detail", u.detail, "Multiplier 1, asked 50; 1 open position(s).")
+        # The refused call's instrument row (it had none) went with its statement.
+        check(problems, "multipliers", multipliers(obs, symbol), (None, [D(1)]))
+        check(problems, "version and cash", summary(obs, pid), (version + 1, cash - 200))
+        problems += failed_checks(obs, pid)
+    return finish(run, problems)
+
+
+def test_a_fill_waits_for_a_multiplier_change_and_uses_it(shared_db: str) -> None:
+    result = change_then_fill(shared_db)
+    assert result.problems == [], result.report()
+
+
+def test_a_multiplier_change_waits_for_a_fill_and_is_refused(shared_db: str) -> None:
+    result = fill_then_change(shared_db)
+    assert result.problems == [], result.report()
+
+
+def test_stale_multiplier_caught_without_the_positions_table_lock(db: str) -> None:
+    # Without its LOCK TABLE the fill reads multiplier 1 while U's change is uncommitted;
+    # it still waits, at its INSERT into positions, and then opens at the value it read:
+    # a position at 1 in a symbol whose instrument says 50.
+    install_broken_variant(db, "no_multiplier_table_lock")
+    result = change_then_fill(db)
+    assert any(p.startswith("multipliers (stale?)") for p in result.problems), result.report()
+    assert any(p.startswith("F's cash") for p in result.problems), result.report()
+
+
+# case: the symbol had an instrument row (multiplier 10) before the change, or the change
+# created it
+REPEATABLE_READ_CASES = {"row_changed": D(10), "row_created": None}
+
+
+def change_after_snapshot(conninfo: str, case: str) -> Result:
+    """REPEATABLE READ. F's snapshot is taken; then U commits a new multiplier (50) for a
+    symbol nobody holds. F's fill opening that symbol cannot see the change in its snapshot:
+    it must fail with 40001 (retryable), not open at the old multiplier. Retried in a new
+    transaction it opens at 50."""
+    before = REPEATABLE_READ_CASES[case]
+    problems: list[str] = []
+    with Interleaving(conninfo, ["U", "F"], settings=SETTINGS) as run:
+        obs = run.observer
+        pid = create_portfolio(obs, "1000000")
+        symbol = f"MUL.R{pid}"
+        if before is not None:
+            obs.execute(UPSERT, (symbol, before))
+        version, cash = summary(obs, pid)
+        run.run(
+            [
+                step("F", "BEGIN ISOLATION LEVEL REPEATABLE READ"),
+                step("F", VERSION, (pid,), label="F takes its snapshot"),
+                step("U", UPSERT, (symbol, D(50)), label="U sets multiplier 50 and commits"),
+                step(
+                    "F",
+                    FILL,
+                    (pid, symbol, D(2), D(100)),
+                    expect=error("40001"),
+                    label="F opens the symbol in its old snapshot",
+                ),
+                # After the error this ends the transaction as a ROLLBACK; had the fill
+                # gone through, it commits what the fill did.
+                step("F", "COMMIT"),
+            ]
+        )
+        check(problems, "after the refused fill", summary(obs, pid), (version, cash))
+        run.run(
+            [
+                step("F", "BEGIN ISOLATION LEVEL REPEATABLE READ"),
+                step("F", FILL, (pid, symbol, D(2), D(100)), label="F retries"),
+                step("F", "COMMIT"),
+            ]
+        )
+        check(problems, "multipliers (stale?)", multipliers(obs, symbol), (D(50), [D(50)]))
+        check(problems, "version and cash", summary(obs, pid), (version + 1, cash - 10000))
+        problems += failed_checks(obs, pid)
+    return finish(run, problems)
+
+
+@pytest.mark.parametrize("case", REPEATABLE_READ_CASES)
+def test_a_fill_whose_snapshot_predates_a_multiplier_change_is_refused(
+    shared_db: str, case: str
+) -> None:
+    result = change_after_snapshot(shared_db, case)
+    assert result.problems == [], result.report()
+
+
+@pytest.mark.parametrize("case", REPEATABLE_READ_CASES)
+def test_stale_multiplier_caught_without_multiplier_changes_for_share(db: str, case: str) -> None:
+    # Without the FOR SHARE the fill opens at the multiplier its snapshot shows (10, or 1
+    # without a row) and commits; the instrument says 50.
+    install_broken_variant(db, "no_multiplier_changes_share")
+    result = change_after_snapshot(db, case)
+    joined = "\n".join(result.problems)
+    assert "F opens the symbol in its old snapshot): expected error:40001, got ok" in joined, (
+        result.report()
+    )
+    assert "multipliers (stale?)" in joined, result.report()

@@ -13,11 +13,14 @@ After every step it compares:
 - the two ledger identities, computed here from ``event_log`` alone.
 
 Each example makes its own portfolios and its own symbols (marks are global), in one
-database per test. A failure shrinks to a minimal program, printed with the seed
-(``PGPORTFOLIO_SEED`` replays it). The negative control runs the same machine against
-deliberately wrong references and requires hypothesis to find a counterexample (and, in
-the soak, to shrink it to a few steps): the comparison can fail. A scripted program
-through the same rules reaches every behaviour on every run, whatever the seed.
+database per test. Two of its three symbols get an instrument with a drawn multiplier
+(upserted before any trading, as the owner would), and fills draw execution metadata
+(executed_at, order id, tags), which is part of a request's identity. A failure shrinks
+to a minimal program, printed with the seed (``PGPORTFOLIO_SEED`` replays it). The
+negative control runs the same machine against deliberately wrong references and
+requires hypothesis to find a counterexample (and, in the soak, to shrink it to a few
+steps): the comparison can fail. A scripted program through the same rules reaches every
+behaviour on every run, whatever the seed.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal, localcontext
 from fractions import Fraction
 from typing import Any
@@ -109,6 +113,36 @@ INITIAL_CASH = st.one_of(
     st.integers(0, 10**11).map(lambda cents: Decimal(cents).scaleb(-2)),
 )
 HUGE_QUANTITY = Decimal("900000000000000")
+# Contract multipliers drawn per example for BBB and CCC (AAA has no instrument row: 1).
+MULTIPLIERS = tuple(map(Decimal, ("1", "50", "0.5", "100", "12.5", "0.001")))
+INSTRUMENT_SYMBOLS = ("BBB", "CCC")
+# Execution metadata a fill is sent with (index 0: none). Times are in the past and in
+# several zones; a respelled replay sends the same instant in another zone.
+EXECUTED = datetime(2026, 11, 30, 14, 31, 7, 125000, tzinfo=UTC)
+METADATA: tuple[dict[str, Any], ...] = (
+    {},
+    {"executed_at": EXECUTED},
+    {
+        "executed_at": EXECUTED.astimezone(timezone(timedelta(hours=-5))),
+        "order_id": "ORD-1",
+        "tags": {"account": "A", "venue": "XCME"},
+    },
+    {"order_id": "ORD-2"},
+    {"tags": {}},
+    {"executed_at": datetime(1999, 12, 31, 23, 59, tzinfo=UTC), "tags": {"strategy": "basis"}},
+)
+META_CHOICES = st.sampled_from((0, 0, 0, 1, 2, 3, 4, 5))
+# Metadata the ledger refuses (22023), as keyword arguments of a fill.
+BAD_METADATA: tuple[dict[str, Any], ...] = (
+    {"order_id": ""},
+    {"order_id": "o" * 201},
+    {"order_id": "ORD\u202e1"},
+    {"tags": {f"k{i}": "v" for i in range(33)}},
+    {"tags": {"k" * 65: "v"}},
+    {"tags": {"venue": "v" * 257}},
+    {"tags": {"venue": "CM\x07E"}},
+    {"tags": {f"k{i}": "é" * 256 for i in range(9)}},  # 4,6xx bytes
+)
 # Per argument, a value within the numeric rules that its sign rule refuses.
 SIGN_RULE_BREAKERS = {"amount": "-5", "quantity": "0", "price": "0", "fee": "-0.01"}
 
@@ -132,6 +166,7 @@ class Call:
         a = self.arguments
         if self.operation in CASH_OPERATIONS:
             return getattr(target, self.operation)(self.portfolio_id, a["amount"], **kw)
+        kw.update(a.get("execution", {}))
         if self.operation == "close_position":
             return target.close_position(
                 self.portfolio_id, a["symbol"], a["price"], fee=a["fee"], **kw
@@ -246,7 +281,12 @@ def model_machine(run: ModelRun) -> type[RuleBasedStateMachine]:
             arguments: dict[str, Any],
             expected_version: int | None,
             request_id: str | None = None,
+            meta: int = 0,
         ) -> None:
+            if "symbol" in arguments and "execution" not in arguments:
+                arguments = {**arguments, "execution": METADATA[meta]}
+                if meta:
+                    run.seen["fill with execution metadata"] += 1
             self.run(
                 Call(
                     operation,
@@ -323,6 +363,19 @@ def model_machine(run: ModelRun) -> type[RuleBasedStateMachine]:
         def first_portfolio(self, cash: Decimal) -> None:
             self.create(cash)
 
+        @initialize(chosen=st.tuples(*(st.sampled_from(MULTIPLIERS) for _ in INSTRUMENT_SYMBOLS)))
+        def instruments(self, chosen: tuple[Decimal, ...]) -> None:
+            """The owner gives two of the example's symbols a multiplier before any trade
+            (AAA keeps none: multiplier 1)."""
+            for name, multiplier in zip(INSTRUMENT_SYMBOLS, chosen, strict=True):
+                symbol = self.symbol(name)
+                run.steps += 1
+                db = outcome(lambda: run.client.upsert_instrument(symbol, multiplier))  # noqa: B023
+                ref = outcome(lambda: self.ref.upsert_instrument(symbol, multiplier))  # noqa: B023
+                expect_same_outcome(f"upsert_instrument({symbol}, {multiplier})", db, ref)
+                if multiplier != 1:
+                    run.seen["instrument with a multiplier"] += 1
+
         @precondition(lambda self: len(self.pids) < MAX_PORTFOLIOS)
         @rule(cash=INITIAL_CASH)
         def create_portfolio(self, cash: Decimal) -> None:
@@ -367,6 +420,7 @@ def model_machine(run: ModelRun) -> type[RuleBasedStateMachine]:
             price=PRICES,
             fee=FEES,
             ev=st.sampled_from(EXPECTED_VERSIONS),
+            meta=META_CHOICES,
         )
         def apply_fill(
             self,
@@ -377,6 +431,7 @@ def model_machine(run: ModelRun) -> type[RuleBasedStateMachine]:
             price: Decimal,
             fee: Decimal,
             ev: str,
+            meta: int = 0,
         ) -> None:
             """A free signed fill."""
             pid = self.pid(pf)
@@ -386,7 +441,7 @@ def model_machine(run: ModelRun) -> type[RuleBasedStateMachine]:
                 "price": price,
                 "fee": fee,
             }
-            self.call("apply_fill", pid, arguments, self.version(pid, ev))
+            self.call("apply_fill", pid, arguments, self.version(pid, ev), meta=meta)
 
         @rule(
             pf=st.integers(0, 1),
@@ -397,6 +452,7 @@ def model_machine(run: ModelRun) -> type[RuleBasedStateMachine]:
             price=PRICES,
             fee=FEES,
             ev=st.sampled_from(EXPECTED_VERSIONS),
+            meta=META_CHOICES,
         )
         def aimed_fill(
             self,
@@ -408,6 +464,7 @@ def model_machine(run: ModelRun) -> type[RuleBasedStateMachine]:
             price: Decimal,
             fee: Decimal,
             ev: str,
+            meta: int = 0,
         ) -> None:
             """``apply_fill`` with the quantity worked out from the position, so that it
             adds, reduces by a fraction (1 of 3...), closes exactly or flips."""
@@ -427,7 +484,7 @@ def model_machine(run: ModelRun) -> type[RuleBasedStateMachine]:
                 quantity = side * HUGE_QUANTITY
                 price = Decimal("0.00000001")
             arguments = {"symbol": symbol, "quantity": quantity, "price": price, "fee": fee}
-            self.call("apply_fill", pid, arguments, self.version(pid, ev))
+            self.call("apply_fill", pid, arguments, self.version(pid, ev), meta=meta)
 
         @rule(
             pf=st.integers(0, 1),
@@ -439,6 +496,7 @@ def model_machine(run: ModelRun) -> type[RuleBasedStateMachine]:
             price=PRICES,
             fee=FEES,
             ev=st.sampled_from(EXPECTED_VERSIONS),
+            meta=META_CHOICES,
         )
         def reduce_part(
             self,
@@ -451,6 +509,7 @@ def model_machine(run: ModelRun) -> type[RuleBasedStateMachine]:
             price: Decimal,
             fee: Decimal,
             ev: str,
+            meta: int = 0,
         ) -> None:
             """Reduce a position by a fraction of it (1 of 3, 1 of 7...), where the basis
             removed is rounded to 16 places; from flat, open one first (long or short)."""
@@ -465,7 +524,7 @@ def model_machine(run: ModelRun) -> type[RuleBasedStateMachine]:
                 arguments["quantity"] = -sign_of(held) * part_of(abs(held), fraction)
             else:
                 arguments["quantity"] = part_of(abs(held), fraction)
-            self.call(via, pid, arguments, self.version(pid, ev))
+            self.call(via, pid, arguments, self.version(pid, ev), meta=meta)
 
         @rule(
             operation=st.sampled_from(("open_position", "add_to_position", "reduce_position")),
@@ -477,6 +536,7 @@ def model_machine(run: ModelRun) -> type[RuleBasedStateMachine]:
             price=PRICES,
             fee=FEES,
             ev=st.sampled_from(EXPECTED_VERSIONS),
+            meta=META_CHOICES,
         )
         def position_verb(
             self,
@@ -489,6 +549,7 @@ def model_machine(run: ModelRun) -> type[RuleBasedStateMachine]:
             price: Decimal,
             fee: Decimal,
             ev: str,
+            meta: int = 0,
         ) -> None:
             """open/add/reduce with quantities valid or not: open when open, add on the
             wrong side, reduce by all, by part, or by more than is held."""
@@ -508,7 +569,7 @@ def model_machine(run: ModelRun) -> type[RuleBasedStateMachine]:
             else:
                 quantity = side * quantity
             arguments = {"symbol": symbol, "quantity": quantity, "price": price, "fee": fee}
-            self.call(operation, pid, arguments, self.version(pid, ev))
+            self.call(operation, pid, arguments, self.version(pid, ev), meta=meta)
 
         @rule(
             pf=st.integers(0, 1),
@@ -516,8 +577,11 @@ def model_machine(run: ModelRun) -> type[RuleBasedStateMachine]:
             price=PRICES,
             fee=FEES,
             ev=st.sampled_from(EXPECTED_VERSIONS),
+            meta=META_CHOICES,
         )
-        def close_position(self, pf: int, sym: str, price: Decimal, fee: Decimal, ev: str) -> None:
+        def close_position(
+            self, pf: int, sym: str, price: Decimal, fee: Decimal, ev: str, meta: int = 0
+        ) -> None:
             pid = self.pid(pf)
             arguments = {
                 "symbol": self.symbol(sym, pid),
@@ -525,7 +589,7 @@ def model_machine(run: ModelRun) -> type[RuleBasedStateMachine]:
                 "price": price,
                 "fee": fee,
             }
-            self.call("close_position", pid, arguments, self.version(pid, ev))
+            self.call("close_position", pid, arguments, self.version(pid, ev), meta=meta)
 
         @rule(sym=st.sampled_from(SYMBOLS), price=PRICES)
         def update_market_price(self, sym: str, price: Decimal) -> None:
@@ -542,7 +606,14 @@ def model_machine(run: ModelRun) -> type[RuleBasedStateMachine]:
         @precondition(lambda self: self.history)
         @rule(
             variant=st.sampled_from(
-                ("same", "respelled", "changed value", "changed operation", "elsewhere")
+                (
+                    "same",
+                    "respelled",
+                    "changed value",
+                    "changed operation",
+                    "elsewhere",
+                    "changed execution",
+                )
             ),
             applied=st.sampled_from((True, True, True, False)),
             index=st.integers(0, 10**6),
@@ -553,8 +624,11 @@ def model_machine(run: ModelRun) -> type[RuleBasedStateMachine]:
 
             - ``same``: the same arguments, any expected version: the original result
               with duplicate = true if the first call succeeded, else a new call;
-            - ``respelled``: the same values spelled with trailing zeros (compared by
-              value, so the same);
+            - ``respelled``: the same values spelled with trailing zeros, the execution
+              time in another zone, the tags in another key order (compared by value, so
+              the same);
+            - ``changed execution``: a fill's metadata other than it was (one given where
+              none was, or none where some was): PF005 if the first call succeeded;
             - ``changed value`` / ``changed operation``: PF005 if the first call
               succeeded;
             - ``elsewhere``: the same call in another portfolio, an independent request.
@@ -568,6 +642,11 @@ def model_machine(run: ModelRun) -> type[RuleBasedStateMachine]:
                 arguments = {
                     k: pad(v) if isinstance(v, Decimal) else v for k, v in arguments.items()
                 }
+                if "execution" in arguments:
+                    arguments["execution"] = respelled(arguments["execution"])
+            elif variant == "changed execution" and "execution" in arguments:
+                given = arguments["execution"]
+                arguments["execution"] = {} if given else {"order_id": "ORD-OTHER"}
             elif variant == "changed operation":
                 operation = OTHER_OPERATION[operation]
                 if operation == "close_position":
@@ -609,19 +688,29 @@ def model_machine(run: ModelRun) -> type[RuleBasedStateMachine]:
                     "version",
                     "portfolio",
                     "initial cash",
+                    "execution",
                 )
             ),
             bad=st.sampled_from(BAD_NUMBERS),
             sign_rule=st.booleans(),
             pf=st.integers(0, 1),
             sym=st.sampled_from(SYMBOL_CHOICES),
+            bad_meta=st.sampled_from(BAD_METADATA),
         )
         def refused_input(
-            self, operation: str, where: str, bad: str, sign_rule: bool, pf: int, sym: str
+            self,
+            operation: str,
+            where: str,
+            bad: str,
+            sign_rule: bool,
+            pf: int,
+            sym: str,
+            bad_meta: dict[str, Any] = BAD_METADATA[0],
         ) -> None:
             """One bad argument: a number breaking the numeric rules (or, with
             ``sign_rule``, its sign rule), a lower-case symbol, expected version 0, a
-            portfolio that does not exist, or a bad initial cash for create_portfolio.
+            portfolio that does not exist, a fill's bad order id or tags, or a bad initial
+            cash for create_portfolio.
             Everything else is valid."""
             if where == "initial cash":
                 self.create(Decimal("-0.01") if sign_rule else Decimal(bad))
@@ -647,6 +736,10 @@ def model_machine(run: ModelRun) -> type[RuleBasedStateMachine]:
                 pid = MISSING_PORTFOLIO
             elif where == "symbol" and "symbol" in arguments:
                 arguments["symbol"] = symbol.lower()
+            elif where == "execution" and "symbol" in arguments:
+                arguments["execution"] = bad_meta
+            elif where == "execution":
+                return  # a cash call takes no metadata (apply_fills says so: pgTAP)
             else:
                 if arguments.get(where) is None:
                     where = "amount" if "amount" in arguments else "price"
@@ -745,8 +838,8 @@ def model_machine(run: ModelRun) -> type[RuleBasedStateMachine]:
                                 avg,
                                 model.cost_basis,
                                 avg if mark is None else mark,
-                                model.cost_basis if mark is None else model.quantity * mark,
-                                0 if mark is None else model.quantity * mark - model.cost_basis,
+                                model.cost_basis if mark is None else model.market_value(mark),
+                                0 if mark is None else model.market_value(mark) - model.cost_basis,
                                 model.realized_pnl,
                                 model.version,
                             ),
@@ -755,9 +848,12 @@ def model_machine(run: ModelRun) -> type[RuleBasedStateMachine]:
     return LedgerModel
 
 
+# executed_at: what the fill was sent with; event_log shows a fill sent without one at
+# its transaction time (created_at), which the reference cannot know: NULL here.
 EVENTS_SQL = """
     SELECT portfolio_id, portfolio_version, kind, operation, symbol, quantity, price, fee,
-           amount, cash_delta, realized_pnl, cash_balance, position_quantity, request_id
+           amount, cash_delta, realized_pnl, cash_balance, position_quantity, request_id,
+           nullif(executed_at, created_at), order_id, tags, multiplier
     FROM pgportfolio.event_log WHERE portfolio_id = ANY(%s)
     ORDER BY portfolio_id, portfolio_version
 """
@@ -793,6 +889,17 @@ def part_of(held: Decimal, fraction: Fraction) -> Decimal:
     return part
 
 
+def respelled(execution: dict[str, Any]) -> dict[str, Any]:
+    """The same metadata written differently: the time in another zone, the tags in
+    another key order."""
+    again = dict(execution)
+    if again.get("executed_at") is not None:
+        again["executed_at"] = again["executed_at"].astimezone(timezone(timedelta(hours=9)))
+    if again.get("tags"):
+        again["tags"] = dict(reversed(list(again["tags"].items())))
+    return again
+
+
 def pad(value: Decimal) -> Decimal:
     """The same value spelled with trailing zeros, still at most 8 decimal places."""
     if not value.is_finite():
@@ -807,13 +914,18 @@ def check_identities(
 ) -> None:
     """The two identities of docs/sql-api.md, from the event log alone:
     cash = initial + deposits - withdrawals + Σ fill cash flows - Σ fees;
-    Σ (realized + fee) = Σ fill cash flows + Σ open cost basis."""
+    Σ (realized + fee) = Σ fill cash flows + Σ open cost basis;
+    a fill's cash flow being -(quantity * price * multiplier)."""
     with localcontext(EXACT):
         initial = sum((e.amount or 0 for e in events if e.kind == "create"), Decimal(0))
         deposits = sum((e.amount or 0 for e in events if e.kind == "deposit"), Decimal(0))
         withdrawals = sum((e.amount or 0 for e in events if e.kind == "withdraw"), Decimal(0))
         flows = sum(
-            (-(e.quantity * e.price) for e in events if e.quantity is not None and e.price),
+            (
+                -(e.quantity * e.price * e.multiplier)
+                for e in events
+                if e.quantity is not None and e.price and e.multiplier
+            ),
             Decimal(0),
         )
         fees = sum((e.fee for e in events), Decimal(0))
@@ -837,8 +949,8 @@ class RoundsBasisTo8Places(ReferenceLedger):
 class ForgetsFeeOnSells(ReferenceLedger):
     """Wrong: a sell credits the full proceeds, without taking the fee off."""
 
-    def fill_cash_delta(self, fill: Decimal, price: Decimal, fee: Decimal) -> Decimal:
-        return -(fill * price) - (fee if fill > 0 else Decimal(0))
+    def fill_cash_delta(self, notional: Decimal, fee: Decimal) -> Decimal:
+        return -notional - (fee if notional > 0 else Decimal(0))
 
 
 class UnmarkedAtZero(ReferenceLedger):
@@ -849,7 +961,7 @@ class UnmarkedAtZero(ReferenceLedger):
         with localcontext(EXACT):
             return sum(
                 (
-                    p.quantity * self.marks[symbol]
+                    p.market_value(self.marks[symbol])
                     for symbol, p in self.portfolios[portfolio_id].positions.items()
                     if symbol in self.marks
                 ),
@@ -865,13 +977,57 @@ class LogsCashBefore(ReferenceLedger):
     def _commit(
         portfolio: Portfolio,
         operation: str,
-        arguments: dict[str, Decimal | str | None],
+        arguments: dict[str, Any],
         request_id: str | None,
         result: Result,
         event: Event,
     ) -> None:
         event = replace(event, cash_balance=portfolio.cash)
         ReferenceLedger._commit(portfolio, operation, arguments, request_id, result, event)
+
+
+class IgnoresMultiplier(ReferenceLedger):
+    """Wrong: opens every position at multiplier 1, whatever the instrument says."""
+
+    def multiplier(self, symbol: str) -> Decimal:
+        return Decimal(1)
+
+
+EXECUTION_KEYS = ("executed_at", "order_id", "tags")
+
+
+def without_execution(arguments: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in arguments.items() if k not in EXECUTION_KEYS}
+
+
+class IgnoresExecutionInIdentity(ReferenceLedger):
+    """Wrong: a request's identity leaves its execution metadata out, so a retry with
+    other metadata replays instead of failing with PF005."""
+
+    def _enter(
+        self,
+        operation: str,
+        portfolio_id: int,
+        arguments: dict[str, Any],
+        request_id: str | None,
+        expected_version: int | None,
+    ) -> Portfolio | Result:
+        return super()._enter(
+            operation, portfolio_id, without_execution(arguments), request_id, expected_version
+        )
+
+    @staticmethod
+    def _commit(
+        portfolio: Portfolio,
+        operation: str,
+        arguments: dict[str, Any],
+        request_id: str | None,
+        result: Result,
+        event: Event,
+    ) -> None:
+        ReferenceLedger._commit(
+            portfolio, operation, without_execution(arguments), request_id, result, event
+        )
 
 
 # -- the tests ------------------------------------------------------------------------
@@ -899,6 +1055,8 @@ MUST_SEE = (
     "error PortfolioNotFound",
     "request id of a failed call runs anew",
     "request id independent per portfolio",
+    "instrument with a multiplier",
+    "fill with execution metadata",
 )
 
 
@@ -968,6 +1126,7 @@ def test_scripted_program_covers_every_behaviour(db: str) -> None:
         D = Decimal
         steps: list[Callable[[], None]] = [
             lambda: m.first_portfolio(cash=D("1000000")),
+            lambda: m.instruments(chosen=(D(50), D("0.5"))),
             lambda: m.create_portfolio(cash=D(0)),
             lambda: m.cash("deposit_cash", 0, "amount", D("2500.5"), "current"),
             lambda: m.cash("withdraw_cash", 0, "amount", D(500), "none"),
@@ -999,6 +1158,19 @@ def test_scripted_program_covers_every_behaviour(db: str) -> None:
             lambda: m.refused_input("apply_fill", "price", "1.000000001", False, 0, "AAA"),
             lambda: m.apply_fill(0, "BBB", HUGE_QUANTITY, True, D("0.00000001"), D(0), "none"),
             lambda: m.aimed_fill(0, "BBB", "huge", Fraction(1, 2), D(1), D(1), D(0), "none"),
+            # Multiplier 50 (BBB: flip to short, then the remainder) and 0.5 (CCC), with
+            # execution metadata; a replay of the same in other spellings, then changed.
+            lambda: m.aimed_fill(0, "BBB", "flip", Fraction(1, 2), D(3), D("2.5"), D(1), "none",
+                                 2),
+            lambda: m.reduce_part(0, "CCC", "apply_fill", Fraction(1, 3), D(3), False,
+                                  D("10.33333333"), D(0), "none", 5),
+            lambda: m.reduce_part(0, "CCC", "reduce_position", Fraction(1, 3), D(3), False,
+                                  D(11), D(0), "none", 1),
+            lambda: m.update_market_price("CCC", D("10.5")),
+            lambda: m.replay("respelled", True, len(m.applied) - 2, "none"),  # duplicate
+            lambda: m.replay("changed execution", True, len(m.applied) - 2, "none"),  # PF005
+            lambda: m.refused_input("apply_fill", "execution", "NaN", False, 0, "CCC",
+                                    BAD_METADATA[3]),
         ]  # fmt: skip
         m.database_matches_reference()
         for step in steps:
@@ -1011,7 +1183,11 @@ def test_scripted_program_covers_every_behaviour(db: str) -> None:
     # The worked example of docs/sql-api.md (the events equal the database's, checked
     # above): 1 at 10 and 2 at 10.5, reduce 1 at 11, then the 2 left realize 1.33... at 11
     # (here in a flip to short 5, with a fee of 1).
-    realized = {e.kind: e.realized_pnl for e in first if e.kind in ("reduce", "flip")}
+    realized = {
+        e.kind: e.realized_pnl
+        for e in first
+        if e.kind in ("reduce", "flip") and e.symbol and e.symbol.endswith("AAA")
+    }
     assert realized == {"reduce": D("0.6666666666666667"), "flip": D("0.3333333333333333")}
     assert run.seen["error InvalidInput"] >= 3  # wrong side, 9 places, position limit
 
@@ -1027,6 +1203,13 @@ def test_scripted_program_covers_every_behaviour(db: str) -> None:
         # Wrong only in the state read after the step.
         pytest.param(UnmarkedAtZero, ("market value", "portfolio_summary"), id="UnmarkedAtZero"),
         pytest.param(LogsCashBefore, ("events",), id="LogsCashBefore"),
+        # Wrong in the multiplier a position opens at, or in a request's identity.
+        pytest.param(
+            IgnoresMultiplier,
+            ("cash_balance", "position_avg_price", "realized_pnl", "error"),
+            id="IgnoresMultiplier",
+        ),
+        pytest.param(IgnoresExecutionInIdentity, ("error",), id="IgnoresExecutionInIdentity"),
     ],
 )
 def test_negative_control_wrong_reference_is_caught(

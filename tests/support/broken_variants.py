@@ -61,10 +61,29 @@ def _lock_order_reversed(source: str) -> str:
     )
 
 
+# The locks a fill that opens a position takes before it reads the instrument's multiplier.
+MULTIPLIER_TABLE_LOCK = "LOCK TABLE pgportfolio.positions IN ROW EXCLUSIVE MODE;"
+MULTIPLIER_CHANGES_SHARE = "PERFORM FROM pgportfolio.multiplier_changes FOR SHARE;"
+
+
+def _no_multiplier_table_lock(source: str) -> str:
+    # The fill reads the multiplier while a change may be in progress, and only waits for
+    # it at its INSERT into positions, holding the value it read before the change.
+    return source.replace(MULTIPLIER_TABLE_LOCK, "NULL;")
+
+
+def _no_multiplier_changes_share(source: str) -> str:
+    # At REPEATABLE READ the fill reads the multiplier from its snapshot, which cannot see
+    # a change committed after it began.
+    return source.replace(MULTIPLIER_CHANGES_SHARE, "NULL;")
+
+
 VARIANTS: dict[str, tuple[Callable[[str], str], tuple[str, ...]]] = {
     "no_for_update": (_no_for_update, (CORE,)),
     "no_version_check": (_no_version_check, (CORE,)),
     "lock_order_reversed": (_lock_order_reversed, (CORE,)),
+    "no_multiplier_table_lock": (_no_multiplier_table_lock, (CORE,)),
+    "no_multiplier_changes_share": (_no_multiplier_changes_share, (CORE,)),
 }
 
 

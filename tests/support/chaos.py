@@ -18,6 +18,12 @@ Three parts, used by ``tests/proof/test_chaos.py`` and ``tests/proof/test_many_p
 
 Money is exact: every comparison is between ``Decimal`` values, by value, with a
 context wide enough that no arithmetic here ever rounds.
+
+Multipliers and execution metadata are in the mix: some symbols have an instrument with a
+multiplier (set by the owner before anyone trades, :func:`create_portfolios`), so a fill's
+notional is quantity * price * multiplier; about half the fills carry an executed_at, an
+order id and/or tags, which a replay resends as they were (they are part of the request's
+identity) and a changed replay may change alone.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from decimal import MAX_EMAX, MIN_EMIN, ROUND_HALF_UP, Context, Decimal, localcontext
 from fractions import Fraction
 from pathlib import Path
@@ -39,6 +46,7 @@ from typing import Any, Literal
 
 import psycopg
 import psycopg_pool
+from psycopg.types.json import Jsonb
 
 from pgportfolio import AsyncPortfolioClient, MutationResult, PortfolioSnapshot
 from pgportfolio.errors import (
@@ -63,6 +71,7 @@ from pgportfolio.servers import LocalCluster
 D = Decimal
 # Wide enough that + - * on ledger figures are exact (they have at most ~60 digits).
 EXACT = Context(prec=400, rounding=ROUND_HALF_UP, Emax=MAX_EMAX, Emin=MIN_EMIN)
+ONE = D(1)
 
 Outcome = Literal["pending", "acknowledged", "rejected", "not_applied", "unknown"]
 
@@ -209,6 +218,10 @@ class Request:
     expected_version: int | None = None
     cas: str | None = None  # "current" or "stale" (strictly below a version seen committed)
     group: str | None = None  # the two-fill transaction this leg belongs to
+    # a fill's execution metadata, sent as given (part of the request's identity)
+    executed_at: datetime | None = None
+    order_id: str | None = None
+    tags: dict[str, str] | None = None
     outcome: Outcome = "pending"
     error: str | None = None
     sqlstate: str | None = None
@@ -228,6 +241,9 @@ class Request:
             "expected_version": self.expected_version,
             "cas": self.cas,
             "group": self.group,
+            "executed_at": None if self.executed_at is None else self.executed_at.isoformat(),
+            "order_id": self.order_id,
+            "tags": self.tags,
             "outcome": self.outcome,
             "error": self.error,
             "sqlstate": self.sqlstate,
@@ -248,6 +264,11 @@ class Request:
             expected_version=data["expected_version"],
             cas=data["cas"],
             group=data["group"],
+            executed_at=(
+                None if data["executed_at"] is None else datetime.fromisoformat(data["executed_at"])
+            ),
+            order_id=data["order_id"],
+            tags=data["tags"],
             outcome=data["outcome"],
             error=data["error"],
             sqlstate=data["sqlstate"],
@@ -408,12 +429,17 @@ CONTROL_MIX: Mapping[str, int] = {
 
 SYMBOLS = ("AAA", "BBB", "CCC", "DDD")
 BASE_PRICES = {"AAA": D("52.40"), "BBB": D("118.05"), "CCC": D("8.37"), "DDD": D("301.10")}
+# Contract multipliers, upserted before any trade; the other symbols have none (1).
+MULTIPLIERS = {"BBB": D(10), "DDD": D("0.5")}
 INITIAL_CASH = D("2000000")
+# Execution times a fill may carry: in the past (imports), out of order.
+EXECUTED_BASE = datetime(2026, 11, 30, 14, 30, tzinfo=UTC)
 
 PAIR_SQL = (
     "SELECT * FROM pgportfolio.apply_fill(p_portfolio_id => %(portfolio_id)s,"
     " p_symbol => %(symbol)s, p_quantity => %(quantity)s, p_price => %(price)s,"
-    " p_fee => %(fee)s, p_request_id => %(request_id)s)"
+    " p_fee => %(fee)s, p_request_id => %(request_id)s, p_executed_at => %(executed_at)s,"
+    " p_order_id => %(order_id)s, p_tags => %(tags)s)"
 )
 
 
@@ -530,6 +556,23 @@ class Workload:
         return D(rng.randint(low, high))
 
     @staticmethod
+    def _execution(rng: random.Random, rid: str) -> dict[str, Any]:
+        """About half the fills say when they executed, which order they belong to and
+        how they are tagged, in any combination; the rest say nothing."""
+        if rng.random() < 0.5:
+            return {}
+        execution: dict[str, Any] = {}
+        if rng.random() < 0.7:
+            execution["executed_at"] = EXECUTED_BASE + timedelta(
+                seconds=rng.randint(-86_400, 3_600), microseconds=rng.randint(0, 999_999)
+            )
+        if rng.random() < 0.6:
+            execution["order_id"] = f"ORD-{rid}"
+        if rng.random() < 0.6:
+            execution["tags"] = {"account": rng.choice(["ACC-1", "ACC-2"]), "venue": "XCHAOS"}
+        return execution
+
+    @staticmethod
     def _fee(rng: random.Random) -> Decimal:
         return rng.choice([D(0), D(0), D(1), D(rng.randint(1, 250)) / D(100)])
 
@@ -572,7 +615,20 @@ class Workload:
         assert request.symbol is not None
         assert request.price is not None
         assert request.fee is not None
-        price = request.price + D("0.01") if changed else request.price
+        price = request.price
+        quantity = request.quantity
+        execution = {
+            "executed_at": request.executed_at,
+            "order_id": request.order_id,
+            "tags": request.tags,
+        }
+        if changed and any(v is not None for v in execution.values()):
+            # Only the metadata differs: still another request (PF005).
+            execution["order_id"] = f"{request.order_id or ''}-changed"
+        elif changed:  # the price and the size, keeping its sign
+            price += D("0.01")
+            if quantity is not None:
+                quantity += 1 if quantity > 0 else -1
         if op == "close_position":
             return c.close_position(
                 pid,
@@ -581,11 +637,9 @@ class Workload:
                 fee=request.fee,
                 request_id=request_id,
                 expected_version=expected_version,
+                **execution,
             )
-        assert request.quantity is not None
-        quantity = request.quantity
-        if changed:  # change the size too, keeping its sign
-            quantity += 1 if quantity > 0 else -1
+        assert quantity is not None
         fill = {
             "apply_fill": c.apply_fill,
             "open_position": c.open_position,
@@ -600,6 +654,7 @@ class Workload:
             fee=request.fee,
             request_id=request_id,
             expected_version=expected_version,
+            **execution,
         )
 
     # -- the traders --------------------------------------------------------------------
@@ -629,6 +684,7 @@ class Workload:
                 quantity=quantity,
                 price=self._price(rng, symbol),
                 fee=self._fee(rng),
+                **self._execution(rng, rid),
             )
 
         def cash(operation: str, amount: Decimal) -> Request:
@@ -780,10 +836,11 @@ class Workload:
         for symbol in rng.sample(list(self.config.symbols), 2):
             held = known.quantity(symbol)
             side = (1 if held > 0 else -1) if held != 0 else rng.choice([1, -1])
+            rid = self._request_id(trader)
             legs.append(
                 self.recorder.begin(
                     Request(
-                        self._request_id(trader),
+                        rid,
                         pid,
                         "apply_fill",
                         symbol=symbol,
@@ -791,6 +848,7 @@ class Workload:
                         price=self._price(rng, symbol),
                         fee=self._fee(rng),
                         group=group,
+                        **self._execution(rng, rid),
                     )
                 )
             )
@@ -810,6 +868,9 @@ class Workload:
                             "price": leg.price,
                             "fee": leg.fee,
                             "request_id": leg.request_id,
+                            "executed_at": leg.executed_at,
+                            "order_id": leg.order_id,
+                            "tags": None if leg.tags is None else Jsonb(leg.tags),
                         },
                     )
                     row = await cur.fetchone()
@@ -837,6 +898,9 @@ class Workload:
 async def create_portfolios(
     client: AsyncPortfolioClient, count: int, *, symbols: Sequence[str] = SYMBOLS
 ) -> list[int]:
+    for symbol in symbols:  # before any trade: a held symbol's multiplier cannot change
+        if symbol in MULTIPLIERS:
+            await client.upsert_instrument(symbol, MULTIPLIERS[symbol])
     ids = [await client.create_portfolio(f"chaos {i}", INITIAL_CASH) for i in range(count)]
     for symbol in symbols:
         await client.update_market_price(symbol, BASE_PRICES.get(symbol, D("100")))
@@ -1018,6 +1082,10 @@ class _Event:
     cash_balance: Decimal
     position_quantity: Decimal | None
     request_id: str | None
+    executed_at: datetime | None  # as sent: NULL when the fill sent none
+    order_id: str | None
+    tags: dict[str, str] | None
+    multiplier: Decimal | None
 
 
 def _dscale(value: Decimal) -> int:
@@ -1078,14 +1146,23 @@ class _Fill:
     avg_price: Decimal | None
 
 
-def model_fill(held: Decimal, basis: Decimal, fill: Decimal, price: Decimal, fee: Decimal) -> _Fill:
-    """The documented money semantics of one signed fill (docs/sql-api.md)."""
+def model_fill(
+    held: Decimal,
+    basis: Decimal,
+    fill: Decimal,
+    price: Decimal,
+    fee: Decimal,
+    multiplier: Decimal = ONE,
+) -> _Fill:
+    """The documented money semantics of one signed fill (docs/sql-api.md), its notional
+    being fill * price * multiplier."""
     with localcontext(EXACT):
         new_quantity = held + fill
+        notional = fill * price * multiplier
         if held == 0:
-            kind, new_basis = "open", fill * price
+            kind, new_basis = "open", notional
         elif _sign(fill) == _sign(held):
-            kind, new_basis = "add", basis + fill * price
+            kind, new_basis = "add", basis + notional
         elif new_quantity == 0:
             kind, new_basis = "close", D(0)
         elif _sign(new_quantity) == _sign(held):
@@ -1093,9 +1170,11 @@ def model_fill(held: Decimal, basis: Decimal, fill: Decimal, price: Decimal, fee
             share = pg_div(basis * abs(fill) * D("1.0000000000000000000000"), abs(held))
             new_basis = basis - trim_scale(pg_round(share, 16))
         else:
-            kind, new_basis = "flip", new_quantity * price
-        realized = -(fill * price) + (new_basis - basis) - fee
-        avg = None if new_quantity == 0 else pg_round(pg_div(new_basis, new_quantity), 8)
+            kind, new_basis = "flip", new_quantity * price * multiplier
+        realized = -notional + (new_basis - basis) - fee
+        avg = (
+            None if new_quantity == 0 else pg_round(pg_div(new_basis, new_quantity * multiplier), 8)
+        )
         return _Fill(kind, new_quantity, new_basis, realized, avg)
 
 
@@ -1116,13 +1195,20 @@ async def check_ledger(
         await conn.set_read_only(True)
         ids = list(portfolio_ids)
         cur = await conn.execute(
+            # executed_at as sent: event_log shows a fill's transaction time when it
+            # sent none
             "SELECT portfolio_id, portfolio_version, kind, operation, symbol, quantity, price,"
-            " fee, amount, cash_delta, realized_pnl, cash_balance, position_quantity, request_id"
+            " fee, amount, cash_delta, realized_pnl, cash_balance, position_quantity, request_id,"
+            " nullif(executed_at, created_at), order_id, tags, multiplier"
             " FROM pgportfolio.event_log WHERE portfolio_id = ANY(%s)"
             " ORDER BY portfolio_id, portfolio_version",
             (ids,),
         )
         events = [_Event(*row) for row in await cur.fetchall()]
+        # No multiplier changes during a run (a held symbol's cannot): today's are the ones
+        # every position opened with.
+        cur = await conn.execute("SELECT symbol, multiplier FROM pgportfolio.instrument_list")
+        multipliers = {str(r[0]): r[1] for r in await cur.fetchall()}
         cur = await conn.execute(
             "SELECT portfolio_id, cash_balance, realized_pnl, version"
             " FROM pgportfolio.portfolio_summary WHERE portfolio_id = ANY(%s)",
@@ -1177,6 +1263,7 @@ async def check_ledger(
                 stored.get(pid),
                 stored_positions.get(pid, {}),
                 avg_prices,
+                multipliers,
             )
         _check_requests(report, events, recorder, avg_prices)
     _check_monitors(report, recorder, monitors)
@@ -1190,8 +1277,10 @@ def _check_portfolio(
     stored: tuple[Decimal, Decimal, int] | None,
     stored_positions: Mapping[str, tuple[Decimal, Decimal]],
     avg_prices: dict[tuple[int, int], Decimal | None],
+    multipliers: Mapping[str, Decimal],
 ) -> None:
-    """The chain, the documented semantics and both identities, from the log alone."""
+    """The chain, the documented semantics and both identities, from the log alone
+    (and the instruments' multipliers, which no one changed during the run)."""
     if not report.passed(bool(events)):
         report.add("event_chain", f"portfolio {pid} has no events")
     if not events or stored is None:
@@ -1235,21 +1324,24 @@ def _check_portfolio(
             assert e.quantity is not None
             assert e.price is not None
             held, basis = positions.get(e.symbol, (D(0), D(0)))
-            model = model_fill(held, basis, e.quantity, e.price, e.fee)
-            expected_delta = -(e.quantity * e.price) - e.fee
-            flows += -(e.quantity * e.price)
+            multiplier = multipliers.get(e.symbol, D(1))
+            model = model_fill(held, basis, e.quantity, e.price, e.fee, multiplier)
+            expected_delta = -(e.quantity * e.price * multiplier) - e.fee
+            flows += -(e.quantity * e.price * multiplier)
             if not report.passed(
                 model.kind == e.kind
                 and e.kind in KINDS_OF_VERB.get(e.operation, set())
                 and model.new_quantity == e.position_quantity
                 and model.realized == e.realized_pnl
+                and e.multiplier == multiplier
             ):
                 report.add(
                     "event_model",
                     f"portfolio {pid} v{e.version} {e.operation} {e.symbol} {e.quantity}"
-                    f"@{e.price} fee {e.fee}: held {held} basis {basis}; logged kind {e.kind}"
-                    f" position {e.position_quantity} realized {e.realized_pnl}; the"
-                    f" semantics give {model.kind} {model.new_quantity} {model.realized}",
+                    f"@{e.price} x{e.multiplier} fee {e.fee}: held {held} basis {basis};"
+                    f" logged kind {e.kind} position {e.position_quantity} realized"
+                    f" {e.realized_pnl}; the semantics give {model.kind} {model.new_quantity}"
+                    f" {model.realized} at multiplier {multiplier}",
                 )
             # Go on from what the log says happened, so one bad event is one problem.
             new_quantity = e.position_quantity if e.position_quantity is not None else D(0)
@@ -1317,6 +1409,12 @@ def _args_match(request: Request, e: _Event) -> bool:
     if request.operation in CASH_OPERATIONS:
         return request.amount == e.amount
     if request.symbol != e.symbol or request.price != e.price or request.fee != e.fee:
+        return False
+    if (request.executed_at, request.order_id, request.tags) != (
+        e.executed_at,
+        e.order_id,
+        e.tags,
+    ):
         return False
     if e.quantity is None:
         return False

@@ -6,14 +6,24 @@ context that traps any inexact result, and ``Fraction`` for the two divisions th
 rounds (basis removed by a partial reduction, to 16 places; the average price, to 8),
 both half away from zero. Errors are the client's classes, so the test compares classes.
 
+Multipliers: an instrument's multiplier (``upsert_instrument``; 1 without one) scales a
+fill's notional, ``quantity * price * multiplier``, and a position keeps the multiplier it
+opened with. Execution metadata (``executed_at``, ``order_id``, ``tags``) is validated,
+kept on the fill's event and compared as part of a request's identity: times by instant,
+tags as mappings (key order does not matter), an omitted value unlike any given one.
+
 Hooks a deliberately wrong ledger can override (the negative control): ``basis_removed``
 and ``fill_cash_delta``.
 """
 
 from __future__ import annotations
 
+import json
 import re
+import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from decimal import (
     Context,
     Decimal,
@@ -24,8 +34,10 @@ from decimal import (
     localcontext,
 )
 from fractions import Fraction
+from typing import Any
 
 from pgportfolio.errors import (
+    InstrumentHeld,
     InsufficientCash,
     InsufficientPosition,
     InvalidInput,
@@ -51,6 +63,13 @@ FILL_OPERATIONS = (
 # Exact arithmetic or an exception: every figure the ledger handles has at most 8 decimal
 # places and is below 10^15, so products have at most 16 places and 31 integer digits.
 EXACT = Context(prec=200, traps=[InvalidOperation, DivisionByZero, Overflow, Inexact])
+ONE = Decimal(1)
+
+
+def refused_text(text: str) -> bool:
+    """Control or format characters (Unicode categories Cc and Cf, such as U+202E), which
+    the ledger refuses in the text it stores (docs/sql-api.md, "Execution metadata")."""
+    return any(unicodedata.category(c) in ("Cc", "Cf") for c in text)
 
 
 def round_half_away(value: Fraction, places: int) -> Decimal:
@@ -123,6 +142,12 @@ class Event:
     cash_balance: Decimal
     position_quantity: Decimal | None
     request_id: str | None
+    # A fill's: the execution time it was sent with (None: not sent), its order id and
+    # tags, the multiplier it was applied with. None for every other event.
+    executed_at: datetime | None = None
+    order_id: str | None = None
+    tags: dict[str, str] | None = None
+    multiplier: Decimal | None = None
 
 
 @dataclass
@@ -131,10 +156,17 @@ class Position:
     cost_basis: Decimal
     realized_pnl: Decimal
     version: int
+    multiplier: Decimal = ONE
 
     @property
     def avg_price(self) -> Decimal:
-        return round_half_away(Fraction(self.cost_basis) / Fraction(self.quantity), 8)
+        """Per unit of price: cost basis / (quantity * multiplier)."""
+        return round_half_away(
+            Fraction(self.cost_basis) / (Fraction(self.quantity) * Fraction(self.multiplier)), 8
+        )
+
+    def market_value(self, mark: Decimal) -> Decimal:
+        return self.quantity * mark * self.multiplier
 
 
 @dataclass
@@ -146,9 +178,7 @@ class Portfolio:
     version: int = 1
     positions: dict[str, Position] = field(default_factory=dict)
     # request id -> (operation, compared arguments, original result)
-    requests: dict[str, tuple[str, dict[str, Decimal | str | None], Result]] = field(
-        default_factory=dict
-    )
+    requests: dict[str, tuple[str, dict[str, Any], Result]] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
 
 
@@ -170,6 +200,7 @@ class ReferenceLedger:
     def __init__(self) -> None:
         self.portfolios: dict[int, Portfolio] = {}
         self.marks: dict[str, Decimal] = {}
+        self.multipliers: dict[str, Decimal] = {}
 
     # -- hooks (a wrong ledger overrides these) -------------------------------------
 
@@ -177,9 +208,10 @@ class ReferenceLedger:
         """Cost basis a partial reduction takes off: proportional, rounded to 16 places."""
         return round_half_away(Fraction(basis) * Fraction(abs(fill)) / Fraction(abs(held)), 16)
 
-    def fill_cash_delta(self, fill: Decimal, price: Decimal, fee: Decimal) -> Decimal:
-        """``-(fill * price) - fee``: a buy debits value + fee, a sell credits value - fee."""
-        return -(fill * price) - fee
+    def fill_cash_delta(self, notional: Decimal, fee: Decimal) -> Decimal:
+        """``-notional - fee`` (notional = fill * price * multiplier, signed like the
+        fill): a buy debits value + fee, a sell credits value - fee."""
+        return -notional - fee
 
     # -- reads ----------------------------------------------------------------------
 
@@ -187,12 +219,13 @@ class ReferenceLedger:
         return self.portfolios[portfolio_id]
 
     def market_value(self, portfolio_id: int) -> Decimal:
-        """``portfolio_summary.market_value``: quantity * mark, at cost without a mark."""
+        """``portfolio_summary.market_value``: quantity * mark * multiplier, at cost
+        without a mark."""
         with localcontext(EXACT):
             total = ZERO
             for symbol, position in self.portfolios[portfolio_id].positions.items():
                 mark = self.marks.get(symbol)
-                total += position.cost_basis if mark is None else position.quantity * mark
+                total += position.cost_basis if mark is None else position.market_value(mark)
             return total
 
     def equity(self, portfolio_id: int) -> Decimal:
@@ -207,8 +240,11 @@ class ReferenceLedger:
             for symbol, position in self.portfolios[portfolio_id].positions.items():
                 mark = self.marks.get(symbol)
                 if mark is not None:
-                    total += position.quantity * mark - position.cost_basis
+                    total += position.market_value(mark) - position.cost_basis
             return total
+
+    def multiplier(self, symbol: str) -> Decimal:
+        return self.multipliers.get(symbol, ONE)
 
     # -- calls without a request id -------------------------------------------------
 
@@ -244,6 +280,16 @@ class ReferenceLedger:
         _check_symbol(symbol)
         check_number("p_price", price, "positive")
         self.marks[symbol] = price
+
+    def upsert_instrument(self, symbol: str, multiplier: Decimal) -> None:
+        """The multiplier of a symbol that any portfolio holds cannot change (PF007)."""
+        _check_symbol(symbol)
+        check_number("p_multiplier", multiplier, "positive")
+        if multiplier != self.multiplier(symbol) and any(
+            symbol in p.positions for p in self.portfolios.values()
+        ):
+            raise InstrumentHeld(f"symbol {symbol} is held: its multiplier cannot change")
+        self.multipliers[symbol] = multiplier
 
     # -- cash -----------------------------------------------------------------------
 
@@ -333,9 +379,18 @@ class ReferenceLedger:
         fee: Decimal = ZERO,
         request_id: str | None = None,
         expected_version: int | None = None,
+        **execution: Any,
     ) -> Result:
         return self._fill(
-            "apply_fill", portfolio_id, symbol, quantity, price, fee, request_id, expected_version
+            "apply_fill",
+            portfolio_id,
+            symbol,
+            quantity,
+            price,
+            fee,
+            request_id,
+            expected_version,
+            Execution(**execution),
         )
 
     def open_position(
@@ -348,6 +403,7 @@ class ReferenceLedger:
         fee: Decimal = ZERO,
         request_id: str | None = None,
         expected_version: int | None = None,
+        **execution: Any,
     ) -> Result:
         return self._fill(
             "open_position",
@@ -358,6 +414,7 @@ class ReferenceLedger:
             fee,
             request_id,
             expected_version,
+            Execution(**execution),
         )
 
     def add_to_position(
@@ -370,6 +427,7 @@ class ReferenceLedger:
         fee: Decimal = ZERO,
         request_id: str | None = None,
         expected_version: int | None = None,
+        **execution: Any,
     ) -> Result:
         return self._fill(
             "add_to_position",
@@ -380,6 +438,7 @@ class ReferenceLedger:
             fee,
             request_id,
             expected_version,
+            Execution(**execution),
         )
 
     def reduce_position(
@@ -392,6 +451,7 @@ class ReferenceLedger:
         fee: Decimal = ZERO,
         request_id: str | None = None,
         expected_version: int | None = None,
+        **execution: Any,
     ) -> Result:
         return self._fill(
             "reduce_position",
@@ -402,6 +462,7 @@ class ReferenceLedger:
             fee,
             request_id,
             expected_version,
+            Execution(**execution),
         )
 
     def close_position(
@@ -413,6 +474,7 @@ class ReferenceLedger:
         fee: Decimal = ZERO,
         request_id: str | None = None,
         expected_version: int | None = None,
+        **execution: Any,
     ) -> Result:
         return self._fill(
             "close_position",
@@ -423,6 +485,7 @@ class ReferenceLedger:
             fee,
             request_id,
             expected_version,
+            Execution(**execution),
         )
 
     def _fill(
@@ -435,7 +498,9 @@ class ReferenceLedger:
         fee: Decimal,
         request_id: str | None,
         expected_version: int | None,
+        execution: Execution | None = None,
     ) -> Result:
+        execution = execution or Execution()
         with localcontext(EXACT):
             # 1. Input validation.
             _check_symbol(symbol)
@@ -447,11 +512,15 @@ class ReferenceLedger:
                 check_number("p_quantity", quantity, "nonzero")
             check_number("p_price", price, "positive")
             check_number("p_fee", fee, "nonnegative")
-            arguments: dict[str, Decimal | str | None] = {
+            execution.check()
+            arguments: dict[str, Any] = {
                 "symbol": symbol,
                 "quantity": quantity,
                 "price": price,
                 "fee": fee,
+                "executed_at": execution.executed_at,
+                "order_id": execution.order_id,
+                "tags": None if execution.tags is None else dict(execution.tags),
             }
             # 2.-5. Portfolio, request id, expected version.
             portfolio = self._enter(
@@ -463,10 +532,12 @@ class ReferenceLedger:
             position = portfolio.positions.get(symbol)
             held = ZERO if position is None else position.quantity
             basis = ZERO if position is None else position.cost_basis
+            # An open position keeps its multiplier; one opening takes the instrument's.
+            multiplier = self.multiplier(symbol) if position is None else position.multiplier
             fill = _signed_fill(operation, symbol, quantity, held)
             if abs(held + fill) >= LIMIT:
                 raise InvalidInput(f"position in {symbol} would be out of range")
-            plan = self._plan(fill, price, fee, held, basis)
+            plan = self._plan(fill, price, fee, held, basis, multiplier)
             # 7. Cash.
             cash = portfolio.cash + plan.cash_delta
             if cash < 0:
@@ -475,7 +546,8 @@ class ReferenceLedger:
             avg = None
             if plan.new_quantity != 0:
                 avg = round_half_away(
-                    Fraction(plan.new_basis) / Fraction(plan.new_quantity), MAX_PLACES
+                    Fraction(plan.new_basis) / (Fraction(plan.new_quantity) * Fraction(multiplier)),
+                    MAX_PLACES,
                 )
             result = Result(
                 portfolio_id, version, cash, symbol, plan.new_quantity, avg, plan.realized, False
@@ -494,13 +566,17 @@ class ReferenceLedger:
                 cash,
                 plan.new_quantity,
                 request_id,
+                execution.executed_at,
+                execution.order_id,
+                arguments["tags"],
+                multiplier,
             )
             # Commit: position, portfolio, request id, event.
             if plan.new_quantity == 0:
                 del portfolio.positions[symbol]
             elif position is None or plan.kind == "open":
                 portfolio.positions[symbol] = Position(
-                    plan.new_quantity, plan.new_basis, plan.realized, 1
+                    plan.new_quantity, plan.new_basis, plan.realized, 1, multiplier
                 )
             else:
                 position.quantity = plan.new_quantity
@@ -511,24 +587,31 @@ class ReferenceLedger:
             return result
 
     def _plan(
-        self, fill: Decimal, price: Decimal, fee: Decimal, held: Decimal, basis: Decimal
+        self,
+        fill: Decimal,
+        price: Decimal,
+        fee: Decimal,
+        held: Decimal,
+        basis: Decimal,
+        multiplier: Decimal = ONE,
     ) -> _Plan:
         """The money semantics table: new cost basis and event kind, then realized P&L
         = cash flow + change in basis - fee."""
         new_quantity = held + fill
+        notional = fill * price * multiplier
         if held == 0:
-            kind, new_basis = "open", fill * price
+            kind, new_basis = "open", notional
         elif sign_of(fill) == sign_of(held):
-            kind, new_basis = "add", basis + fill * price
+            kind, new_basis = "add", basis + notional
         elif new_quantity == 0:
             kind, new_basis = "close", ZERO
         elif sign_of(new_quantity) == sign_of(held):
             kind, new_basis = "reduce", basis - self.basis_removed(basis, fill, held)
         else:
-            kind, new_basis = "flip", new_quantity * price
-        cash_flow = -(fill * price)
+            kind, new_basis = "flip", new_quantity * price * multiplier
+        cash_flow = -notional
         realized = cash_flow + (new_basis - basis) - fee
-        cash_delta = self.fill_cash_delta(fill, price, fee)
+        cash_delta = self.fill_cash_delta(notional, fee)
         return _Plan(kind, fill, new_quantity, new_basis, cash_delta, realized)
 
     # -- shared steps ---------------------------------------------------------------
@@ -537,7 +620,7 @@ class ReferenceLedger:
         self,
         operation: str,
         portfolio_id: int,
-        arguments: dict[str, Decimal | str | None],
+        arguments: dict[str, Any],
         request_id: str | None,
         expected_version: int | None,
     ) -> Portfolio | Result:
@@ -567,7 +650,7 @@ class ReferenceLedger:
     def _commit(
         portfolio: Portfolio,
         operation: str,
-        arguments: dict[str, Decimal | str | None],
+        arguments: dict[str, Any],
         request_id: str | None,
         result: Result,
         event: Event,
@@ -578,6 +661,51 @@ class ReferenceLedger:
         portfolio.events.append(event)
         if request_id is not None:
             portfolio.requests[request_id] = (operation, dict(arguments), result)
+
+
+@dataclass(frozen=True)
+class Execution:
+    """A fill's optional execution metadata, with the ledger's rules for it."""
+
+    executed_at: datetime | None = None
+    order_id: str | None = None
+    tags: Mapping[str, Any] | None = None
+
+    def check(self) -> None:
+        """The rules for order ids and tags. An executed_at is never in the future here
+        (the model sends fixed past times; pgTAP tests that rule against the clock)."""
+        if self.order_id is not None and (
+            not 1 <= len(self.order_id) <= 200 or refused_text(self.order_id)
+        ):
+            raise InvalidInput("invalid order id")
+        if self.tags is None:
+            return
+        if not isinstance(self.tags, Mapping):
+            raise InvalidInput("tags must be a JSON object")
+        if len(self.tags) > 32 or len(_json_text(self.tags).encode()) > 4096:
+            raise InvalidInput("invalid tags")
+        for key, value in self.tags.items():
+            if (
+                not isinstance(value, str)
+                or not 1 <= len(key) <= 64
+                or len(value) > 256
+                or refused_text(key)
+                or refused_text(value)
+            ):
+                raise InvalidInput("invalid tags")
+
+
+def _json_text(tags: Mapping[str, Any]) -> str:
+    """jsonb's text form of a flat object: keys by length, then bytes; ", " and ": "."""
+    keys = sorted(tags, key=lambda k: (len(k.encode()), k.encode()))
+    return (
+        "{"
+        + ", ".join(
+            f"{json.dumps(k, ensure_ascii=False)}: {json.dumps(tags[k], ensure_ascii=False)}"
+            for k in keys
+        )
+        + "}"
+    )
 
 
 def _check_symbol(symbol: str) -> None:
