@@ -536,32 +536,49 @@ BEGIN
 END;
 $$;
 
+-- The tags' rule (see _execution_valid below).
+CREATE FUNCTION pgportfolio._tags_valid(p_tags jsonb)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE
+        WHEN jsonb_typeof(p_tags) <> 'object' OR octet_length(p_tags::text) > 4096 THEN false
+        ELSE (
+            SELECT count(*) <= 32 AND coalesce(bool_and(
+                length(t.key) BETWEEN 1 AND 64 AND t.key !~ pgportfolio._refused_characters()
+                AND jsonb_typeof(t.value) = 'string'
+                AND length(t.value #>> '{}') <= 256 AND (t.value #>> '{}') !~ pgportfolio._refused_characters()
+            ), true)
+            FROM jsonb_each(p_tags) AS t
+        )
+    END;
+$$;
+
 -- A fill's execution metadata, all optional. executed_at: when the trade happened, finite
 -- and at most p_latest (one minute after the clock: a clock a little ahead is tolerated, a
 -- date typed wrong is not); it may be long past (imports). order_id: the broker's order or
 -- execution id, opaque like a request id. tags: a flat JSON object of short strings
 -- (account, strategy, venue...), bounded so that one event's row stays small.
+-- No SET search_path, every name qualified: the planner folds the call into its caller's
+-- expression (with SET search_path it cost about 8 µs per fill; folded, 0.1 µs). The tags'
+-- rule reads the object's members, so it is a function of its own, called for tags only.
 CREATE FUNCTION pgportfolio._execution_valid(
     p_executed_at timestamptz, p_order_id text, p_tags jsonb, p_latest timestamptz
 )
 RETURNS boolean
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
+LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
-    SELECT (p_executed_at IS NULL OR (p_executed_at > '-infinity' AND p_executed_at <= p_latest))
-        AND (p_order_id IS NULL
-            OR (length(p_order_id) BETWEEN 1 AND 200 AND p_order_id !~ pgportfolio._refused_characters()))
-        AND (p_tags IS NULL OR CASE
-            WHEN jsonb_typeof(p_tags) <> 'object' OR octet_length(p_tags::text) > 4096 THEN false
-            ELSE (
-                SELECT count(*) <= 32 AND coalesce(bool_and(
-                    length(t.key) BETWEEN 1 AND 64 AND t.key !~ pgportfolio._refused_characters()
-                    AND jsonb_typeof(t.value) = 'string'
-                    AND length(t.value #>> '{}') <= 256 AND (t.value #>> '{}') !~ pgportfolio._refused_characters()
-                ), true)
-                FROM jsonb_each(p_tags) AS t
-            )
-        END);
+    SELECT (p_executed_at IS NULL OR (
+            p_executed_at OPERATOR(pg_catalog.>) '-infinity'::pg_catalog.timestamptz
+            AND p_executed_at OPERATOR(pg_catalog.<=) p_latest
+        ))
+        AND (p_order_id IS NULL OR (
+            pg_catalog.length(p_order_id) OPERATOR(pg_catalog.>=) 1
+            AND pg_catalog.length(p_order_id) OPERATOR(pg_catalog.<=) 200
+            AND p_order_id OPERATOR(pg_catalog.!~) pgportfolio._refused_characters()
+        ))
+        AND (p_tags IS NULL OR pgportfolio._tags_valid(p_tags));
 $$;
 
 -- The same rules as _execution_valid, raising the one that was broken.
@@ -594,7 +611,7 @@ BEGIN
         RAISE EXCEPTION 'tags must be a JSON object'
             USING ERRCODE = '22023', DETAIL = format('Got a JSON %s.', jsonb_typeof(p_tags)), HINT = v_tags_hint;
     END IF;
-    IF NOT pgportfolio._execution_valid(NULL, NULL, p_tags, p_latest) THEN
+    IF NOT pgportfolio._tags_valid(p_tags) THEN
         RAISE EXCEPTION 'invalid tags' USING ERRCODE = '22023', HINT = v_tags_hint;
     END IF;
 END;
@@ -782,7 +799,8 @@ CREATE FUNCTION pgportfolio._request_args(
     p_tags jsonb
 )
 RETURNS jsonb
-LANGUAGE sql IMMUTABLE
+-- STABLE: executed_at reads in the session's TimeZone.
+LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE
@@ -956,6 +974,10 @@ DECLARE
     r_position_basis numeric[];
     r_realized numeric[];
     v_row record;
+    -- the events the log holds for this call's request ids, and the element of each
+    l_items bigint[];
+    l_events pgportfolio.events[];
+    v_logged pgportfolio.events;
     -- the element at hand
     v_operation text;
     v_is_cash boolean;
@@ -1289,48 +1311,49 @@ BEGIN
         -- every event of the portfolio (15.7 ms a call on average after 12 s of a fresh
         -- bench); a plan made with the table's size at hand takes the request-id index.
         -- A call of one is looked up without the unnest (a third of its planning).
-        FOR v_row IN EXECUTE CASE WHEN v_n = 1 THEN $lookup_one$
-            SELECT 1::bigint AS item, e.portfolio_version, e.operation, e.symbol, e.quantity, e.price, e.fee, e.amount,
-                e.executed_at, e.order_id, e.tags, e.multiplier, e.cash_balance, e.position_quantity,
-                e.position_cost_basis, e.realized_pnl
-            FROM pgportfolio.events AS e
-            WHERE $3[1] IS NULL AND e.portfolio_id = $1[1] AND e.request_id = $2[1]
-            $lookup_one$ ELSE $lookup$
-            SELECT k.item, e.portfolio_version, e.operation, e.symbol, e.quantity, e.price, e.fee, e.amount,
-                e.executed_at, e.order_id, e.tags, e.multiplier, e.cash_balance, e.position_quantity,
-                e.position_cost_basis, e.realized_pnl
-            FROM unnest($1, $2, $3) WITH ORDINALITY AS k (id, rid, st, item)
-            CROSS JOIN LATERAL (
-                SELECT l.* FROM pgportfolio.events AS l WHERE l.portfolio_id = k.id AND l.request_id = k.rid
-            ) AS e
-            WHERE k.st IS NULL
-            $lookup$ END USING p_portfolio_ids, p_request_ids, f_state
-        LOOP
+        IF v_n = 1 THEN
+            EXECUTE $lookup_one$
+                SELECT array_agg(1::bigint), array_agg(e)
+                FROM pgportfolio.events AS e
+                WHERE $3[1] IS NULL AND e.portfolio_id = $1[1] AND e.request_id = $2[1]
+            $lookup_one$ INTO l_items, l_events USING p_portfolio_ids, p_request_ids, f_state;
+        ELSE
+            EXECUTE $lookup$
+                SELECT array_agg(k.item), array_agg(e.l)
+                FROM unnest($1, $2, $3) WITH ORDINALITY AS k (id, rid, st, item)
+                CROSS JOIN LATERAL (
+                    SELECT l FROM pgportfolio.events AS l WHERE l.portfolio_id = k.id AND l.request_id = k.rid
+                ) AS e
+                WHERE k.st IS NULL
+            $lookup$ INTO l_items, l_events USING p_portfolio_ids, p_request_ids, f_state;
+        END IF;
+        FOR g IN 1 .. coalesce(cardinality(l_items), 0) LOOP
+            v_logged := l_events[g];
             -- the event belongs to the group's first element (every member finds it)
-            j := coalesce(f_first[v_row.item], v_row.item);
-            CONTINUE WHEN j <> v_row.item;
+            j := coalesce(f_first[l_items[g]], l_items[g]);
+            CONTINUE WHEN j <> l_items[g];
             f_first[j] := j;
-            r_version[j] := v_row.portfolio_version;
-            r_operation[j] := v_row.operation;
-            r_symbol[j] := v_row.symbol;
+            r_version[j] := v_logged.portfolio_version;
+            r_operation[j] := v_logged.operation;
+            r_symbol[j] := v_logged.symbol;
             -- the quantity as requested: reduce_position logs the signed fill, and
             -- close_position takes none
-            r_quantity[j] := CASE v_row.operation
-                WHEN 'reduce_position' THEN abs(v_row.quantity)
+            r_quantity[j] := CASE v_logged.operation
+                WHEN 'reduce_position' THEN abs(v_logged.quantity)
                 WHEN 'close_position' THEN NULL
-                ELSE v_row.quantity
+                ELSE v_logged.quantity
             END;
-            r_price[j] := v_row.price;
-            r_fee[j] := CASE WHEN v_row.symbol IS NOT NULL THEN v_row.fee END;
-            r_amount[j] := v_row.amount;
-            r_executed_at[j] := v_row.executed_at;
-            r_order_id[j] := v_row.order_id;
-            r_tags[j] := v_row.tags;
-            r_multiplier[j] := v_row.multiplier;
-            r_cash[j] := v_row.cash_balance;
-            r_position_quantity[j] := v_row.position_quantity;
-            r_position_basis[j] := v_row.position_cost_basis;
-            r_realized[j] := v_row.realized_pnl;
+            r_price[j] := v_logged.price;
+            r_fee[j] := CASE WHEN v_logged.symbol IS NOT NULL THEN v_logged.fee END;
+            r_amount[j] := v_logged.amount;
+            r_executed_at[j] := v_logged.executed_at;
+            r_order_id[j] := v_logged.order_id;
+            r_tags[j] := v_logged.tags;
+            r_multiplier[j] := v_logged.multiplier;
+            r_cash[j] := v_logged.cash_balance;
+            r_position_quantity[j] := v_logged.position_quantity;
+            r_position_basis[j] := v_logged.position_cost_basis;
+            r_realized[j] := v_logged.realized_pnl;
         END LOOP;
     END IF;
 

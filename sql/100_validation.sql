@@ -99,32 +99,49 @@ BEGIN
 END;
 $$;
 
+-- The tags' rule (see _execution_valid below).
+CREATE FUNCTION pgportfolio._tags_valid(p_tags jsonb)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE
+        WHEN jsonb_typeof(p_tags) <> 'object' OR octet_length(p_tags::text) > 4096 THEN false
+        ELSE (
+            SELECT count(*) <= 32 AND coalesce(bool_and(
+                length(t.key) BETWEEN 1 AND 64 AND t.key !~ pgportfolio._refused_characters()
+                AND jsonb_typeof(t.value) = 'string'
+                AND length(t.value #>> '{}') <= 256 AND (t.value #>> '{}') !~ pgportfolio._refused_characters()
+            ), true)
+            FROM jsonb_each(p_tags) AS t
+        )
+    END;
+$$;
+
 -- A fill's execution metadata, all optional. executed_at: when the trade happened, finite
 -- and at most p_latest (one minute after the clock: a clock a little ahead is tolerated, a
 -- date typed wrong is not); it may be long past (imports). order_id: the broker's order or
 -- execution id, opaque like a request id. tags: a flat JSON object of short strings
 -- (account, strategy, venue...), bounded so that one event's row stays small.
+-- No SET search_path, every name qualified: the planner folds the call into its caller's
+-- expression (with SET search_path it cost about 8 µs per fill; folded, 0.1 µs). The tags'
+-- rule reads the object's members, so it is a function of its own, called for tags only.
 CREATE FUNCTION pgportfolio._execution_valid(
     p_executed_at timestamptz, p_order_id text, p_tags jsonb, p_latest timestamptz
 )
 RETURNS boolean
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
+LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
-    SELECT (p_executed_at IS NULL OR (p_executed_at > '-infinity' AND p_executed_at <= p_latest))
-        AND (p_order_id IS NULL
-            OR (length(p_order_id) BETWEEN 1 AND 200 AND p_order_id !~ pgportfolio._refused_characters()))
-        AND (p_tags IS NULL OR CASE
-            WHEN jsonb_typeof(p_tags) <> 'object' OR octet_length(p_tags::text) > 4096 THEN false
-            ELSE (
-                SELECT count(*) <= 32 AND coalesce(bool_and(
-                    length(t.key) BETWEEN 1 AND 64 AND t.key !~ pgportfolio._refused_characters()
-                    AND jsonb_typeof(t.value) = 'string'
-                    AND length(t.value #>> '{}') <= 256 AND (t.value #>> '{}') !~ pgportfolio._refused_characters()
-                ), true)
-                FROM jsonb_each(p_tags) AS t
-            )
-        END);
+    SELECT (p_executed_at IS NULL OR (
+            p_executed_at OPERATOR(pg_catalog.>) '-infinity'::pg_catalog.timestamptz
+            AND p_executed_at OPERATOR(pg_catalog.<=) p_latest
+        ))
+        AND (p_order_id IS NULL OR (
+            pg_catalog.length(p_order_id) OPERATOR(pg_catalog.>=) 1
+            AND pg_catalog.length(p_order_id) OPERATOR(pg_catalog.<=) 200
+            AND p_order_id OPERATOR(pg_catalog.!~) pgportfolio._refused_characters()
+        ))
+        AND (p_tags IS NULL OR pgportfolio._tags_valid(p_tags));
 $$;
 
 -- The same rules as _execution_valid, raising the one that was broken.
@@ -157,7 +174,7 @@ BEGIN
         RAISE EXCEPTION 'tags must be a JSON object'
             USING ERRCODE = '22023', DETAIL = format('Got a JSON %s.', jsonb_typeof(p_tags)), HINT = v_tags_hint;
     END IF;
-    IF NOT pgportfolio._execution_valid(NULL, NULL, p_tags, p_latest) THEN
+    IF NOT pgportfolio._tags_valid(p_tags) THEN
         RAISE EXCEPTION 'invalid tags' USING ERRCODE = '22023', HINT = v_tags_hint;
     END IF;
 END;

@@ -17,7 +17,8 @@ CREATE FUNCTION pgportfolio._request_args(
     p_tags jsonb
 )
 RETURNS jsonb
-LANGUAGE sql IMMUTABLE
+-- STABLE: executed_at reads in the session's TimeZone.
+LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE

@@ -157,6 +157,10 @@ DECLARE
     r_position_basis numeric[];
     r_realized numeric[];
     v_row record;
+    -- the events the log holds for this call's request ids, and the element of each
+    l_items bigint[];
+    l_events pgportfolio.events[];
+    v_logged pgportfolio.events;
     -- the element at hand
     v_operation text;
     v_is_cash boolean;
@@ -490,48 +494,49 @@ BEGIN
         -- every event of the portfolio (15.7 ms a call on average after 12 s of a fresh
         -- bench); a plan made with the table's size at hand takes the request-id index.
         -- A call of one is looked up without the unnest (a third of its planning).
-        FOR v_row IN EXECUTE CASE WHEN v_n = 1 THEN $lookup_one$
-            SELECT 1::bigint AS item, e.portfolio_version, e.operation, e.symbol, e.quantity, e.price, e.fee, e.amount,
-                e.executed_at, e.order_id, e.tags, e.multiplier, e.cash_balance, e.position_quantity,
-                e.position_cost_basis, e.realized_pnl
-            FROM pgportfolio.events AS e
-            WHERE $3[1] IS NULL AND e.portfolio_id = $1[1] AND e.request_id = $2[1]
-            $lookup_one$ ELSE $lookup$
-            SELECT k.item, e.portfolio_version, e.operation, e.symbol, e.quantity, e.price, e.fee, e.amount,
-                e.executed_at, e.order_id, e.tags, e.multiplier, e.cash_balance, e.position_quantity,
-                e.position_cost_basis, e.realized_pnl
-            FROM unnest($1, $2, $3) WITH ORDINALITY AS k (id, rid, st, item)
-            CROSS JOIN LATERAL (
-                SELECT l.* FROM pgportfolio.events AS l WHERE l.portfolio_id = k.id AND l.request_id = k.rid
-            ) AS e
-            WHERE k.st IS NULL
-            $lookup$ END USING p_portfolio_ids, p_request_ids, f_state
-        LOOP
+        IF v_n = 1 THEN
+            EXECUTE $lookup_one$
+                SELECT array_agg(1::bigint), array_agg(e)
+                FROM pgportfolio.events AS e
+                WHERE $3[1] IS NULL AND e.portfolio_id = $1[1] AND e.request_id = $2[1]
+            $lookup_one$ INTO l_items, l_events USING p_portfolio_ids, p_request_ids, f_state;
+        ELSE
+            EXECUTE $lookup$
+                SELECT array_agg(k.item), array_agg(e.l)
+                FROM unnest($1, $2, $3) WITH ORDINALITY AS k (id, rid, st, item)
+                CROSS JOIN LATERAL (
+                    SELECT l FROM pgportfolio.events AS l WHERE l.portfolio_id = k.id AND l.request_id = k.rid
+                ) AS e
+                WHERE k.st IS NULL
+            $lookup$ INTO l_items, l_events USING p_portfolio_ids, p_request_ids, f_state;
+        END IF;
+        FOR g IN 1 .. coalesce(cardinality(l_items), 0) LOOP
+            v_logged := l_events[g];
             -- the event belongs to the group's first element (every member finds it)
-            j := coalesce(f_first[v_row.item], v_row.item);
-            CONTINUE WHEN j <> v_row.item;
+            j := coalesce(f_first[l_items[g]], l_items[g]);
+            CONTINUE WHEN j <> l_items[g];
             f_first[j] := j;
-            r_version[j] := v_row.portfolio_version;
-            r_operation[j] := v_row.operation;
-            r_symbol[j] := v_row.symbol;
+            r_version[j] := v_logged.portfolio_version;
+            r_operation[j] := v_logged.operation;
+            r_symbol[j] := v_logged.symbol;
             -- the quantity as requested: reduce_position logs the signed fill, and
             -- close_position takes none
-            r_quantity[j] := CASE v_row.operation
-                WHEN 'reduce_position' THEN abs(v_row.quantity)
+            r_quantity[j] := CASE v_logged.operation
+                WHEN 'reduce_position' THEN abs(v_logged.quantity)
                 WHEN 'close_position' THEN NULL
-                ELSE v_row.quantity
+                ELSE v_logged.quantity
             END;
-            r_price[j] := v_row.price;
-            r_fee[j] := CASE WHEN v_row.symbol IS NOT NULL THEN v_row.fee END;
-            r_amount[j] := v_row.amount;
-            r_executed_at[j] := v_row.executed_at;
-            r_order_id[j] := v_row.order_id;
-            r_tags[j] := v_row.tags;
-            r_multiplier[j] := v_row.multiplier;
-            r_cash[j] := v_row.cash_balance;
-            r_position_quantity[j] := v_row.position_quantity;
-            r_position_basis[j] := v_row.position_cost_basis;
-            r_realized[j] := v_row.realized_pnl;
+            r_price[j] := v_logged.price;
+            r_fee[j] := CASE WHEN v_logged.symbol IS NOT NULL THEN v_logged.fee END;
+            r_amount[j] := v_logged.amount;
+            r_executed_at[j] := v_logged.executed_at;
+            r_order_id[j] := v_logged.order_id;
+            r_tags[j] := v_logged.tags;
+            r_multiplier[j] := v_logged.multiplier;
+            r_cash[j] := v_logged.cash_balance;
+            r_position_quantity[j] := v_logged.position_quantity;
+            r_position_basis[j] := v_logged.position_cost_basis;
+            r_realized[j] := v_logged.realized_pnl;
         END LOOP;
     END IF;
 
