@@ -101,3 +101,31 @@ def fits_in_batch(value: Decimal | None) -> bool:
     if value.is_finite():
         return -1000 < value.adjusted() < 1000
     return str(value) in ("NaN", "Infinity", "-Infinity")
+
+
+# A batch's columns travel as PostgreSQL array literals written here, one text parameter
+# each, which the query casts to its array type: psycopg's list adapters look at every
+# element in Python (about 7.5 µs per fill of a batch of 50, nine columns; these 1.2).
+
+
+def number_array(values: list[Decimal | int | None]) -> str:
+    """An array literal of ints and Decimals (None: NULL). ``str()`` of either is
+    numeric input PostgreSQL reads unquoted (``1E+3``, ``NaN``, ``-Infinity``); the
+    values a batch may carry are those ``fits_in_batch`` lets through."""
+    return "{" + ",".join(["NULL" if v is None else str(v) for v in values]) + "}"
+
+
+def text_array(values: list[str | None]) -> str:
+    """An array literal of texts (None: NULL), each quoted, with backslash and double
+    quote escaped: nothing else is special inside the quotes. (NUL cannot occur: the
+    text rules refuse it before.)"""
+    return (
+        "{"
+        + ",".join(
+            [
+                "NULL" if v is None else '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+                for v in values
+            ]
+        )
+        + "}"
+    )

@@ -864,8 +864,7 @@ class AsyncPortfolioClient:
         values = BATCHABLE.get(operation)
         # A value a batch cannot carry goes alone, so that its error is its own.
         if self.coalesce and values and all(fits_in_batch(params[k]) for k in values):
-            with self.monitor.operation(operation):
-                return await self.coalescer.submit(self._pending(operation, params))
+            return await self.coalescer.submit(self._pending(operation, params), operation)
         request = Request(operation, params["portfolio_id"], params["request_id"])
 
         async def attempt(in_doubt: bool) -> MutationResult:

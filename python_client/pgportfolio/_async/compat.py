@@ -32,12 +32,14 @@ __all__ = [
     "Future",
     "Lock",
     "acquire",
+    "answer",
     "atomic",
     "call_later",
     "is_busy",
     "join",
     "new_future",
     "registry_guard",
+    "schedule",
     "sleep",
     "spawn",
     "uninterrupted",
@@ -120,16 +122,23 @@ async def uninterrupted(call: Coroutine[Any, Any, T]) -> T:
 
 
 def new_future() -> asyncio.Future[Any]:
-    """A future whose exception counts as retrieved even if its caller gave up waiting
-    (asyncio would otherwise log "Future exception was never retrieved")."""
-    future = asyncio.get_running_loop().create_future()
-    future.add_done_callback(_retrieve)
-    return future
+    """A future for one caller's answer. Its caller awaits it (``answer``), so an
+    exception set on it is always retrieved, and a caller that stops waiting cancels it:
+    whoever answers checks ``done()`` first."""
+    return asyncio.get_running_loop().create_future()
 
 
-def _retrieve(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
+async def answer(future: asyncio.Future[T]) -> T:
+    """Wait for ``future``'s result (or its exception). A cancelled waiter cancels
+    ``future``. Bounds on the wait are the owner's business (``schedule``): one timer
+    for all waiters, not one per call (a timer costs about 3 µs, a sixth of a fill)."""
+    return await future
+
+
+def schedule(seconds: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
+    """Run ``callback`` on the event loop after ``seconds``; ``cancel()`` the handle to
+    call it off."""
+    return asyncio.get_running_loop().call_later(seconds, callback)
 
 
 async def wait_future(future: asyncio.Future[Any], timeout: float | None) -> bool:
