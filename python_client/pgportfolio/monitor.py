@@ -164,11 +164,10 @@ class Monitor:
         error: str | None,
         *,
         lock: str | None = None,
-        waited: float | None = None,
         contended: bool = False,
     ) -> None:
         """The call that ``begin`` returned ``started`` for ended (``error``: the class
-        name of what it raised). With ``lock``, it also waited ``waited`` seconds for that
+        name of what it raised). With ``lock``, its whole time was also a wait for that
         in-process lock (as ``record_lock_wait``), recorded under the same guard."""
         if not self.enabled:
             return
@@ -182,11 +181,11 @@ class Monitor:
                 stats.successes += 1
             else:
                 stats.failures[error] += 1
-            if lock is not None and waited is not None:
+            if lock is not None:
                 wait = self._locks[lock]
                 wait.acquisitions += 1
                 wait.contended += contended
-                wait.wait.record(waited)
+                wait.wait.record(elapsed)
 
     def record_lock_wait(self, lock_name: str, seconds: float, *, contended: bool) -> None:
         if not self.enabled:

@@ -140,13 +140,15 @@ class AsyncCoalescer:
     async def submit(self, pending: Pending, name: str) -> MutationResult:
         """Queue ``pending`` and wait for its own answer; the monitor counts it as the
         call ``name`` and its wait as the ``coalescer`` lock's."""
-        self.start()
+        if not self._workers:
+            self.start()
         monitor = self.monitor
         started = monitor.begin()
         portfolio_id = pending.request.portfolio_id
         with compat.atomic(self._turns):
-            pending.waited = self._busy_workers >= self.max_combiners or self._portfolio_busy(
-                portfolio_id
+            pending.waited = (
+                self._busy_workers >= self.max_combiners
+                or self._in_flight.get(portfolio_id or 0, 0) >= self.max_batches_per_portfolio
             )
             pending.arrived = time.monotonic()
             self._queue.append(pending)
@@ -158,34 +160,20 @@ class AsyncCoalescer:
         if not pending.waited:
             async with self._turns:
                 self._turns.notify()
+        # Waiting for a worker is this mode's in-process lock wait: the monitor counts
+        # the call's time as the wait of the "coalescer" lock too, unless it gave up
+        # waiting for a turn (then it never had one).
         try:
             result = await compat.answer(pending.future)
         except Exception as exc:
-            if pending.expired:  # it never had a turn: no lock wait to count
-                monitor.end(name, started, type(exc).__name__)
-            else:
-                monitor.end(
-                    name,
-                    started,
-                    type(exc).__name__,
-                    lock="coalescer",
-                    waited=time.perf_counter() - started,
-                    contended=pending.waited,
-                )
+            lock = None if pending.expired else "coalescer"
+            monitor.end(name, started, type(exc).__name__, lock=lock, contended=pending.waited)
             raise
         except BaseException as exc:  # the caller stopped waiting (cancelled)
             self._withdraw(pending)
             monitor.end(name, started, type(exc).__name__)
             raise
-        # Waiting for a worker is this mode's in-process lock wait.
-        monitor.end(
-            name,
-            started,
-            None,
-            lock="coalescer",
-            waited=time.perf_counter() - started,
-            contended=pending.waited,
-        )
+        monitor.end(name, started, None, lock="coalescer", contended=pending.waited)
         return result
 
     # -- bounded waits ---------------------------------------------------------------
@@ -268,8 +256,12 @@ class AsyncCoalescer:
     # -- workers ---------------------------------------------------------------------
 
     async def _work(self) -> None:
+        batch: list[Pending] = []
+        portfolios: set[int] = set()
         while True:
             async with self._turns:
+                if batch:  # the last batch is answered: its turn ends with the next's start
+                    self._release(portfolios)
                 while not (batch := self._next_batch()):
                     if self._closing:
                         return
@@ -282,13 +274,18 @@ class AsyncCoalescer:
                     self._turns.notify()  # what is left may be another portfolio's
             try:
                 await self.send_batch(batch)
-            finally:
+            except BaseException:
                 async with self._turns:
-                    self._busy_workers -= 1
-                    for key in portfolios:
-                        left = self._in_flight.pop(key) - 1
-                        if left:
-                            self._in_flight[key] = left
+                    self._release(portfolios)
+                raise
+
+    def _release(self, portfolios: set[int]) -> None:
+        """A batch's turn ends. Called holding ``_turns``."""
+        self._busy_workers -= 1
+        for key in portfolios:
+            left = self._in_flight.pop(key) - 1
+            if left:
+                self._in_flight[key] = left
 
     def _next_batch(self) -> list[Pending]:
         """Take queued operations, oldest first, up to max_batch, skipping those whose

@@ -146,8 +146,11 @@ class AsyncTransport:
             await conn.close()
             await self.pool.putconn(conn)  # the pool sees it closed and replaces it
         try:
-            async with conn:
+            if conn.autocommit:
                 yield conn
+            else:  # a caller's pool: commit, or roll back on an error, before it goes back
+                async with conn:
+                    yield conn
         finally:
             await self.pool.putconn(conn)
 

@@ -856,7 +856,7 @@ class PortfolioClient:
         alone, retried where that is safe."""
         values = BATCHABLE.get(operation)
         # A value a batch cannot carry goes alone, so that its error is its own.
-        if self.coalesce and values and all(fits_in_batch(params[k]) for k in values):
+        if self.coalesce and values and all(map(fits_in_batch, map(params.__getitem__, values))):
             return self.coalescer.submit(self._pending(operation, params), operation)
         request = Request(operation, params["portfolio_id"], params["request_id"])
 

@@ -147,8 +147,11 @@ class Transport:
             conn.close()
             self.pool.putconn(conn)  # the pool sees it closed and replaces it
         try:
-            with conn:
+            if conn.autocommit:
                 yield conn
+            else:  # a caller's pool: commit, or roll back on an error, before it goes back
+                with conn:
+                    yield conn
         finally:
             self.pool.putconn(conn)
 
