@@ -361,7 +361,15 @@ class AsyncPortfolioClient:
         if not batch:
             return []
         with self.monitor.operation("apply_fills"):
-            await self.coalescer.send_batch(batch)
+            try:
+                await self.coalescer.send_batch(batch)
+            except BaseException:
+                # Interrupted: nobody reads the elements' answers (each an unknown
+                # outcome), so they are marked read, sparing a "never retrieved" log.
+                for item in batch:
+                    if item.future.done() and not item.future.cancelled():
+                        item.future.exception()
+                raise
         answers: list[MutationResult | PortfolioError] = []
         for item in batch:
             error = item.future.exception()
