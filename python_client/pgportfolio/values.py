@@ -6,8 +6,11 @@ rule and one error; the client refuses only what it alone can see: the Python ty
 
 from __future__ import annotations
 
+import json
 from datetime import date, datetime
 from decimal import Decimal
+
+from psycopg.types.json import Jsonb
 
 from pgportfolio.errors import InvalidInput
 
@@ -101,3 +104,42 @@ def fits_in_batch(value: Decimal | None) -> bool:
     if value.is_finite():
         return -1000 < value.adjusted() < 1000
     return str(value) in ("NaN", "Infinity", "-Infinity")
+
+
+# A batch's columns travel as PostgreSQL array literals written here, one text parameter
+# each, which the query casts to its array type: psycopg's list adapters look at every
+# element in Python (about 7.5 µs per fill of a batch of 50, nine columns; these 1.2).
+
+
+def number_array(values: list[Decimal | int | None]) -> str:
+    """An array literal of ints and Decimals (None: NULL). ``str()`` of either is
+    numeric input PostgreSQL reads unquoted (``1E+3``, ``NaN``, ``-Infinity``); the
+    values a batch may carry are those ``fits_in_batch`` lets through."""
+    return "{" + ",".join(["NULL" if v is None else str(v) for v in values]) + "}"
+
+
+def text_array(values: list[str | None]) -> str:
+    """An array literal of texts (None: NULL), each quoted, with backslash and double
+    quote escaped: nothing else is special inside the quotes. (NUL cannot occur: the
+    text rules refuse it before.)"""
+    return (
+        "{"
+        + ",".join(
+            [
+                "NULL" if v is None else '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+                for v in values
+            ]
+        )
+        + "}"
+    )
+
+
+def time_array(values: list[datetime | None]) -> str:
+    """An array literal of timezone-aware datetimes (None: NULL), in ISO 8601 with their
+    offset, which timestamptz reads exactly whatever the session's TimeZone."""
+    return text_array([None if v is None else v.isoformat() for v in values])
+
+
+def json_array(values: list[Jsonb | None]) -> str:
+    """An array literal of JSON values (None: NULL), each as its JSON text."""
+    return text_array([None if v is None else json.dumps(v.obj) for v in values])

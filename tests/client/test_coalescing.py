@@ -12,6 +12,7 @@ import pytest
 from pgportfolio import (
     AsyncPortfolioClient,
     ConnectionUnavailable,
+    Fill,
     InProcessLockTimeout,
     InsufficientCash,
     InvalidInput,
@@ -303,3 +304,36 @@ async def test_waiting_for_a_turn_is_bounded(shared_db: str) -> None:
         assert 0.45 <= behind_turns < 2.0
         assert (await client.get_portfolio(stuck)).positions["W"].quantity == 1
         assert (await client.get_portfolio(other)).version == 1  # the deposit never went
+
+
+async def test_a_cancelled_apply_fills_leaves_no_unretrieved_answer(
+    aclient: AsyncPortfolioClient, shared_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """apply_fills cancelled while its batch waits on the portfolio's row: the batch still
+    runs to its end (the shield), the caller gets CancelledError, and the elements' answers
+    (set on futures nobody awaits) count as retrieved, so asyncio logs no "Future exception
+    was never retrieved" when they are collected."""
+    pid = await aclient.create_portfolio("cancelled batch", D("1000"))
+    sent: list[object] = []
+    send = aclient.coalescer.send_batch
+
+    async def recorded(batch):  # type: ignore[no-untyped-def]
+        sent.extend(item.future for item in batch)
+        return await send(batch)
+
+    monkeypatch.setattr(aclient.coalescer, "send_batch", recorded)
+    fills = [(pid, Fill("CB", D("1"), D("2"))) for _ in range(3)]
+    with psycopg.connect(shared_db) as holder:
+        holder.execute("SELECT pgportfolio.deposit_cash(%s, 1)", (pid,))  # holds the row
+        task = asyncio.create_task(aclient.apply_fills(fills))
+        await asyncio.sleep(0.2)  # sent: the batch waits on the row in the server
+        task.cancel()
+        await asyncio.sleep(0.1)
+        holder.commit()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert len(sent) == 3
+    assert all(future.done() for future in sent)  # type: ignore[attr-defined]
+    # asyncio's own flag: True for an exception nobody retrieved (logged on collection)
+    assert not any(future._log_traceback for future in sent)  # type: ignore[attr-defined]
+    assert (await aclient.get_portfolio(pid)).version == 5  # create, deposit, three fills

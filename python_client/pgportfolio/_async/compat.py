@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+import contextvars
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 T = TypeVar("T")
+
+# True in the tasks ``spawn`` makes (the client's own, never a caller's).
+_OWNED: contextvars.ContextVar[bool] = contextvars.ContextVar("pgportfolio_owned", default=False)
 
 # One try of a call: given whether an earlier try is in doubt, its result.
 Attempt = Callable[[bool], Awaitable[T]]
@@ -32,12 +36,14 @@ __all__ = [
     "Future",
     "Lock",
     "acquire",
+    "answer",
     "atomic",
     "call_later",
     "is_busy",
     "join",
     "new_future",
     "registry_guard",
+    "schedule",
     "sleep",
     "spawn",
     "uninterrupted",
@@ -83,23 +89,35 @@ def registry_guard() -> contextlib.AbstractContextManager[Any]:
     return contextlib.nullcontext()
 
 
-@contextlib.contextmanager
-def call_later(seconds: float | None, callback: Callable[[], None]) -> Iterator[None]:
-    """Run ``callback`` on the event loop if the block is still running after ``seconds``."""
-    if seconds is None:
-        yield
-        return
-    handle = asyncio.get_running_loop().call_later(seconds, callback)
-    try:
-        yield
-    finally:
-        handle.cancel()
+class call_later:  # used as a function, like its sync twin
+    """Run ``callback`` on the event loop if the block is still running after ``seconds``.
+    (A class, not a generator: it is entered on every call.)"""
+
+    __slots__ = ("_callback", "_handle", "_seconds")
+
+    def __init__(self, seconds: float | None, callback: Callable[[], None]) -> None:
+        self._seconds = seconds
+        self._callback = callback
+        self._handle: asyncio.TimerHandle | None = None
+
+    def __enter__(self) -> None:
+        if self._seconds is not None:
+            self._handle = asyncio.get_running_loop().call_later(self._seconds, self._callback)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
 
 
 async def uninterrupted(call: Coroutine[Any, Any, T]) -> T:
     """Run ``call`` to its end even if the waiting task is cancelled meanwhile, then
     raise the cancellation. ``call`` is bounded on its own (call_timeout cuts its socket),
-    so the cancellation comes that much later at most."""
+    so the cancellation comes that much later at most.
+
+    In a task of the client's own (``spawn``), which no caller can cancel, ``call`` runs
+    in place: the shield's task costs a lone call about 90,000 instructions (a sixth)."""
+    if _OWNED.get():
+        return await call
     task = asyncio.ensure_future(call)
     cancelled = False
     while True:
@@ -120,16 +138,24 @@ async def uninterrupted(call: Coroutine[Any, Any, T]) -> T:
 
 
 def new_future() -> asyncio.Future[Any]:
-    """A future whose exception counts as retrieved even if its caller gave up waiting
-    (asyncio would otherwise log "Future exception was never retrieved")."""
-    future = asyncio.get_running_loop().create_future()
-    future.add_done_callback(_retrieve)
+    """A future for one caller's answer. Its caller awaits it (``answer``), so an
+    exception set on it is always retrieved, and a caller that stops waiting cancels it:
+    whoever answers checks ``done()`` first."""
+    return asyncio.get_running_loop().create_future()
+
+
+def answer(future: asyncio.Future[T]) -> asyncio.Future[T]:
+    """What to await for ``future``'s result (or its exception): the future itself, so
+    a waiting caller costs no coroutine of its own. A cancelled waiter cancels
+    ``future``. Bounds on the wait are the owner's business (``schedule``): one timer
+    for all waiters, not one per call (a timer costs about 3 µs, a sixth of a fill)."""
     return future
 
 
-def _retrieve(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
+def schedule(seconds: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
+    """Run ``callback`` on the event loop after ``seconds``; ``cancel()`` the handle to
+    call it off."""
+    return asyncio.get_running_loop().call_later(seconds, callback)
 
 
 async def wait_future(future: asyncio.Future[Any], timeout: float | None) -> bool:
@@ -149,8 +175,13 @@ def atomic(condition: asyncio.Condition) -> contextlib.AbstractContextManager[An
 
 def spawn(work: Callable[[], Coroutine[Any, Any, None]]) -> asyncio.Task[None]:
     """Run ``work`` in the background, owned by the caller's object, not by the task
-    that happened to start it."""
-    return asyncio.get_running_loop().create_task(work())
+    that happened to start it (so no caller can cancel it)."""
+
+    async def owned() -> None:
+        _OWNED.set(True)
+        await work()
+
+    return asyncio.get_running_loop().create_task(owned())
 
 
 async def join(task: asyncio.Task[None]) -> None:

@@ -19,8 +19,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import psycopg
 import psycopg_pool
@@ -50,9 +49,9 @@ CONNECTION = "connection"
 CONNECTION_LOST = "connection_lost"
 
 
-@dataclass(frozen=True)
-class Request:
-    """Which mutation a call is: what every error about it names."""
+class Request(NamedTuple):
+    """Which mutation a call is: what every error about it names. (A named tuple: one
+    is made per fill, and a frozen dataclass costs three times as much to make.)"""
 
     operation: str
     portfolio_id: int | None
@@ -147,8 +146,11 @@ class AsyncTransport:
             await conn.close()
             await self.pool.putconn(conn)  # the pool sees it closed and replaces it
         try:
-            async with conn:
+            if conn.autocommit:
                 yield conn
+            else:  # a caller's pool: commit, or roll back on an error, before it goes back
+                async with conn:
+                    yield conn
         finally:
             await self.pool.putconn(conn)
 

@@ -400,7 +400,15 @@ class PortfolioClient:
         if not batch:
             return []
         with self.monitor.operation("apply_fills"):
-            self.coalescer.send_batch(batch)
+            try:
+                self.coalescer.send_batch(batch)
+            except BaseException:
+                # Interrupted: nobody reads the elements' answers (each an unknown
+                # outcome), so they are marked read, sparing a "never retrieved" log.
+                for item in batch:
+                    if item.future.done() and not item.future.cancelled():
+                        item.future.exception()
+                raise
         answers: list[MutationResult | PortfolioError] = []
         for item in batch:
             error = item.future.exception()
@@ -897,9 +905,8 @@ class PortfolioClient:
         alone, retried where that is safe."""
         values = BATCHABLE.get(operation)
         # A value a batch cannot carry goes alone, so that its error is its own.
-        if self.coalesce and values and all(fits_in_batch(params[k]) for k in values):
-            with self.monitor.operation(operation):
-                return self.coalescer.submit(self._pending(operation, params))
+        if self.coalesce and values and all(map(fits_in_batch, map(params.__getitem__, values))):
+            return self.coalescer.submit(self._pending(operation, params), operation)
         request = Request(operation, params["portfolio_id"], params["request_id"])
 
         def attempt(in_doubt: bool) -> MutationResult:

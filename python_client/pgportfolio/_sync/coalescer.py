@@ -19,7 +19,8 @@ from __future__ import annotations
 import copy
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from operator import itemgetter
 from typing import Any
 
 from pgportfolio._sync import compat
@@ -34,6 +35,7 @@ from pgportfolio.errors import (
 )
 from pgportfolio.models import MutationResult
 from pgportfolio.monitor import Monitor
+from pgportfolio.values import json_array, number_array, text_array, time_array
 
 # What a batch can carry, and the numbers each operation brings to it.
 BATCHABLE: dict[str, tuple[str, ...]] = {
@@ -46,34 +48,41 @@ BATCHABLE: dict[str, tuple[str, ...]] = {
     "withdraw_cash": ("amount",),
     "charge_fee": ("amount",),
 }
-# The batch's columns, one array each (apply_fills_arrays); an operation's absent
-# parameters travel as NULL.
-BATCH_COLUMNS = (
-    "portfolio_id",
-    "operation",
-    "symbol",
-    "quantity",
-    "price",
-    "fee",
-    "amount",
-    "request_id",
-    "expected_version",
-    "executed_at",
-    "order_id",
-    "tags",
-)
+# The batch's columns: apply_fills_arrays's parameters (queries.sql), each sent as one
+# array literal written by its encoder (values.py); an operation's absent parameters
+# travel as NULL. A new column is one line here and one parameter there.
+BATCH_COLUMNS: dict[str, Callable[[list[Any]], str]] = {
+    "portfolio_id": number_array,
+    "operation": text_array,
+    "symbol": text_array,
+    "quantity": number_array,
+    "price": number_array,
+    "fee": number_array,
+    "amount": number_array,
+    "request_id": text_array,
+    "expected_version": number_array,
+    "executed_at": time_array,
+    "order_id": text_array,
+    "tags": json_array,
+}
+
+_ITEM = itemgetter(0)
 
 
-@dataclass(eq=False)
 class Pending:
     """An operation waiting for its answer. ``params`` is its batch element (all but a
-    fill's carry ``operation``)."""
+    fill's carry ``operation``). A plain class with slots: one is made per fill."""
 
-    request: Request
-    params: dict[str, Any]
-    future: compat.Future[MutationResult] = field(default_factory=compat.new_future)
-    taken: bool = False
-    waited: bool = False
+    __slots__ = ("arrived", "expired", "future", "params", "request", "taken", "waited")
+
+    def __init__(self, request: Request, params: dict[str, Any]) -> None:
+        self.request = request
+        self.params = params
+        self.future: compat.Future[MutationResult] = compat.new_future()
+        self.taken = False  # a worker took it: it will be answered, whatever happens
+        self.waited = False  # it found no free turn when it came
+        self.expired = False  # it gave up waiting for a turn (never sent)
+        self.arrived = 0.0  # time.monotonic() when queued
 
 
 class Coalescer:
@@ -104,6 +113,8 @@ class Coalescer:
         self._turns = compat.Condition()
         self._workers: list[Any] = []
         self._closing = False
+        # One timer bounds every queued operation's wait for a turn (see _expire_waits).
+        self._watchdog: Any = None
 
     def is_idle(self) -> bool:
         """Nothing queued and nothing in flight (the bookkeeping is empty)."""
@@ -121,78 +132,121 @@ class Coalescer:
         with self._turns:
             self._closing = True
             self._turns.notify_all()
+            if self._watchdog is not None:
+                self._watchdog.cancel()
+                self._watchdog = None
         workers, self._workers = self._workers, []
         for worker in workers:
             compat.join(worker)
 
     # -- callers ---------------------------------------------------------------------
 
-    def submit(self, pending: Pending) -> MutationResult:
-        """Queue ``pending`` and wait for its own answer."""
-        self.start()
-        started = time.perf_counter()
+    def submit(self, pending: Pending, name: str) -> MutationResult:
+        """Queue ``pending`` and wait for its own answer; the monitor counts it as the
+        call ``name`` and its wait as the ``coalescer`` lock's."""
+        if not self._workers:
+            self.start()
+        monitor = self.monitor
+        started = monitor.begin()
         portfolio_id = pending.request.portfolio_id
-        with self._turns:
-            pending.waited = self._busy_workers >= self.max_combiners or self._portfolio_busy(
-                portfolio_id
+        with compat.atomic(self._turns):
+            pending.waited = (
+                self._busy_workers >= self.max_combiners
+                or self._in_flight.get(portfolio_id or 0, 0) >= self.max_batches_per_portfolio
             )
+            pending.arrived = time.monotonic()
             self._queue.append(pending)
-            # Wake an idle worker only if one could take it now. Otherwise a busy worker
-            # takes it when it loops (it looks at the queue before it ever waits), and the
-            # idle ones are spared a scan of the queue per caller.
-            if not pending.waited:
+            if self._watchdog is None:
+                self._arm_watchdog(self._shortest_wait())
+        # Wake an idle worker only if one could take it now. Otherwise a busy worker
+        # takes it when it loops (it looks at the queue before it ever waits), and the
+        # idle ones are spared a scan of the queue per caller.
+        if not pending.waited:
+            with self._turns:
                 self._turns.notify()
+        # Waiting for a worker is this mode's in-process lock wait: the monitor counts
+        # the call's time as the wait of the "coalescer" lock too, unless it gave up
+        # waiting for a turn (then it never had one).
         try:
-            self._wait(pending)
-        except BaseException:
-            self._withdraw(pending)
+            result = compat.answer(pending.future)
+        except Exception as exc:
+            lock = None if pending.expired else "coalescer"
+            monitor.end(name, started, type(exc).__name__, lock=lock, contended=pending.waited)
             raise
-        # Waiting for a worker is this mode's in-process lock wait.
-        self.monitor.record_lock_wait(
-            "coalescer", time.perf_counter() - started, contended=pending.waited
-        )
-        result: MutationResult = pending.future.result()
+        except BaseException as exc:  # the caller stopped waiting (cancelled)
+            self._withdraw(pending)
+            monitor.end(name, started, type(exc).__name__)
+            raise
+        monitor.end(name, started, None, lock="coalescer", contended=pending.waited)
         return result
 
-    def _wait(self, pending: Pending) -> None:
-        """Until the answer comes. Not yet taken, the wait is bounded like the waits it
-        stands for: behind a batch of the same portfolio, as the per-portfolio lock
-        (``lock_timeout``); behind busy workers, as a connection from the pool."""
-        started = time.monotonic()
-        portfolio_id = pending.request.portfolio_id
-        while True:
-            timeout: float | None = None
-            if not pending.taken:
-                portfolio_busy = self._portfolio_busy(portfolio_id)
-                limit = self.lock_timeout if portfolio_busy else self.transport.pool.timeout
-                if limit is not None:
-                    timeout = limit - (time.monotonic() - started)
-                    if timeout <= 0:
-                        self._give_up(pending, portfolio_busy, limit)
-                        timeout = None  # taken meanwhile: its answer will come
-            if compat.wait_future(pending.future, timeout):
-                return
+    # -- bounded waits ---------------------------------------------------------------
 
-    def _give_up(self, pending: Pending, portfolio_busy: bool, limit: float) -> None:
-        """Withdraw ``pending`` and raise, unless a worker took it meanwhile."""
+    def _shortest_wait(self) -> float:
+        limits = [float(self.transport.pool.timeout)]
+        if self.lock_timeout is not None:
+            limits.append(self.lock_timeout)
+        return max(0.0, min(limits))
+
+    def _arm_watchdog(self, seconds: float) -> None:
+        """Called holding ``_turns``."""
+        self._watchdog = compat.schedule(max(0.0, seconds), self._expire_waits)
+
+    def _expire_waits(self) -> None:
+        """The watchdog: every queued operation that has waited past its limit gives up,
+        never sent. The limit is that of the wait it stands for: behind a batch of its
+        own portfolio, the per-portfolio lock's (``lock_timeout``); behind busy workers,
+        a connection's from the pool. The queue is in arrival order, so the scan stops
+        at the first operation younger than the shortest limit."""
+        expired: list[tuple[Pending, bool, float]] = []
         with compat.atomic(self._turns):
-            if pending.taken:
-                return
-            self._withdraw(pending)
+            self._watchdog = None
+            now = time.monotonic()
+            shortest = self._shortest_wait()
+            next_check: float | None = None
+            for pending in self._queue:
+                age = now - pending.arrived
+                if age < shortest:
+                    left = shortest - age
+                    next_check = left if next_check is None else min(next_check, left)
+                    break
+                busy = self._portfolio_busy(pending.request.portfolio_id)
+                limit = self.lock_timeout if busy else float(self.transport.pool.timeout)
+                if limit is not None and age >= limit:
+                    expired.append((pending, busy, limit))
+                    continue
+                # Its limit depends on what it waits behind, which may change.
+                left = shortest if limit is None else limit - age
+                next_check = left if next_check is None else min(next_check, left)
+            for pending, _, _ in expired:
+                self._queue.remove(pending)
+                pending.expired = True
+            if self._queue:
+                self._arm_watchdog(shortest if next_check is None else next_check)
+        for pending, busy, limit in expired:
+            self._refuse(pending, busy, limit)
+
+    def _refuse(self, pending: Pending, portfolio_busy: bool, limit: float) -> None:
+        """Answer an operation that gave up waiting for a turn: behind its own
+        portfolio's batch, or behind busy workers."""
         portfolio_id = pending.request.portfolio_id
+        request = pending.request
+        error: PortfolioError
         if portfolio_busy:
             self.monitor.record_lock_timeout("coalescer")
-            raise InProcessLockTimeout(
+            error = InProcessLockTimeout(
                 f"no turn for portfolio {portfolio_id} within {limit}s: its previous batch"
                 " is still in flight; nothing was sent",
                 portfolio_id=portfolio_id,
-            ).about(pending.request.operation, portfolio_id, pending.request.request_id)
-        raise ConnectionUnavailable(
-            f"no turn within {limit}s: all {self.max_combiners} batches in flight;"
-            " nothing was sent",
-            portfolio_id=portfolio_id,
-            pool_timeout=True,
-        ).about(pending.request.operation, portfolio_id, pending.request.request_id)
+            )
+        else:
+            error = ConnectionUnavailable(
+                f"no turn within {limit}s: all {self.max_combiners} batches in flight;"
+                " nothing was sent",
+                portfolio_id=portfolio_id,
+                pool_timeout=True,
+            )
+        _fail(pending.future, error.about(request.operation, portfolio_id, request.request_id))
 
     def _withdraw(self, pending: Pending) -> None:
         """Take a caller's operation out of the queue if no worker has taken it."""
@@ -206,8 +260,12 @@ class Coalescer:
     # -- workers ---------------------------------------------------------------------
 
     def _work(self) -> None:
+        batch: list[Pending] = []
+        portfolios: set[int] = set()
         while True:
             with self._turns:
+                if batch:  # the last batch is answered: its turn ends with the next's start
+                    self._release(portfolios)
                 while not (batch := self._next_batch()):
                     if self._closing:
                         return
@@ -220,13 +278,18 @@ class Coalescer:
                     self._turns.notify()  # what is left may be another portfolio's
             try:
                 self.send_batch(batch)
-            finally:
+            except BaseException:
                 with self._turns:
-                    self._busy_workers -= 1
-                    for key in portfolios:
-                        left = self._in_flight.pop(key) - 1
-                        if left:
-                            self._in_flight[key] = left
+                    self._release(portfolios)
+                raise
+
+    def _release(self, portfolios: set[int]) -> None:
+        """A batch's turn ends. Called holding ``_turns``."""
+        self._busy_workers -= 1
+        for key in portfolios:
+            left = self._in_flight.pop(key) - 1
+            if left:
+                self._in_flight[key] = left
 
     def _next_batch(self) -> list[Pending]:
         """Take queued operations, oldest first, up to max_batch, skipping those whose
@@ -264,7 +327,7 @@ class Coalescer:
         except BaseException as exc:
             for item in batch:
                 if not item.future.done():
-                    item.future.set_exception(_answer_for(item.request, exc, self.transport))
+                    _fail(item.future, _answer_for(item.request, exc, self.transport))
             if not isinstance(exc, Exception):
                 raise
             return
@@ -279,33 +342,50 @@ class Coalescer:
                 lambda in_doubt: self.transport.mutation(request, item.params, in_doubt), request
             )
         except PortfolioError as exc:
-            item.future.set_exception(exc)
+            _fail(item.future, exc)
             return
-        item.future.set_result(result)
+        _answer(item.future, result)
 
     def _call_apply_fills(
         self, batch: list[Pending], in_doubt: bool
     ) -> list[tuple[tuple[Any, ...], bool]]:
-        columns = {name: [item.params.get(name) for item in batch] for name in BATCH_COLUMNS}
+        columns = {
+            name: encode([item.params.get(name) for item in batch])
+            for name, encode in BATCH_COLUMNS.items()
+        }
         rows = self.transport.call("apply_fills_arrays", columns)
-        rows.sort(key=lambda r: r[0])
+        rows.sort(key=_ITEM)
         return [(row, in_doubt) for row in rows]
 
     def _settle(self, item: Pending, row: tuple[Any, ...], in_doubt: bool) -> None:
         request = item.request
-        sqlstate, message, detail, hint = row[9:13]
+        sqlstate = row[9]
         if sqlstate is not None:
             error = error_from_sqlstate(
-                sqlstate, message, detail=detail, hint=hint, portfolio_id=request.portfolio_id
+                sqlstate, row[10], detail=row[11], hint=row[12], portfolio_id=request.portfolio_id
             )
             if isinstance(error, VersionConflict):
                 self.monitor.record_version_conflict()
-            item.future.set_exception(
-                error.about(request.operation, request.portfolio_id, request.request_id)
+            _fail(
+                item.future,
+                error.about(request.operation, request.portfolio_id, request.request_id),
             )
             return
         result = MutationResult.from_row(row[1:9], item.params["request_id"])
-        item.future.set_result(self.transport.delivered(result, request, in_doubt))
+        _answer(item.future, self.transport.delivered(result, request, in_doubt))
+
+
+def _answer(future: compat.Future[MutationResult], result: MutationResult) -> None:
+    """Settle a caller's future, unless its caller stopped waiting (a cancelled waiter
+    cancels it)."""
+    if not future.done():
+        future.set_result(result)
+
+
+def _fail(future: compat.Future[MutationResult], error: BaseException) -> None:
+    """``_answer`` with an error."""
+    if not future.done():
+        future.set_exception(error)
 
 
 def _answer_for(request: Request, exc: BaseException, transport: Transport) -> PortfolioError:

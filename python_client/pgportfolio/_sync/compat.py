@@ -30,12 +30,14 @@ __all__ = [
     "Future",
     "Lock",
     "acquire",
+    "answer",
     "atomic",
     "call_later",
     "is_busy",
     "join",
     "new_future",
     "registry_guard",
+    "schedule",
     "sleep",
     "spawn",
     "uninterrupted",
@@ -100,6 +102,32 @@ def wait_future(future: concurrent.futures.Future[Any], timeout: float | None) -
     """Wait for ``future`` for at most ``timeout`` seconds (None: no limit); True when done."""
     done, _ = concurrent.futures.wait([future], timeout=timeout)
     return bool(done)
+
+
+def answer(future: concurrent.futures.Future[T]) -> T:
+    """Wait for ``future``'s result (or its exception). Bounds on the wait are the
+    owner's business (``schedule``)."""
+    while not wait_future(future, None):
+        pass
+    return future.result()
+
+
+class _Timer:
+    """``schedule``'s handle: a daemon timer thread."""
+
+    def __init__(self, seconds: float, callback: Callable[[], None]) -> None:
+        self._timer = threading.Timer(seconds, callback)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+
+def schedule(seconds: float, callback: Callable[[], None]) -> _Timer:
+    """Run ``callback`` in a timer thread after ``seconds``; ``cancel()`` the handle to
+    call it off."""
+    return _Timer(seconds, callback)
 
 
 def atomic(condition: threading.Condition) -> threading.Condition:
