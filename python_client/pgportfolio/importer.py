@@ -138,15 +138,19 @@ _APPLY = (
 )
 # Which of the rows the log holds as they are: the same request id, a fill, every field
 # equal (the comparison the ledger makes before it answers "duplicate"). It reads the
-# event_log view, so it takes no lock; one index probe per row.
+# event_log view, so it takes no lock. LATERAL with LIMIT keeps the plan one index probe
+# per row: joined plainly, the planner hashed the chunk and read every event of the
+# portfolio (90 ms a chunk at 200,000 events, growing with the log).
 _IN_LEDGER = (
     "SELECT u.item FROM unnest("
     + "".join(f"%({f.name})s::{f.sql_type}[], " for f in FIELDS)
     + "%(request_ids)s::text[]) WITH ORDINALITY AS u("
     + "".join(f"{f.name}, " for f in FIELDS)
     + "request_id, item)"
-    " INNER JOIN pgportfolio.event_log AS e"
-    " ON e.portfolio_id = %(portfolio_id)s AND e.request_id = u.request_id"
+    " CROSS JOIN LATERAL (SELECT e.operation, "
+    + ", ".join(f"e.{f.name}" for f in FIELDS)
+    + " FROM pgportfolio.event_log AS e"
+    " WHERE e.portfolio_id = %(portfolio_id)s AND e.request_id = u.request_id LIMIT 1) AS e"
     " WHERE e.operation = 'apply_fill'"
     + "".join(f" AND e.{f.name} IS NOT DISTINCT FROM u.{f.name}" for f in FIELDS)
 )

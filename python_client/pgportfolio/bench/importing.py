@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Context, Decimal
 from pathlib import Path
 
+from pgportfolio import AsyncPortfolioClient
 from pgportfolio.bench.database import INITIAL_CASH
 from pgportfolio.bench.harness import Bench, Variant
 from pgportfolio.bench.measure import MachineClock, Measurement
@@ -239,7 +240,10 @@ async def run_import_scenario(bench: Bench, result: ScenarioResult) -> None:
         async def first() -> Measurement:
             run = await in_thread(bench.conninfo, path, pid)
             runs.append(run)
-            async with bench.client(connections=1) as client:
+            # No call timeout: verify_portfolio reads the whole log (1,000,000 events).
+            async with AsyncPortfolioClient(
+                bench.conninfo, min_size=1, max_size=1, call_timeout=None
+            ) as client:
                 problems = check_import(
                     model, await client.get_portfolio(pid), await client.verify_portfolio(pid)
                 )
