@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 from pathlib import Path
 
@@ -340,3 +341,89 @@ def test_the_bench_scenario_imports_checks_and_imports_again(
     assert first["fills_per_second"] > 0
     assert again["fills_per_second"] > 0
     assert "import: checked: verify_portfolio clean" in printed
+
+
+# --- execution metadata: executed_at, order_id, tags --------------------------------------
+
+META_HEADER = "symbol,quantity,price,request_id,executed_at,order_id,tags\n"
+META_ROWS = [
+    'IMA,10,100,m1,2026-11-02T14:30:00Z,O-1,"{""account"": ""A1"", ""venue"": ""XNAS""}"\n',
+    "IMA,-4,101,m2,2026-11-02 15:30:00+01:00,O-1,\n",
+    "IMB,3,50,m3,,,\n",
+]
+
+
+def test_execution_metadata_is_imported_and_part_of_the_identity(db: str, tmp_path: Path) -> None:
+    path = _write(tmp_path / "meta.csv", META_ROWS, header=META_HEADER)
+    with PortfolioClient(db, min_size=1, max_size=2) as client:
+        pid = client.create_portfolio("meta", D(1_000_000))
+        assert import_fills(db, path, pid).applied == 3
+        first, second, third = client.event_log(pid)[1:]
+        at = datetime(2026, 11, 2, 14, 30, tzinfo=UTC)
+        assert (first.executed_at, first.order_id, first.tags) == (
+            at,
+            "O-1",
+            {"account": "A1", "venue": "XNAS"},
+        )
+        assert (second.executed_at, second.order_id, second.tags) == (at, "O-1", None)
+        assert (third.executed_at, third.order_id) == (third.created_at, None)  # the default
+
+        again = import_fills(db, path, pid)
+        assert (again.applied, again.skipped) == (0, 3), "all three found before sending"
+
+        # Each changed in one piece of its execution: not found, sent, refused (PF005).
+        changed = [
+            (0, META_ROWS[0].replace("14:30:00Z", "14:30:01Z")),
+            (0, META_ROWS[0].replace("O-1", "O-2")),
+            (0, META_ROWS[0].replace("A1", "A2")),
+            (0, 'IMA,10,100,m1,2026-11-02T14:30:00Z,O-1,"{""account"": ""A1""}"\n'),
+            (0, 'IMA,10,100,m1,,O-1,"{""account"": ""A1"", ""venue"": ""XNAS""}"\n'),
+            (2, "IMB,3,50,m3,2026-11-02T14:30:00Z,,\n"),
+            (2, "IMB,3,50,m3,,O-3,\n"),
+        ]
+        for index, row in changed:
+            lines = list(META_ROWS)
+            lines[index] = row
+            edited = _write(tmp_path / "edited.csv", lines, header=META_HEADER)
+            report = import_fills(db, edited, pid)
+            assert [(p.line, p.sqlstate) for p in report.problems] == [(index + 2, "PF005")], row
+        assert client.get_portfolio(pid).version == 4
+
+
+def test_execution_metadata_that_cannot_be_read_is_a_bad_row(
+    db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = [
+        "IMA,1,10,b1,2026-11-02T14:30:00,,\n",  # no UTC offset
+        "IMA,1,10,b2,yesterday,,\n",
+        'IMA,1,10,b3,,,"[""A1""]"\n',
+        'IMA,1,10,b4,,,"{""account"": 1}"\n',
+        'IMA,1,10,b5,,,"{account}"\n',
+        'IMA,1,10,b6,,,"{""a"": ""x\\u0000""}"\n',
+        'IMA,1,10,b7,,,"{""a"": ""\\ud800""}"\n',
+        "IMA,1,10,b8,,O\x00,\n",
+    ]
+    path = _write(tmp_path / "bad-meta.csv", rows, header=META_HEADER)
+    report = import_fills(db, path, 1, dry_run=True, chunk_size=1)
+    assert [(p.line, p.message.split(":")[0]) for p in report.problems] == [
+        (2, "executed_at has no UTC offset (2026-12-01T14"),
+        (3, "executed_at is not an ISO 8601 time"),
+        (4, "tags is not a JSON object of strings"),
+        (5, "tags is not a JSON object of strings"),
+        (6, "tags is not JSON"),
+        (7, "tags contains a NUL character"),
+        (8, "tags is not valid Unicode"),
+        (9, "order_id contains a NUL character"),
+    ]
+
+    future = datetime.now(UTC) + timedelta(hours=1)
+    late = _write(
+        tmp_path / "future.csv",
+        ["IMA,1,10,f1,,,\n", f"IMA,1,10,f2,{future.isoformat()},,\n"],
+        header=META_HEADER,
+    )
+    with PortfolioClient(db, min_size=1, max_size=2) as client:
+        pid = client.create_portfolio("future", D(1_000))
+        assert _run(db, late, pid, "--no-progress") == EXIT_FAILED
+        assert f"{late}:3: [22023] executed_at is in the future" in capsys.readouterr().err
+        assert client.get_portfolio(pid).version == 1

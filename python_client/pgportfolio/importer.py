@@ -9,6 +9,13 @@ The file has a header line; these columns are read (any others are ignored):
 - ``request_id`` (optional column): the fill's request id, what makes it idempotent.
 - ``execution_id`` (optional column): the broker's execution id, used as the request id
   when ``request_id`` is absent or empty.
+- ``executed_at`` (optional): when the trade happened, ISO 8601 with a UTC offset
+  (``2026-12-01T14:30:00Z``, ``2026-12-01 15:30:00+01:00``); empty: the ledger's time.
+- ``order_id`` (optional): the broker's order id.
+- ``tags`` (optional): a flat JSON object of strings (``{"account": "A1"}``; quote the cell
+  and double its quotes, as CSV does).
+
+The last three are part of the fill's identity, as the numbers are.
 
 Every row needs a request id or an execution id: a second import of the same file finds
 every fill already in the log (a duplicate) and changes nothing; an id seen before with
@@ -38,11 +45,13 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import json
 import queue
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -87,6 +96,36 @@ def _number(cell: str) -> Decimal:
     return value
 
 
+def _time(cell: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(cell)
+    except ValueError:
+        raise _Refused(f"is not an ISO 8601 time: {cell!r}") from None
+    if value.tzinfo is None:  # read in the server's time zone, it would be a silent guess
+        raise _Refused(f"has no UTC offset (2026-12-01T14:30:00Z or +01:00): {cell!r}")
+    return value
+
+
+def _tags(cell: str) -> str:
+    """The tags as JSON text. The ledger checks their size and characters (22023, for
+    this row alone); what it could not even read would fail the whole call, so that is
+    refused here: not a JSON object of strings, a NUL, a lone surrogate."""
+    try:
+        value = json.loads(cell)
+    except ValueError:
+        raise _Refused(f"is not JSON: {cell!r}") from None
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise _Refused(f"is not a JSON object of strings: {cell!r}")
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    if "\\u0000" in text:
+        raise _Refused("contains a NUL character")
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise _Refused(f"is not valid Unicode: {cell!r}") from None
+    return text
+
+
 def _quoted(value: str) -> str:
     """An element of a text[] literal: quoted, so that commas, braces, spaces and the
     word NULL stay data."""
@@ -109,19 +148,42 @@ class Field:
     parse: Callable[[str], Any]  # a stripped, non-empty cell; _Refused says what is wrong
     element: Callable[[Any], str]  # a value (never None) in the array's text form
     default: Any = _REQUIRED  # the value of an empty cell or an absent column
+    # How the look-up finds the ledger's value equal to the row's (e: the log, u: the row).
+    match: str = "e.{name} IS NOT DISTINCT FROM u.{name}"
 
     def literal(self, values: Sequence[Any]) -> str:
         element = self.element
         return "{" + ",".join("NULL" if v is None else element(v) for v in values) + "}"
 
 
-# The fills' fields, in the order the ledger lists them. Another field (executed_at,
-# order_id, tags) is one more line here, once apply_fills_arrays takes it.
+# event_log shows a fill sent without executed_at at its ledger time (created_at), and a
+# fill sent with one at that time: the ledger tells them apart (the identity holds what
+# was sent), the view cannot. So the look-up counts a row without executed_at as in the
+# log only where the view shows the default, and a row with one only where that is not
+# the default; what it cannot tell is sent, and the ledger decides. (Left over: a fill
+# sent with an executed_at equal to its own ledger time, then a row without one.)
+_EXECUTED_AT_MATCH = (
+    "CASE WHEN u.executed_at IS NULL THEN e.executed_at = e.created_at"
+    " ELSE e.executed_at = u.executed_at AND e.executed_at <> e.created_at END"
+)
+
+# The fills' fields, in the order the ledger lists them: one line each.
 FIELDS: tuple[Field, ...] = (
     Field("symbol", "p_symbols", "text", _text, _quoted),
     Field("quantity", "p_quantities", "numeric", _number, str),
     Field("price", "p_prices", "numeric", _number, str),
     Field("fee", "p_fees", "numeric", _number, str, default=Decimal(0)),
+    Field(
+        "executed_at",
+        "p_executed_ats",
+        "timestamptz",
+        _time,
+        lambda t: _quoted(t.isoformat()),
+        default=None,
+        match=_EXECUTED_AT_MATCH,
+    ),
+    Field("order_id", "p_order_ids", "text", _text, _quoted, default=None),
+    Field("tags", "p_tags", "jsonb", _tags, _quoted, default=None),
 )
 REQUIRED_COLUMNS = tuple(f.name for f in FIELDS if f.default is _REQUIRED)
 _ID_COLUMNS = ("request_id", "execution_id")  # the first non-empty one is the request id
@@ -147,12 +209,12 @@ _IN_LEDGER = (
     + "%(request_ids)s::text[]) WITH ORDINALITY AS u("
     + "".join(f"{f.name}, " for f in FIELDS)
     + "request_id, item)"
-    " CROSS JOIN LATERAL (SELECT e.operation, "
+    " CROSS JOIN LATERAL (SELECT e.operation, e.created_at, "
     + ", ".join(f"e.{f.name}" for f in FIELDS)
     + " FROM pgportfolio.event_log AS e"
     " WHERE e.portfolio_id = %(portfolio_id)s AND e.request_id = u.request_id LIMIT 1) AS e"
     " WHERE e.operation = 'apply_fill'"
-    + "".join(f" AND e.{f.name} IS NOT DISTINCT FROM u.{f.name}" for f in FIELDS)
+    + "".join(f" AND ({f.match.format(name=f.name)})" for f in FIELDS)
 )
 
 

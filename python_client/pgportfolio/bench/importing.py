@@ -16,6 +16,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Context, Decimal
 from pathlib import Path
 
@@ -138,7 +139,8 @@ class ReplayModel:
         return found
 
 
-CSV_HEADER = "symbol,quantity,price,fee,request_id,execution_id\n"
+CSV_HEADER = "symbol,quantity,price,fee,request_id,execution_id,executed_at,order_id,tags\n"
+EXECUTED_FROM = datetime(2020, 1, 1, tzinfo=UTC)  # the generated fills' first execution
 
 
 def write_fills_csv(
@@ -146,8 +148,10 @@ def write_fills_csv(
 ) -> ReplayModel:
     """``rows`` random fills on ``symbols`` symbols: opens, adds, partial reductions,
     closes and flips, whole and fractional quantities, fees or none, half the rows
-    identified by a request id and half by an execution id only. Returns the state the
-    portfolio must reach (starting from ``initial_cash``, with no other events)."""
+    identified by a request id and half by an execution id only; an execution time on 9
+    rows in 10 (ten seconds apart), an order id (three fills each), tags on 1 in 4.
+    Returns the state the portfolio must reach (starting from ``initial_cash``, with no
+    other events)."""
     rng = random.Random(seed)
     names = [f"IMP.{n:03d}" for n in range(symbols)]
     model = ReplayModel(cash=initial_cash)
@@ -171,7 +175,15 @@ def write_fills_csv(
             fee = "" if n % 5 == 0 else str(Decimal(rng.randint(0, 250)).scaleb(-2))
             model.fill(symbol, quantity, price, Decimal(fee or 0))
             request_id = f"imp-{seed}-{n}" if n % 2 else ""
-            out.write(f"{symbol},{quantity},{price},{fee},{request_id},exec-{seed}-{n}\n")
+            executed_at = (
+                "" if n % 10 == 0 else (EXECUTED_FROM + timedelta(seconds=10 * n)).isoformat()
+            )
+            # A JSON object in a CSV cell: quoted, its quotes doubled.
+            tags = f'"{{""account"": ""A{n % 3}"", ""venue"": ""XNAS""}}"' if n % 4 == 0 else ""
+            out.write(
+                f"{symbol},{quantity},{price},{fee},{request_id},exec-{seed}-{n},"
+                f"{executed_at},ord-{seed}-{n // 3},{tags}\n"
+            )
     return model
 
 
