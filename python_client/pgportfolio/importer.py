@@ -58,8 +58,6 @@ from typing import Any
 
 import psycopg
 
-from pgportfolio.values import fits_in_batch
-
 # The core takes at most 10,000 operations per call (sql/128_operations.sql).
 MAX_CHUNK = 10_000
 DEFAULT_CHUNK = 5_000
@@ -90,8 +88,9 @@ def _number(cell: str) -> Decimal:
         value = Decimal(cell)
     except InvalidOperation:
         value = Decimal("NaN")
-    # Out-of-range exponents would fail the whole call's array, not just this element.
-    if not (value.is_finite() and fits_in_batch(value)):
+    # Out-of-range exponents would fail the whole call's array, not just this element
+    # (the rule of values.fits_in_batch, for finite values).
+    if not (value.is_finite() and -1000 < value.adjusted() < 1000):
         raise _Refused(f"is not a finite decimal number: {cell!r}")
     return value
 
@@ -127,9 +126,18 @@ def _tags(cell: str) -> str:
 
 
 def _quoted(value: str) -> str:
-    """An element of a text[] literal: quoted, so that commas, braces, spaces and the
+    """An element of an array literal: quoted, so that commas, braces, spaces and the
     word NULL stay data."""
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _quoted_all(values: Sequence[str]) -> str:
+    """``{"a","b"}``: every element quoted, escaped in one pass over their join. NUL is
+    the separator: no value holds one (refused when parsed)."""
+    if not values:
+        return "{}"
+    joined = "\x00".join(values).replace("\\", "\\\\").replace('"', '\\"')
+    return '{"' + joined.replace("\x00", '","') + '"}'
 
 
 _REQUIRED: Any = object()  # a Field's default: an empty or absent cell refuses the row
@@ -146,14 +154,21 @@ class Field:
     parameter: str
     sql_type: str
     parse: Callable[[str], Any]  # a stripped, non-empty cell; _Refused says what is wrong
-    element: Callable[[Any], str]  # a value (never None) in the array's text form
+    text: Callable[[Any], str]  # a value (never None) as text
+    quote: bool  # whether that text must be quoted in an array literal
     default: Any = _REQUIRED  # the value of an empty cell or an absent column
     # How the look-up finds the ledger's value equal to the row's (e: the log, u: the row).
     match: str = "e.{name} IS NOT DISTINCT FROM u.{name}"
 
     def literal(self, values: Sequence[Any]) -> str:
-        element = self.element
-        return "{" + ",".join("NULL" if v is None else element(v) for v in values) + "}"
+        """The values as one array literal in PostgreSQL's text form."""
+        text = self.text
+        if None in values:
+            quote = _quoted if self.quote else str
+            return "{" + ",".join("NULL" if v is None else quote(text(v)) for v in values) + "}"
+        if self.quote:
+            return _quoted_all(values if text is str else list(map(text, values)))
+        return "{" + ",".join(map(text, values)) + "}"
 
 
 # event_log shows a fill sent without executed_at at its ledger time (created_at), and a
@@ -169,21 +184,22 @@ _EXECUTED_AT_MATCH = (
 
 # The fills' fields, in the order the ledger lists them: one line each.
 FIELDS: tuple[Field, ...] = (
-    Field("symbol", "p_symbols", "text", _text, _quoted),
-    Field("quantity", "p_quantities", "numeric", _number, str),
-    Field("price", "p_prices", "numeric", _number, str),
-    Field("fee", "p_fees", "numeric", _number, str, default=Decimal(0)),
+    Field("symbol", "p_symbols", "text", _text, str, quote=True),
+    Field("quantity", "p_quantities", "numeric", _number, str, quote=False),
+    Field("price", "p_prices", "numeric", _number, str, quote=False),
+    Field("fee", "p_fees", "numeric", _number, str, quote=False, default=Decimal(0)),
     Field(
         "executed_at",
         "p_executed_ats",
         "timestamptz",
         _time,
-        lambda t: _quoted(t.isoformat()),
+        datetime.isoformat,  # 2020-01-01T00:00:10+00:00: nothing to quote
+        quote=False,
         default=None,
         match=_EXECUTED_AT_MATCH,
     ),
-    Field("order_id", "p_order_ids", "text", _text, _quoted, default=None),
-    Field("tags", "p_tags", "jsonb", _tags, _quoted, default=None),
+    Field("order_id", "p_order_ids", "text", _text, str, quote=True, default=None),
+    Field("tags", "p_tags", "jsonb", _tags, str, quote=True, default=None),
 )
 REQUIRED_COLUMNS = tuple(f.name for f in FIELDS if f.default is _REQUIRED)
 _ID_COLUMNS = ("request_id", "execution_id")  # the first non-empty one is the request id
@@ -268,7 +284,7 @@ class Chunk:
         params: dict[str, Any] = {
             f.name: f.literal(column) for f, column in zip(FIELDS, self.values, strict=True)
         }
-        params["request_ids"] = "{" + ",".join(map(_quoted, self.request_ids)) + "}"
+        params["request_ids"] = _quoted_all(self.request_ids)
         params["portfolio_id"] = portfolio_id
         params["count"] = len(self.lines)
         return params
@@ -340,21 +356,22 @@ def _chunks(path: Path, reader: Any, header: list[str], chunk_size: int) -> Iter
         for f in FIELDS
     ]
     ids = [header.index(name) for name in _ID_COLUMNS if name in header]
-    chunk = Chunk()
+    chunk, records = Chunk(), 0
     for cells in reader:
         if not cells:
             continue  # a blank line
         line = reader.line_num
-        if chunk.rows == 0:
+        if records == 0:
             chunk.first_line = line
         chunk.last_line = line
         problem = _parse(cells, width, fields, ids, chunk, line)
         if problem is not None:
             chunk.problems.append(RowProblem(line, problem))
-        if chunk.rows == chunk_size:
+        records += 1
+        if records == chunk_size:
             yield chunk
-            chunk = Chunk()
-    if chunk.rows:
+            chunk, records = Chunk(), 0
+    if records:
         yield chunk
 
 
