@@ -3,15 +3,19 @@ idempotent by request id, and the result verified by the ledger."""
 
 from __future__ import annotations
 
+import json
 import random
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from pgportfolio import PortfolioClient
+from pgportfolio.bench.importing import check_import, pg_divide, write_fills_csv
 from pgportfolio.cli import EXIT_FAILED, EXIT_OK, main
-from pgportfolio.importer import count_rows, import_fills
+from pgportfolio.importer import ImportFileError, count_rows, import_fills
 
 HEADER = "symbol,quantity,price,fee,request_id,execution_id\n"
 
@@ -155,3 +159,271 @@ def test_chunk_size_is_bounded(tmp_path: Path, capsys: pytest.CaptureFixture[str
     with pytest.raises(SystemExit):
         main(["import", str(path), "--portfolio", "1", "--chunk-size", "10001"])
     assert "at most 10000" in capsys.readouterr().err
+
+
+# --- the 20,000-row import, checked against an independent computation -------------------
+
+
+def test_twenty_thousand_generated_fills_match_an_independent_replay_and_again_change_nothing(
+    db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The small form of the 1,000,000-row bench scenario (pgportfolio bench --scenarios
+    import): opens, adds, partial reductions, closes and flips on 50 symbols."""
+    cash = D(10) ** 12
+    path = tmp_path / "generated.csv"
+    model = write_fills_csv(path, 20_000, initial_cash=cash, seed=5)
+    assert model.fills == 20_000
+    assert len(model.open_positions()) > 10
+    with PortfolioClient(db, min_size=1, max_size=2) as client:
+        pid = client.create_portfolio("generated", cash)
+        assert _run(db, path, pid, "--no-progress") == EXIT_OK
+        assert "20,000 applied, 0 already in the ledger" in capsys.readouterr().out
+        snapshot = client.get_portfolio(pid)
+        assert check_import(model, snapshot, client.verify_portfolio(pid)) == []
+
+        again = import_fills(db, path, pid)
+        assert (again.applied, again.duplicates, again.skipped) == (0, 20_000, 20_000)
+        assert client.get_portfolio(pid) == snapshot, "the second import changed nothing"
+
+
+def test_the_replay_finds_a_wrong_portfolio(db: str, tmp_path: Path) -> None:
+    """Negative control: one fill more than the file, and the comparison says where."""
+    cash = D(1_000_000)
+    path = tmp_path / "small.csv"
+    model = write_fills_csv(path, 200, initial_cash=cash, seed=2, symbols=3)
+    with PortfolioClient(db, min_size=1, max_size=2) as client:
+        pid = client.create_portfolio("control", cash)
+        assert import_fills(db, path, pid).ok
+        assert check_import(model, client.get_portfolio(pid), client.verify_portfolio(pid)) == []
+        client.apply_fill(pid, "IMP.000", D(1), D(10), request_id="one-more")
+        found = check_import(model, client.get_portfolio(pid), client.verify_portfolio(pid))
+        assert any(f.startswith("cash: expected") for f in found)
+        assert any(f.startswith("version: expected 201") for f in found)
+
+
+def test_the_replay_divides_as_postgresql_does(db: str) -> None:
+    """numeric division's result scale (16 significant digits at least, at least either
+    operand's scale), compared with the server on awkward operands."""
+    cases = [
+        (D("1"), D("3")),
+        (D("2"), D("3")),
+        (D("123456.78") * D("7") * D("1.0000000000000000000000"), D("9")),
+        (D("-0.0001"), D("7")),
+        (D("99999"), D("10000.5")),
+        (D("5"), D("0.00003")),
+        (D("1.5"), D("1.5")),
+        (D("9999.9999"), D("1")),
+    ]
+    with psycopg.connect(db) as conn:
+        for dividend, divisor in cases:
+            (server,) = conn.execute(
+                "SELECT %s::numeric / %s::numeric", [dividend, divisor]
+            ).fetchone()
+            assert pg_divide(dividend, divisor) == server
+            assert pg_divide(dividend, divisor).as_tuple().exponent == server.as_tuple().exponent
+
+
+# --- re-runs: the ledger is asked which rows it holds, and sent only the others ---------
+
+
+def test_a_rerun_sends_only_the_rows_not_in_the_ledger(db: str, tmp_path: Path) -> None:
+    lines = _rows(300, seed=11)
+    with PortfolioClient(db, min_size=1, max_size=2) as client:
+        pid = client.create_portfolio("partial", D(10_000_000))
+        head = _write(tmp_path / "head.csv", lines[:120])
+        assert import_fills(db, head, pid, chunk_size=50).applied == 120
+        whole = _write(tmp_path / "whole.csv", lines)
+        report = import_fills(db, whole, pid, chunk_size=50)
+        assert (report.applied, report.duplicates, report.rows) == (180, 120, 300)
+        # Chunks 1 and 2 were found before sending; chunk 3 (rows 101-150) in part; after
+        # a chunk with none found, the importer stops asking and the ledger answers alone.
+        assert report.skipped == 120
+        clean = client.create_portfolio("clean", D(10_000_000))
+        assert import_fills(db, whole, clean).ok
+        assert _state(client, pid)[1:] == _state(client, clean)[1:]
+
+
+def test_a_row_in_the_ledger_with_other_values_is_sent_and_refused(db: str, tmp_path: Path) -> None:
+    """The look-up must not hide a conflict: the id is in the log, the values differ."""
+    with PortfolioClient(db, min_size=1, max_size=2) as client:
+        pid = client.create_portfolio("conflict", D(1_000_000))
+        first = _write(tmp_path / "first.csv", ["IMA,5,10,1,r1,\n", "IMA,5,10,,r2,\n"])
+        assert import_fills(db, first, pid).applied == 2
+        for changed in ("IMA,5,10,1.5,r2,", "IMB,5,10,,r2,", "IMA,6,10,,r2,", "IMA,5,10.01,,r2,"):
+            second = _write(tmp_path / "second.csv", ["IMA,5,10,1.00,r1,\n", changed + "\n"])
+            report = import_fills(db, second, pid)
+            assert [(p.line, p.sqlstate) for p in report.problems] == [(3, "PF005")], changed
+            assert report.refused_lines == (2, 3)
+        same = _write(tmp_path / "same.csv", ["IMA,5.0,10.00,1,r1,\n", "IMA,5,10,0,r2,\n"])
+        assert import_fills(db, same, pid).skipped == 2  # equal as numbers: duplicates
+        assert client.get_portfolio(pid).version == 3
+
+
+def test_text_that_looks_like_array_syntax_arrives_as_written(db: str, tmp_path: Path) -> None:
+    """Symbols and ids travel inside array literals: quotes, commas, braces, backslashes,
+    spaces and the word NULL must stay data."""
+    ids = ["a,b", "{x}", 'say "hi"', "back\\slash", "in side", "NULL", "é-ü"]
+    rows = [f'NULL,1,10,,"{i.replace(chr(34), chr(34) * 2)}",\n' for i in ids]
+    path = _write(tmp_path / "odd.csv", rows)
+    with PortfolioClient(db, min_size=1, max_size=2) as client:
+        pid = client.create_portfolio("odd", D(1_000_000))
+        assert import_fills(db, path, pid).applied == len(ids)
+        log = client.event_log(pid)[1:]
+        assert [e.request_id for e in log] == ids
+        assert {e.symbol for e in log} == {"NULL"}  # the symbol NULL, not SQL's NULL
+        again = import_fills(db, path, pid)
+        assert (again.applied, again.skipped) == (0, len(ids))
+
+        bad = _write(tmp_path / "bad-symbols.csv", ['"A,B",1,10,,s1,\n', 'A"B,1,10,,s2,\n'])
+        report = import_fills(db, bad, pid)
+        assert [(p.line, p.sqlstate) for p in report.problems] == [(2, "22023"), (3, "22023")]
+
+
+def test_a_nul_character_is_a_bad_row_not_a_failed_import(
+    db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """PostgreSQL text cannot hold NUL: sent, it would fail the whole call (it did)."""
+    path = _write(tmp_path / "nul.csv", ["IMA,1,10,,ok-1,\n", "IM\x00A,1,10,,nul-1,\n"])
+    path2 = _write(tmp_path / "nul-id.csv", ["IMA,1,10,,ok-1,\n", "IMA,1,10,,nul\x00-2,\n"])
+    with PortfolioClient(db, min_size=1, max_size=2) as client:
+        pid = client.create_portfolio("nul", D(1_000_000))
+        assert _run(db, path, pid, "--no-progress") == EXIT_FAILED
+        assert f"{path}:3: symbol contains a NUL character" in capsys.readouterr().err
+        report = import_fills(db, path2, pid)
+        assert [p.message for p in report.problems] == ["request id contains a NUL character"]
+        assert client.get_portfolio(pid).version == 1
+
+
+def test_a_file_that_is_not_utf8_is_refused_whole(db: str, tmp_path: Path) -> None:
+    path = tmp_path / "latin1.csv"
+    path.write_bytes((HEADER + "IMA,1,10,,caf\xe9,\n").encode("latin-1"))
+    with pytest.raises(ImportFileError, match="not UTF-8 text"):
+        import_fills(db, path, 1, dry_run=True)
+
+
+def test_short_rows_blank_lines_and_header_spaces(db: str, tmp_path: Path) -> None:
+    path = _write(
+        tmp_path / "loose.csv",
+        ["IMA,1,10\n", "\n", "IMA,2,10,,\n", "IMA,3,10,0.5,,e3\n"],
+        header=" symbol , quantity,price ,fee,request_id,execution_id\n",
+    )
+    report = import_fills(db, path, 1, dry_run=True, chunk_size=1)
+    assert [(p.line, p.message) for p in report.problems] == [
+        (2, "no request_id or execution_id: the row could not be idempotent"),
+        (4, "no request_id or execution_id: the row could not be idempotent"),
+    ]
+    assert report.rows == 1
+    empty_price = _write(tmp_path / "empty-price.csv", ["IMA,1, ,,,e1\n"])
+    assert [p.message for p in import_fills(db, empty_price, 1, dry_run=True).problems] == [
+        "price is empty"
+    ]
+
+
+@pytest.mark.timeout(120)
+def test_the_bench_scenario_imports_checks_and_imports_again(
+    admin_conninfo: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "bench.json"
+    argv = ["bench", "--quick", "--scenarios", "import", "--import-rows", "3000"]
+    code = main([*argv, "--dsn", admin_conninfo, "--json", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    scenario = json.loads(out.read_text())["scenarios"]["import"]
+    assert scenario["error"] is None
+    assert scenario["extra"]["checked"] == "clean"
+    first, again = scenario["variants"]["first"], scenario["variants"]["again"]
+    assert (first["fills"], first["extra"]["applied"]) == (3000, 3000)
+    assert (again["fills"], again["extra"]["applied"], again["extra"]["found_before_sending"]) == (
+        3000,
+        0,
+        3000,
+    )
+    assert first["fills_per_second"] > 0
+    assert again["fills_per_second"] > 0
+    assert "import: checked: verify_portfolio clean" in printed
+
+
+# --- execution metadata: executed_at, order_id, tags --------------------------------------
+
+META_HEADER = "symbol,quantity,price,request_id,executed_at,order_id,tags\n"
+META_ROWS = [
+    'IMA,10,100,m1,2026-11-02T14:30:00Z,O-1,"{""account"": ""A1"", ""venue"": ""XNAS""}"\n',
+    "IMA,-4,101,m2,2026-11-02 15:30:00+01:00,O-1,\n",
+    "IMB,3,50,m3,,,\n",
+]
+
+
+def test_execution_metadata_is_imported_and_part_of_the_identity(db: str, tmp_path: Path) -> None:
+    path = _write(tmp_path / "meta.csv", META_ROWS, header=META_HEADER)
+    with PortfolioClient(db, min_size=1, max_size=2) as client:
+        pid = client.create_portfolio("meta", D(1_000_000))
+        assert import_fills(db, path, pid).applied == 3
+        first, second, third = client.event_log(pid)[1:]
+        at = datetime(2026, 11, 2, 14, 30, tzinfo=UTC)
+        assert (first.executed_at, first.order_id, first.tags) == (
+            at,
+            "O-1",
+            {"account": "A1", "venue": "XNAS"},
+        )
+        assert (second.executed_at, second.order_id, second.tags) == (at, "O-1", None)
+        assert (third.executed_at, third.order_id) == (third.created_at, None)  # the default
+
+        again = import_fills(db, path, pid)
+        assert (again.applied, again.skipped) == (0, 3), "all three found before sending"
+
+        # Each changed in one piece of its execution: not found, sent, refused (PF005).
+        changed = [
+            (0, META_ROWS[0].replace("14:30:00Z", "14:30:01Z")),
+            (0, META_ROWS[0].replace("O-1", "O-2")),
+            (0, META_ROWS[0].replace("A1", "A2")),
+            (0, 'IMA,10,100,m1,2026-11-02T14:30:00Z,O-1,"{""account"": ""A1""}"\n'),
+            (0, 'IMA,10,100,m1,,O-1,"{""account"": ""A1"", ""venue"": ""XNAS""}"\n'),
+            (2, "IMB,3,50,m3,2026-11-02T14:30:00Z,,\n"),
+            (2, "IMB,3,50,m3,,O-3,\n"),
+        ]
+        for index, row in changed:
+            lines = list(META_ROWS)
+            lines[index] = row
+            edited = _write(tmp_path / "edited.csv", lines, header=META_HEADER)
+            report = import_fills(db, edited, pid)
+            assert [(p.line, p.sqlstate) for p in report.problems] == [(index + 2, "PF005")], row
+        assert client.get_portfolio(pid).version == 4
+
+
+def test_execution_metadata_that_cannot_be_read_is_a_bad_row(
+    db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = [
+        "IMA,1,10,b1,2026-11-02T14:30:00,,\n",  # no UTC offset
+        "IMA,1,10,b2,yesterday,,\n",
+        'IMA,1,10,b3,,,"[""A1""]"\n',
+        'IMA,1,10,b4,,,"{""account"": 1}"\n',
+        'IMA,1,10,b5,,,"{account}"\n',
+        'IMA,1,10,b6,,,"{""a"": ""x\\u0000""}"\n',
+        'IMA,1,10,b7,,,"{""a"": ""\\ud800""}"\n',
+        "IMA,1,10,b8,,O\x00,\n",
+    ]
+    path = _write(tmp_path / "bad-meta.csv", rows, header=META_HEADER)
+    report = import_fills(db, path, 1, dry_run=True, chunk_size=1)
+    assert [(p.line, p.message.split(":")[0]) for p in report.problems] == [
+        (2, "executed_at has no UTC offset (2026-12-01T14"),
+        (3, "executed_at is not an ISO 8601 time"),
+        (4, "tags is not a JSON object of strings"),
+        (5, "tags is not a JSON object of strings"),
+        (6, "tags is not JSON"),
+        (7, "tags contains a NUL character"),
+        (8, "tags is not valid Unicode"),
+        (9, "order_id contains a NUL character"),
+    ]
+
+    future = datetime.now(UTC) + timedelta(hours=1)
+    late = _write(
+        tmp_path / "future.csv",
+        ["IMA,1,10,f1,,,\n", f"IMA,1,10,f2,{future.isoformat()},,\n"],
+        header=META_HEADER,
+    )
+    with PortfolioClient(db, min_size=1, max_size=2) as client:
+        pid = client.create_portfolio("future", D(1_000))
+        assert _run(db, late, pid, "--no-progress") == EXIT_FAILED
+        assert f"{late}:3: [22023] executed_at is in the future" in capsys.readouterr().err
+        assert client.get_portfolio(pid).version == 1

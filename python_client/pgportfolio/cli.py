@@ -238,6 +238,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             connections=args.connections,
             quick=args.quick,
             soak_fills=args.soak_fills,
+            import_rows=args.import_rows,
             json_path=Path(args.json) if args.json else None,
             plot_path=Path(args.plot) if args.plot else None,
             seed=args.seed,
@@ -415,7 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "--scenarios",
-        help="comma-separated: hot,spread,ticks,wide,uncontended,monitoring,push,soak "
+        help="comma-separated: hot,spread,ticks,wide,uncontended,monitoring,push,import,soak "
         "(default: all; with --quick, all but soak)",
     )
     bench.add_argument(
@@ -448,6 +449,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--soak-fills",
         type=_positive_int,
         help="fills in the soak (default 5,000,000; 3,000 with --quick)",
+    )
+    bench.add_argument(
+        "--import-rows",
+        type=_positive_int,
+        help="rows of the import scenario's CSV file (default 1,000,000; 20,000 with --quick)",
     )
     bench.add_argument("--json", metavar="FILE", help="write every number to FILE")
     bench.add_argument(

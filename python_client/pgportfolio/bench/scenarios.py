@@ -68,6 +68,7 @@ class Scenario:
             wide=f"{sizes.wide_positions:,}",
             narrow=sizes.narrow_positions,
             soak_fills=f"{sizes.soak_fills:,}",
+            import_rows=f"{sizes.import_rows:,}",
         )
 
 
@@ -770,6 +771,24 @@ async def _push_from_client(bench: Bench, plan: FillPlan, stats: PushStats) -> M
     m.errors.update(errors)
     m.add_window(start, end)
     return m
+
+
+@scenario(
+    "import",
+    "pgportfolio import of a {import_rows}-row CSV file into 1 portfolio, checked, then again",
+    targets=[
+        TargetSpec(
+            "first import", ">=", 50_000, "fills/s", variant_value("first", "fills_per_second")
+        ),
+        TargetSpec(
+            "same file again", ">=", 50_000, "fills/s", variant_value("again", "fills_per_second")
+        ),
+    ],
+)
+async def import_csv(bench: Bench, result: ScenarioResult) -> None:
+    from pgportfolio.bench.importing import run_import_scenario
+
+    await run_import_scenario(bench, result)
 
 
 def _soak_note(result: ScenarioResult) -> str:

@@ -24,6 +24,7 @@ class Sizes:
     tick_chunk: int
     read_samples: int
     soak_fills: int
+    import_rows: int
 
 
 FULL = Sizes(
@@ -39,6 +40,7 @@ FULL = Sizes(
     tick_chunk=1_000,
     read_samples=50,
     soak_fills=5_000_000,
+    import_rows=1_000_000,
 )
 QUICK = Sizes(
     duration=1.0,
@@ -53,6 +55,7 @@ QUICK = Sizes(
     tick_chunk=100,
     read_samples=5,
     soak_fills=3_000,
+    import_rows=20_000,
 )
 
 
@@ -66,6 +69,7 @@ class BenchSettings:
     connections: int = 16  # the client's pool size, and pgbench's -c
     quick: bool = False
     soak_fills: int | None = None
+    import_rows: int | None = None
     json_path: Path | None = None
     plot_path: Path | None = None
     seed: int = 1
@@ -81,5 +85,6 @@ class BenchSettings:
                 "duration": self.duration or base.duration,
                 "traders": self.traders or base.traders,
                 "soak_fills": self.soak_fills or base.soak_fills,
+                "import_rows": self.import_rows or base.import_rows,
             }
         )
