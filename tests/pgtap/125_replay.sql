@@ -2,7 +2,7 @@
 -- log returns the original result marked duplicate and changes nothing; the same id with
 -- other arguments is PF005; p_expected_version is never part of the comparison.
 BEGIN;
-SELECT plan(49);
+SELECT plan(50);
 
 CREATE FUNCTION pg_temp.pid(p_name text) RETURNS bigint LANGUAGE sql STABLE
 AS $$ SELECT current_setting('test.pid_' || p_name)::bigint $$;
@@ -287,6 +287,23 @@ SELECT throws_ok(
     $$SELECT pgportfolio.deposit_cash(pg_temp.pid('b'), 1, repeat('x', 201))$$,
     '22023', NULL, 'a 201-character request id is 22023'
 );
+
+-- PF005's DETAIL shows executed_at in the session's TimeZone, so _request_args must not be
+-- folded to a constant when a statement is planned: a plan kept across a change of
+-- TimeZone would go on showing the old zone.
+SET LOCAL plan_cache_mode = force_generic_plan;
+SET LOCAL TimeZone = 'UTC';
+PREPARE request_args_at AS
+SELECT pgportfolio._request_args('apply_fill', 'AAA', 1, 1, 0, NULL, '2026-01-01 00:00+00', NULL, NULL)->>'executed_at';
+CREATE TEMP TABLE request_args_utc AS EXECUTE request_args_at;
+SET LOCAL TimeZone = 'Asia/Tokyo';
+CREATE TEMP TABLE request_args_tokyo AS EXECUTE request_args_at;
+SELECT is(
+    ARRAY[(SELECT * FROM request_args_utc), (SELECT * FROM request_args_tokyo)],
+    ARRAY['2026-01-01T00:00:00+00:00', '2026-01-01T09:00:00+09:00'],
+    '_request_args reads executed_at in the TimeZone of the moment it runs (STABLE, not IMMUTABLE)'
+);
+DEALLOCATE request_args_at;
 
 SELECT * FROM finish();
 ROLLBACK;
