@@ -265,7 +265,7 @@ class Formation:
             )  # fmt: skip
             self._wait(functools.partial(self._joined, name), timeout, f"{name} to join")
             for key, value in KEEPER_SETTINGS.items():
-                self.autoctl("config", "set", "--pgdata", str(self.pgdata(name)), key, value)
+                self._config_set(name, key, value, timeout)
             log(f"{name} on {HOST}:{port} ({time.monotonic() - started:.1f}s)")
         self.wait_healthy(timeout)
 
@@ -334,6 +334,21 @@ class Formation:
         self._reload_pgroups()
         self._state["pgroups"][name] = child.pid
         self._save()
+
+    def _config_set(self, name: str, key: str, value: str, timeout: float) -> None:
+        """``pg_autoctl config set`` on a node that has just joined. The keeper may still be
+        writing its configuration file then (seen in CI: "Failed to find section
+        pg_autoctl" in a file being rewritten), so a failure is retried until ``timeout``,
+        after which pg_autoctl's last error is raised."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.autoctl("config", "set", "--pgdata", str(self.pgdata(name)), key, value)
+                return
+            except FormationError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
 
     def autoctl(self, *args: str, timeout: float = 60) -> str:
         result = subprocess.run(
