@@ -20,18 +20,20 @@ CREATE TABLE pgportfolio.positions (
     opened_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
     updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
     PRIMARY KEY (portfolio_id, symbol),
-    CONSTRAINT positions_symbol_valid CHECK (symbol ~ '^[A-Z0-9._/:-]{1,32}$'),
+    CONSTRAINT positions_symbol_valid CHECK (pg_catalog.octet_length(symbol) <= 32 AND symbol ~ '^[A-Z0-9._/:-]+$'),
+    -- Finite without NOT IN ('NaN', 'Infinity', '-Infinity') (three comparisons per column,
+    -- for every position written): abs() < 1e15 refuses all three, and numeric orders NaN
+    -- above Infinity, so the strict bounds refuse NaN and both infinities.
     CONSTRAINT positions_quantity_valid CHECK (
-        quantity NOT IN ('NaN', 'Infinity', '-Infinity')
-        AND quantity <> 0
+        quantity <> 0
         AND pg_catalog.abs(quantity) < 1e15
         AND pg_catalog.scale(quantity) <= 8
     ),
     CONSTRAINT positions_cost_basis_valid CHECK (
-        cost_basis NOT IN ('NaN', 'Infinity', '-Infinity')
+        cost_basis > '-Infinity' AND cost_basis < 'Infinity'
         AND pg_catalog.sign(cost_basis) * pg_catalog.sign(quantity) >= 0
     ),
-    CONSTRAINT positions_realized_pnl_finite CHECK (realized_pnl NOT IN ('NaN', 'Infinity', '-Infinity')),
+    CONSTRAINT positions_realized_pnl_finite CHECK (realized_pnl > '-Infinity' AND realized_pnl < 'Infinity'),
     CONSTRAINT positions_version_positive CHECK (version >= 1),
     CONSTRAINT positions_multiplier_positive CHECK (multiplier > 0 AND multiplier < 1e15)
 );

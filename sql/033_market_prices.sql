@@ -17,7 +17,9 @@ CREATE TABLE pgportfolio.market_price_history (
     source text,
     recorded_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
     PRIMARY KEY (symbol, as_of, mark_id) INCLUDE (price),
-    CONSTRAINT market_price_history_symbol_valid CHECK (symbol ~ '^[A-Z0-9._/:-]{1,32}$'),
+    CONSTRAINT market_price_history_symbol_valid CHECK (
+        pg_catalog.octet_length(symbol) <= 32 AND symbol ~ '^[A-Z0-9._/:-]+$'
+    ),
     CONSTRAINT market_price_history_price_valid CHECK (
         price NOT IN ('NaN', 'Infinity', '-Infinity') AND price > 0 AND price < 1e15
     ),
@@ -39,7 +41,7 @@ CREATE TABLE pgportfolio.market_prices (
     as_of timestamptz NOT NULL DEFAULT pg_catalog.now(),
     source text,
     mark_id bigint NOT NULL,
-    CONSTRAINT market_prices_symbol_valid CHECK (symbol ~ '^[A-Z0-9._/:-]{1,32}$'),
+    CONSTRAINT market_prices_symbol_valid CHECK (pg_catalog.octet_length(symbol) <= 32 AND symbol ~ '^[A-Z0-9._/:-]+$'),
     CONSTRAINT market_prices_price_valid CHECK (
         price NOT IN ('NaN', 'Infinity', '-Infinity') AND price > 0 AND price < 1e15
     ),

@@ -8,7 +8,7 @@ CREATE TABLE pgportfolio.instruments (
     multiplier numeric NOT NULL DEFAULT 1,
     description text,
     updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    CONSTRAINT instruments_symbol_valid CHECK (symbol ~ '^[A-Z0-9._/:-]{1,32}$'),
+    CONSTRAINT instruments_symbol_valid CHECK (pg_catalog.octet_length(symbol) <= 32 AND symbol ~ '^[A-Z0-9._/:-]+$'),
     CONSTRAINT instruments_multiplier_valid CHECK (
         multiplier NOT IN ('NaN', 'Infinity', '-Infinity')
         AND multiplier > 0

@@ -58,9 +58,7 @@ AS $$
         OPERATOR(pg_catalog.||) '\U000E0020-\U000E007F]';
 $$;
 
--- Upper-case ASCII letters, digits and . _ - / : , 1 to 32 characters. Lower case is
--- refused rather than folded, so that one instrument never has two spellings; being
--- ASCII, a symbol can hold no control or format character.
+-- The symbol rule (_symbol_valid, 020_schema.sql), raising.
 CREATE FUNCTION pgportfolio._check_symbol(p_symbol text)
 RETURNS void
 LANGUAGE plpgsql IMMUTABLE
@@ -70,7 +68,7 @@ BEGIN
     IF p_symbol IS NULL THEN
         RAISE EXCEPTION 'symbol must not be null' USING ERRCODE = '22023';
     END IF;
-    IF p_symbol !~ '^[A-Z0-9._/:-]{1,32}$' THEN
+    IF NOT pgportfolio._symbol_valid(p_symbol) THEN
         RAISE EXCEPTION 'invalid symbol'
             USING ERRCODE = '22023',
             DETAIL = format('Got %s (%s characters).', quote_literal(left(p_symbol, 40)), length(p_symbol)),

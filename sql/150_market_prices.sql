@@ -123,7 +123,7 @@ BEGIN
     IF EXISTS (
         SELECT FROM unnest(v_symbols, v_prices, v_as_ofs, v_sources) AS t (symbol, price, as_of, source)
         WHERE NOT coalesce(
-            t.symbol ~ '^[A-Z0-9._/:-]{1,32}$'
+            pgportfolio._symbol_valid(t.symbol)
             AND t.price NOT IN ('NaN', 'Infinity', '-Infinity') AND t.price > 0
             AND t.price < 1e15 AND min_scale(t.price) <= 8
             AND isfinite(t.as_of) AND t.as_of <= v_latest_allowed

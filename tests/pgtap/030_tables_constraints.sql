@@ -2,7 +2,7 @@
 -- 033_market_prices.sql, 034_events.sql, 035_instruments.sql). The constraints are the last line of defence
 -- behind the functions, so they are exercised here with direct writes as the superuser.
 BEGIN;
-SELECT plan(196);
+SELECT plan(198);
 
 -- ---------------------------------------------------------------- columns
 SELECT columns_are('pgportfolio', 'portfolios', ARRAY[
@@ -843,6 +843,45 @@ SELECT is(
     (SELECT count(*) FROM pgportfolio.market_prices WHERE symbol IN ('P0', 'PNEG', 'PNAN', 'PBIG', 'PVER')),
     0::bigint,
     'none of the refused marks was stored'
+);
+
+-- The tables' symbol checks write the rule out instead of calling _symbol_valid (a SQL
+-- function in a check is inlined again for every statement): each must accept exactly
+-- what _symbol_valid accepts. Each check's own expression is evaluated for every sample.
+CREATE FUNCTION pg_temp.symbol_check_accepts(p_constraint oid, p_symbol text) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_accepts boolean;
+BEGIN
+    EXECUTE format(
+        'SELECT %s FROM (SELECT $1 AS symbol) AS t',
+        (SELECT pg_get_expr(c.conbin, c.conrelid) FROM pg_constraint AS c WHERE c.oid = p_constraint)
+    ) INTO v_accepts USING p_symbol;
+    RETURN v_accepts;
+END;
+$$;
+SELECT is(
+    (SELECT count(*)::integer FROM pg_constraint AS c
+     WHERE c.conname IN (
+         'positions_symbol_valid', 'market_prices_symbol_valid', 'market_price_history_symbol_valid',
+         'instruments_symbol_valid'
+     ) AND c.connamespace = 'pgportfolio'::regnamespace),
+    4,
+    'four tables check their symbols'
+);
+SELECT is_empty(
+    $$SELECT c.conname, s.symbol
+      FROM pg_constraint AS c
+      CROSS JOIN unnest(ARRAY[
+          '', 'A', 'AAPL', 'BRK.B', 'ES_Z6', 'EUR/USD', 'CL:F', 'X-1', repeat('A', 32), repeat('A', 33),
+          'aapl', 'A B', 'A*', E'A\n', 'É', 'A' || chr(8203), repeat('É', 16), '0123456789'
+      ]) AS s (symbol)
+      WHERE c.conname IN (
+          'positions_symbol_valid', 'market_prices_symbol_valid', 'market_price_history_symbol_valid',
+          'instruments_symbol_valid'
+      ) AND c.connamespace = 'pgportfolio'::regnamespace
+      AND pg_temp.symbol_check_accepts(c.oid, s.symbol) IS DISTINCT FROM pgportfolio._symbol_valid(s.symbol)$$,
+    'every symbol check accepts exactly what _symbol_valid accepts (lengths 0, 1, 32, 33; each punctuation; lower case, spaces, control, non-ASCII)'
 );
 
 SELECT * FROM finish();

@@ -23,19 +23,36 @@ PORTFOLIO_LOCK = re.compile(
     re.DOTALL,
 )
 # The last line of the core's events insert.
-EVENTS_INSERT_END = "WHERE u.kind IS NOT NULL;"
+EVENTS_INSERT_END = "WHERE f_kind[i] IS NOT NULL;"
 POSITION_LOCK = re.compile(
     r"( *)IF k_pid IS NOT NULL THEN\n *k_existed := array_fill.*?END LOOP;\n *END IF;\n",
     re.DOTALL,
 )
 
 
+# The core's writes reach each row by the tuple id its lock returned; a naive
+# implementation writes by key.
+WRITES_BY_TUPLE_ID = {
+    "p.ctid = s_row[s]": "p.portfolio_id = s_id[s]",
+    "p.ctid = k_row[k]": "p.portfolio_id = k_pid[k] AND p.symbol = k_symbol[k]",
+}
+
+
 def _no_for_update(source: str) -> str:
     # Without its row locks the core still cannot lose an update: two calls that read the
     # same version both write that version's successor, and the events' key refuses the
     # second (23505). An implementation with neither guard is what this variant stands
-    # for, so it also lets the events insert skip a clash.
+    # for, so it also lets the events insert skip a clash. And it writes by key: a write
+    # by the tuple id read without a lock skips a row changed since (an update lost
+    # without a trace in the ledger, which the variant is not meant to stand for).
     unlocked = re.sub(r"FOR UPDATE( OF \w+)?", "", source)
+    for by_tuple_id, by_key in WRITES_BY_TUPLE_ID.items():
+        if by_tuple_id not in unlocked:
+            raise AssertionError(f"no_for_update: the core no longer writes by {by_tuple_id!r}")
+        unlocked = unlocked.replace(by_tuple_id, by_key)
+    if EVENTS_INSERT_END not in unlocked:
+        # Without this half the variant fails safe (23505) and proves nothing.
+        raise AssertionError(f"no_for_update: no events insert ending {EVENTS_INSERT_END!r}")
     return unlocked.replace(EVENTS_INSERT_END, EVENTS_INSERT_END[:-1] + " ON CONFLICT DO NOTHING;")
 
 
