@@ -15,14 +15,15 @@ install: $(VENV)/.installed ## create .venv and install the package with its dev
 
 lint: sqllint pylint ## every linter
 
-# Four internal SQL functions have no SET search_path on purpose: the planner inlines them
-# into their callers only without it (see 034_events.sql, 100_validation.sql and
-# 110_access.sql); every name in them is schema-qualified instead.
+# Seven internal SQL functions have no SET search_path on purpose: the planner inlines them
+# into their callers only without it (see 020_schema.sql, 034_events.sql, 100_validation.sql
+# and 110_access.sql); every name in them is schema-qualified instead.
 PGSPOT_INLINED := \
 	--proc-without-search-path 'pgportfolio._acting_role()' \
 	--proc-without-search-path 'pgportfolio._refused_characters()' \
 	--proc-without-search-path 'pgportfolio._symbol_valid(p_symbol text)' \
-	--proc-without-search-path 'pgportfolio._execution_valid(p_executed_at timestamptz,p_order_id text,p_tags jsonb,p_latest timestamptz)' \
+	--proc-without-search-path 'pgportfolio._execution_valid(p_executed_at timestamptz,p_order_id text,p_latest timestamptz)' \
+	--proc-without-search-path 'pgportfolio._invalid_tags(p_tags jsonb[],item bigint)' \
 	--proc-without-search-path 'pgportfolio._event_hash(p_previous bytea,p_portfolio_id bigint,p_portfolio_version bigint,p_kind text,p_operation text,p_symbol text,p_quantity numeric,p_price numeric,p_fee numeric,p_amount numeric,p_cash_delta numeric,p_realized_pnl numeric,p_cash_balance numeric,p_position_quantity numeric,p_position_cost_basis numeric,p_request_id text,p_executed_at timestamptz,p_order_id text,p_tags jsonb,p_multiplier numeric,p_acting_role name,p_created_at timestamptz)' \
 	--proc-without-search-path 'pgportfolio._authorization_refusals(p_portfolio_ids bigint[],p_actor name,portfolio_id bigint,sqlstate text,message text,hint text)'
 

@@ -97,25 +97,6 @@ BEGIN
 END;
 $$;
 
--- The tags' rule (see _execution_valid below).
-CREATE FUNCTION pgportfolio._tags_valid(p_tags jsonb)
-RETURNS boolean
-LANGUAGE sql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT CASE
-        WHEN jsonb_typeof(p_tags) <> 'object' OR octet_length(p_tags::text) > 4096 THEN false
-        ELSE (
-            SELECT count(*) <= 32 AND coalesce(bool_and(
-                length(t.key) BETWEEN 1 AND 64 AND t.key !~ pgportfolio._refused_characters()
-                AND jsonb_typeof(t.value) = 'string'
-                AND length(t.value #>> '{}') <= 256 AND (t.value #>> '{}') !~ pgportfolio._refused_characters()
-            ), true)
-            FROM jsonb_each(p_tags) AS t
-        )
-    END;
-$$;
-
 -- A fill's execution metadata, all optional. executed_at: when the trade happened, finite
 -- and at most p_latest (one minute after the clock: a clock a little ahead is tolerated, a
 -- date typed wrong is not); it may be long past (imports). order_id: the broker's order or
@@ -123,10 +104,8 @@ $$;
 -- (account, strategy, venue...), bounded so that one event's row stays small.
 -- No SET search_path, every name qualified: the planner folds the call into its caller's
 -- expression (with SET search_path it cost about 8 µs per fill; folded, 0.1 µs). The tags'
--- rule reads the object's members, so it is a function of its own, called for tags only.
-CREATE FUNCTION pgportfolio._execution_valid(
-    p_executed_at timestamptz, p_order_id text, p_tags jsonb, p_latest timestamptz
-)
+-- rule reads each object's members, so it is _invalid_tags below, asked once per call.
+CREATE FUNCTION pgportfolio._execution_valid(p_executed_at timestamptz, p_order_id text, p_latest timestamptz)
 RETURNS boolean
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
@@ -138,8 +117,37 @@ AS $$
             pg_catalog.length(p_order_id) OPERATOR(pg_catalog.>=) 1
             AND pg_catalog.length(p_order_id) OPERATOR(pg_catalog.<=) 200
             AND p_order_id OPERATOR(pg_catalog.!~) pgportfolio._refused_characters()
-        ))
-        AND (p_tags IS NULL OR pgportfolio._tags_valid(p_tags));
+        ));
+$$;
+
+-- The tags' rule, for a list of tags at once: the positions (from 1) of those that break
+-- it. Tags are a flat JSON object of at most 32 keys (1 to 64 characters) with string
+-- values of at most 256 characters, no control or format characters, at most 4096 bytes
+-- in all. A list, not one value: a SQL function that reads rows (here the object's
+-- members) is never folded into its caller's expression, and called once per element it
+-- cost about 100,000 instructions, where one statement over the list (the planner inlines
+-- this function into it: no SET search_path, every name qualified) costs a tenth of that.
+CREATE FUNCTION pgportfolio._invalid_tags(p_tags jsonb[])
+RETURNS TABLE (item bigint)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT u.item
+    FROM pg_catalog.unnest(p_tags) WITH ORDINALITY AS u (tags, item)
+    WHERE u.tags IS NOT NULL AND NOT CASE
+        WHEN pg_catalog.jsonb_typeof(u.tags) OPERATOR(pg_catalog.<>) 'object'
+            OR pg_catalog.octet_length(u.tags::pg_catalog.text) OPERATOR(pg_catalog.>) 4096 THEN false
+        ELSE (
+            SELECT pg_catalog.count(*) OPERATOR(pg_catalog.<=) 32 AND coalesce(pg_catalog.bool_and(
+                pg_catalog.length(t.key) OPERATOR(pg_catalog.>=) 1
+                AND pg_catalog.length(t.key) OPERATOR(pg_catalog.<=) 64
+                AND t.key OPERATOR(pg_catalog.!~) pgportfolio._refused_characters()
+                AND pg_catalog.jsonb_typeof(t.value) OPERATOR(pg_catalog.=) 'string'
+                AND pg_catalog.length(t.value OPERATOR(pg_catalog.#>>) '{}') OPERATOR(pg_catalog.<=) 256
+                AND (t.value OPERATOR(pg_catalog.#>>) '{}') OPERATOR(pg_catalog.!~) pgportfolio._refused_characters()
+            ), true)
+            FROM pg_catalog.jsonb_each(u.tags) AS t
+        )
+    END;
 $$;
 
 -- The same rules as _execution_valid, raising the one that was broken.
@@ -172,7 +180,7 @@ BEGIN
         RAISE EXCEPTION 'tags must be a JSON object'
             USING ERRCODE = '22023', DETAIL = format('Got a JSON %s.', jsonb_typeof(p_tags)), HINT = v_tags_hint;
     END IF;
-    IF NOT pgportfolio._tags_valid(p_tags) THEN
+    IF EXISTS (SELECT FROM pgportfolio._invalid_tags(ARRAY[p_tags])) THEN
         RAISE EXCEPTION 'invalid tags' USING ERRCODE = '22023', HINT = v_tags_hint;
     END IF;
 END;

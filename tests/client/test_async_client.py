@@ -353,3 +353,21 @@ async def test_subscribe_refuses_a_timing_that_is_not_positive(
 ) -> None:
     with pytest.raises(InvalidInput):
         await anext(aclient.subscribe([1], **options))
+
+
+async def test_a_lone_caller_keeps_one_backend(shared_db: str) -> None:
+    """The pool hands out the connection returned last, so calls made one at a time run on
+    one warm backend; psycopg_pool alone hands out the one idle longest, and a lone caller
+    visits every backend of the pool in turn (fails with four pids on a plain pool)."""
+    async with AsyncPortfolioClient(shared_db, min_size=4, max_size=4) as client:
+        pid = await client.create_portfolio("lone caller", D("1000"))
+        backends = set()
+        for n in range(8):
+            await client.deposit_cash(pid, D("1"), request_id=f"lone-{n}")
+            async with client.pool.connection() as conn:
+                cur = await conn.execute("SELECT pg_backend_pid()")
+                row = await cur.fetchone()
+                assert row is not None
+                backends.add(row[0])
+        assert len(backends) == 1
+        assert client.pool.get_stats()["pool_size"] == 4  # all four were there to choose from

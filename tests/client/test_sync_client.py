@@ -95,3 +95,18 @@ def test_subscribe_follows_the_log_in_a_thread_of_its_own(client: PortfolioClien
         ]
     finally:
         stream.close()
+
+
+def test_a_lone_caller_keeps_one_backend(shared_db: str) -> None:
+    """As the async client: calls made one at a time run on one warm backend."""
+    with PortfolioClient(shared_db, min_size=4, max_size=4) as client:
+        pid = client.create_portfolio("lone caller, sync", Decimal("1000"))
+        backends = set()
+        for n in range(8):
+            client.deposit_cash(pid, Decimal("1"), request_id=f"lone-sync-{n}")
+            with client.pool.connection() as conn:
+                row = conn.execute("SELECT pg_backend_pid()").fetchone()
+                assert row is not None
+                backends.add(row[0])
+        assert len(backends) == 1
+        assert client.pool.get_stats()["pool_size"] == 4

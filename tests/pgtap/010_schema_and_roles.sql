@@ -52,7 +52,7 @@ SELECT sequences_are('pgportfolio', ARRAY['portfolios_portfolio_id_seq', 'market
     'the only sequences are the identities of portfolios and of the price history');
 SELECT functions_are('pgportfolio', ARRAY[
     '_acting_role', '_authorize', '_authorization_refusals', '_bound_lock_wait', '_check_number',
-    '_check_portfolio_attributes', '_check_request', '_check_execution', '_execution_valid', '_tags_valid', '_check_symbol', '_symbol_valid', '_apply_operations', '_apply_one',
+    '_check_portfolio_attributes', '_check_request', '_check_execution', '_execution_valid', '_invalid_tags', '_check_symbol', '_symbol_valid', '_apply_operations', '_apply_one',
     '_request_args', '_event_hash',
     'acquire_advisory_lock', 'add_to_position', 'apply_fill', 'apply_fills', 'apply_fills_arrays', 'charge_fee', 'close_position', 'create_portfolio',
     'current_lock_waits', 'deposit_cash', 'events_refuse_change', 'portfolios_refuse_delete', 'events_since', 'find_request', 'get_portfolio',

@@ -1,6 +1,6 @@
 -- apply_fills and apply_fills_arrays (sql/145_apply_fills.sql): a batch of operations across portfolios, one result row each.
 BEGIN;
-SELECT plan(52);
+SELECT plan(54);
 
 CREATE ROLE pgtap_batch_a IN ROLE pgportfolio_trader;
 CREATE ROLE pgtap_batch_b IN ROLE pgportfolio_trader;
@@ -398,6 +398,31 @@ SELECT results_eq(
 SELECT ok(
     NOT EXISTS (SELECT FROM pgportfolio.verify_portfolio(current_setting('test.c')::bigint) WHERE NOT ok),
     'the portfolio of the typed batches verifies'
+);
+
+-- Tags are checked for the whole call in one statement: each refusal must land on its own
+-- element, whatever the neighbours carry.
+SET LOCAL ROLE pgtap_batch_a;
+CREATE TEMP TABLE tags_result AS
+SELECT * FROM pgportfolio.apply_fills_arrays(
+    array_fill(current_setting('test.a')::bigint, ARRAY[6]), ARRAY['TGA', 'TGA', 'TGA', 'TGA', 'TGA', 'TGA'],
+    ARRAY[1, 1, 1, 1, 1, 1]::numeric[], ARRAY[1, 1, 1, 1, 1, 1]::numeric[],
+    p_tags => ARRAY[
+        '{"venue": "XNAS"}', '["venue"]', NULL, '{"venue": 1}', '{"": "v"}', '{"account": "A1"}'
+    ]::jsonb[]
+);
+RESET ROLE;
+SELECT results_eq(
+    'SELECT item, sqlstate, message FROM tags_result ORDER BY item',
+    $$VALUES (1, NULL::text, NULL::text), (2, '22023', 'tags must be a JSON object'), (3, NULL, NULL),
+             (4, '22023', 'invalid tags'), (5, '22023', 'invalid tags'), (6, NULL, NULL)$$,
+    'a batch refuses exactly the elements whose tags break the rule, each with its own message'
+);
+SELECT results_eq(
+    $$SELECT tags FROM pgportfolio.event_log
+      WHERE portfolio_id = current_setting('test.a')::bigint AND symbol = 'TGA' ORDER BY portfolio_version$$,
+    $$VALUES ('{"venue": "XNAS"}'::jsonb), (NULL), ('{"account": "A1"}')$$,
+    'and logs the others with their own tags'
 );
 
 SELECT function_privs_are('pgportfolio', 'apply_fills_arrays',

@@ -232,11 +232,11 @@ SELECT is(
     (SELECT array_agg(p.proname::text ORDER BY p.proname) FROM pg_proc AS p
      WHERE p.pronamespace = 'pgportfolio'::regnamespace
        AND NOT coalesce('search_path=pg_catalog, pg_temp' = ANY (p.proconfig), false)),
-    ARRAY['_acting_role', '_authorization_refusals', '_event_hash', '_execution_valid', '_refused_characters',
-          '_symbol_valid'],
-    'every pgportfolio function pins its search_path, except the six documented inlinable SQL helpers'
+    ARRAY['_acting_role', '_authorization_refusals', '_event_hash', '_execution_valid', '_invalid_tags',
+          '_refused_characters', '_symbol_valid'],
+    'every pgportfolio function pins its search_path, except the seven documented inlinable SQL helpers'
 );
--- Why those six may: a SQL function with SET is never inlined, and inlining is what makes
+-- Why those seven may: a SQL function with SET is never inlined, and inlining is what makes
 -- them cheap inside the per-batch statements. They are safe without it only because they
 -- are plain SQL, run as their caller (never SECURITY DEFINER) and qualify every name.
 SELECT is(
@@ -244,10 +244,10 @@ SELECT is(
      JOIN pg_language AS l ON l.oid = p.prolang
      WHERE p.pronamespace = 'pgportfolio'::regnamespace
        AND p.proname IN ('_acting_role', '_authorization_refusals', '_event_hash', '_execution_valid',
-                         '_refused_characters', '_symbol_valid')),
+                         '_invalid_tags', '_refused_characters', '_symbol_valid')),
     ARRAY['_acting_role:sql:f', '_authorization_refusals:sql:f', '_event_hash:sql:f', '_execution_valid:sql:f',
-          '_refused_characters:sql:f', '_symbol_valid:sql:f'],
-    'the six exceptions are LANGUAGE sql and not SECURITY DEFINER'
+          '_invalid_tags:sql:f', '_refused_characters:sql:f', '_symbol_valid:sql:f'],
+    'the seven exceptions are LANGUAGE sql and not SECURITY DEFINER'
 );
 CREATE SCHEMA pgtap_160_hostile;
 CREATE FUNCTION pgtap_160_hostile.sha256(bytea) RETURNS bytea LANGUAGE sql AS $$ SELECT '\x00'::bytea $$;

@@ -61,6 +61,21 @@ class Request(NamedTuple):
         return f"{self.operation} request {self.request_id!r} on portfolio {self.portfolio_id}"
 
 
+class RecentFirstPool(AsyncConnectionPool):
+    """psycopg_pool's pool, handing out the idle connection returned last rather than the
+    one idle longest. A caller alone on a pool of 16 otherwise visits all 16 backends in
+    turn, each with its caches gone cold: 2.0 ms a fill instead of 1.3 on this 2-core
+    machine. Under load every connection is busy anyway; when load drops, the ones not
+    needed stay idle, and the pool's max_idle closes them."""
+
+    async def _get_ready_connection(self, timeout: float | None) -> Any:
+        # psycopg_pool calls this with its lock held. Its idle deque takes connections
+        # back on the right and hands them out from the left: the last one back goes first.
+        # (tests/client/test_async_client.py checks that a lone caller keeps one backend.)
+        self._pool.rotate(1)
+        return await super()._get_ready_connection(timeout)
+
+
 class AsyncTransport:
     """A pool of autocommit connections and the one way calls travel over them."""
 
@@ -89,7 +104,7 @@ class AsyncTransport:
             "autocommit": True,
             "connect_timeout": max(2, round(call_timeout or 10)),
         }
-        self.pool = pool or AsyncConnectionPool(
+        self.pool = pool or RecentFirstPool(
             conninfo,
             min_size=min_size,
             max_size=max_size,
