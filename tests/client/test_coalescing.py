@@ -142,74 +142,61 @@ async def test_float_refused_before_queueing(aclient: AsyncPortfolioClient) -> N
         await aclient.apply_fill(1, "F", 1.5, D("1"))  # type: ignore[arg-type]
 
 
-async def test_batches_in_flight_never_share_a_portfolio(
-    aclient: AsyncPortfolioClient, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(("max_batches_per_portfolio", "allowed"), [(1, 1), (None, 2), (3, 3)])
+async def test_a_portfolio_is_in_at_most_max_batches_per_portfolio_batches(
+    shared_db: str,
+    monkeypatch: pytest.MonkeyPatch,
+    max_batches_per_portfolio: int | None,
+    allowed: int,
 ) -> None:
-    """Fills for a portfolio that already has a batch in flight wait in the queue, so two
-    batches of this client never queue on the same rows; the other portfolios' fills go
-    meanwhile, and every fill is applied once."""
-    pids = [await aclient.create_portfolio(f"g{n}", D("1000000")) for n in range(3)]
-    in_flight: list[set[int]] = []
-    overlaps: list[tuple[set[int], set[int]]] = []
-    concurrent_peak = 0
-
-    def watched(send):  # type: ignore[no-untyped-def]
-        async def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
-            nonlocal concurrent_peak
-            first = args[0]
-            items = first if isinstance(first, list) else [first]
-            mine = {item.params["portfolio_id"] for item in items}
-            overlaps.extend((mine, other) for other in in_flight if mine & other)
-            in_flight.append(mine)
-            concurrent_peak = max(concurrent_peak, len(in_flight))
-            try:
-                await asyncio.sleep(0.002)  # widen the window in which batches overlap
-                return await send(*args, **kwargs)
-            finally:
-                in_flight.remove(mine)
-
-        return wrapper
-
-    coalescer = aclient.coalescer
-    monkeypatch.setattr(coalescer, "_call_apply_fills", watched(coalescer._call_apply_fills))
-    monkeypatch.setattr(coalescer, "_send_alone", watched(coalescer._send_alone))
-    # Grouped by portfolio: a worker that finds the first portfolio busy takes the next.
-    await asyncio.gather(
-        *(aclient.apply_fill(pids[n // 100], f"S{n % 7}", D("1"), D("2")) for n in range(300))
+    """Fills for a portfolio already in ``max_batches_per_portfolio`` batches in flight
+    wait in the queue (the default, 2, lets the next batch of a hot portfolio wait at its
+    row); the other portfolios' fills go meanwhile, and every fill is applied once. The
+    peak must reach the limit, so a coalescer that never overlapped would fail too."""
+    limit = (
+        {}
+        if max_batches_per_portfolio is None
+        else {"max_batches_per_portfolio": max_batches_per_portfolio}
     )
-    assert overlaps == []
-    assert concurrent_peak > 1  # batches of different portfolios did run side by side
-    for pid in pids:
-        snap = await aclient.get_portfolio(pid)
-        assert snap.version == 101  # 100 fills each, every one applied once
-        assert all(c.ok for c in await aclient.verify_portfolio(pid))
-
-
-async def test_two_batches_per_portfolio_when_allowed(shared_db: str) -> None:
-    """The negative control of the test above: with max_batches_per_portfolio=2 the same
-    load does put two batches of one portfolio in flight."""
     async with AsyncPortfolioClient(
-        shared_db, max_size=8, monitor=Monitor(), max_batches_per_portfolio=2
+        shared_db, max_size=16, max_combiners=6, monitor=Monitor(), **limit
     ) as client:
-        pid = await client.create_portfolio("two", D("1000000"))
-        peak = 0
-        live = 0
-        send = client.coalescer._call_apply_fills
+        pids = [await client.create_portfolio(f"g{n}", D("1000000")) for n in range(3)]
+        in_flight: list[set[int]] = []
+        peak_per_portfolio = dict.fromkeys(pids, 0)
+        concurrent_peak = 0
 
-        async def counted(batch, in_doubt):  # type: ignore[no-untyped-def]
-            nonlocal peak, live
-            live += 1
-            peak = max(peak, live)
-            try:
-                await asyncio.sleep(0.002)
-                return await send(batch, in_doubt)
-            finally:
-                live -= 1
+        def watched(send):  # type: ignore[no-untyped-def]
+            async def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+                nonlocal concurrent_peak
+                first = args[0]
+                items = first if isinstance(first, list) else [first]
+                mine = {item.params["portfolio_id"] for item in items}
+                in_flight.append(mine)
+                concurrent_peak = max(concurrent_peak, len(in_flight))
+                for pid in mine:
+                    live = sum(pid in batch for batch in in_flight)
+                    peak_per_portfolio[pid] = max(peak_per_portfolio[pid], live)
+                try:
+                    await asyncio.sleep(0.002)  # widen the window in which batches overlap
+                    return await send(*args, **kwargs)
+                finally:
+                    in_flight.remove(mine)
 
-        client.coalescer._call_apply_fills = counted  # type: ignore[method-assign]
-        await asyncio.gather(*(client.apply_fill(pid, "T", D("1"), D("2")) for _ in range(200)))
-        assert peak == 2
-        assert (await client.get_portfolio(pid)).version == 201
+            return wrapper
+
+        coalescer = client.coalescer
+        monkeypatch.setattr(coalescer, "_call_apply_fills", watched(coalescer._call_apply_fills))
+        monkeypatch.setattr(coalescer, "_send_alone", watched(coalescer._send_alone))
+        await asyncio.gather(
+            *(client.apply_fill(pids[n // 100], f"S{n % 7}", D("1"), D("2")) for n in range(300))
+        )
+        assert max(peak_per_portfolio.values()) == allowed
+        assert concurrent_peak > allowed  # other portfolios' batches did run beside them
+        for pid in pids:
+            snap = await client.get_portfolio(pid)
+            assert snap.version == 101  # 100 fills each, every one applied once
+            assert all(c.ok for c in await client.verify_portfolio(pid))
 
 
 def test_max_batches_per_portfolio_must_be_positive() -> None:
@@ -279,6 +266,7 @@ async def test_waiting_for_a_turn_is_bounded(shared_db: str) -> None:
         shared_db + " options='-c pgportfolio.lock_timeout=10s'",
         max_size=4,
         max_combiners=1,
+        max_batches_per_portfolio=1,  # so the second fill waits behind its portfolio
         lock_timeout=0.3,
         pool_timeout=0.5,
         monitor=Monitor(),

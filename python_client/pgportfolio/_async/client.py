@@ -87,7 +87,8 @@ class AsyncPortfolioClient:
     ``coalesce`` (on by default) combines concurrent ``apply_fill``, ``deposit_cash``,
     ``withdraw_cash`` and ``charge_fee`` calls of this client into ``apply_fills`` calls
     (see ``coalescer``): ``max_combiners`` workers send up to ``max_batch`` operations
-    each, and a portfolio is in at most ``max_batches_per_portfolio`` batches at once.
+    each, and a portfolio is in at most ``max_batches_per_portfolio`` batches at once
+    (2 by default: the next batch of a hot portfolio waits at its row while one commits).
     Each caller gets its own result or its own typed exception. A caller that is
     cancelled gets CancelledError; its operation may still have been applied, as with
     any cancelled request: ``find_request`` tells.
@@ -110,7 +111,7 @@ class AsyncPortfolioClient:
         coalesce: bool = True,
         max_batch: int = 64,
         max_combiners: int | None = None,
-        max_batches_per_portfolio: int = 1,
+        max_batches_per_portfolio: int = 2,
         name: str = "pgportfolio",
     ) -> None:
         self.retry = retry or RetryPolicy()

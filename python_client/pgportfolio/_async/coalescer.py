@@ -4,8 +4,9 @@
 Callers put their operation in a queue and wait for their own answer. A few workers,
 owned by the client, take what is queued (up to ``max_batch``, oldest first, across
 portfolios) and send it; there is no timer, so an idle client sends each operation at
-once. A portfolio is in at most ``max_batches_per_portfolio`` batches in flight, so
-batches in flight do not queue on each other's rows in the database.
+once. A portfolio is in at most ``max_batches_per_portfolio`` batches in flight: with
+two, the next batch of a hot portfolio waits at its row while the one before commits,
+so the row never idles for a round trip, and no more than that queue on one row.
 
 A batch, once taken from the queue, belongs to the client: a caller that stops waiting
 (cancelled, timed out) changes nothing for the others, and its own operation may still
