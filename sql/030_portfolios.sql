@@ -2,33 +2,20 @@
 -- realized_pnl is the running sum of the mutations' realized P&L, net of fees.
 CREATE TABLE pgportfolio.portfolios (
     portfolio_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    name text NOT NULL,
-    currency text NOT NULL,
+    name pgportfolio.portfolio_name NOT NULL,
+    currency pgportfolio.currency_code NOT NULL,
     owner_role name NOT NULL,
-    initial_cash numeric NOT NULL,
-    cash_balance numeric NOT NULL,
-    realized_pnl numeric NOT NULL DEFAULT 0,
-    version bigint NOT NULL DEFAULT 1,
+    initial_cash pgportfolio.initial_cash_amount NOT NULL,
+    cash_balance pgportfolio.non_negative_number NOT NULL,
+    realized_pnl pgportfolio.finite_number NOT NULL DEFAULT 0,
+    version pgportfolio.row_version NOT NULL DEFAULT 1,
     created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
     updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
     -- chain_hash of the portfolio's latest event (see 034_events.sql), kept here so that a
     -- writer reads it with the row it locks; verify_portfolio's event_hash_chain checks it.
-    chain_head bytea NOT NULL DEFAULT ''::bytea,
-    CONSTRAINT portfolios_name_valid CHECK (
-        pg_catalog.length(name) BETWEEN 1 AND 200
-        AND name = pg_catalog.btrim(name)
-        AND name !~ '[[:cntrl:]]'
-    ),
-    CONSTRAINT portfolios_currency_valid CHECK (currency ~ '^[A-Z]{3}$'),
-    -- numeric admits NaN and +/-Infinity; NaN = NaN is true for numeric, so NOT IN catches all three.
-    CONSTRAINT portfolios_initial_cash_valid CHECK (
-        initial_cash NOT IN ('NaN', 'Infinity', '-Infinity') AND initial_cash >= 0 AND initial_cash < 1e15
-    ),
-    CONSTRAINT portfolios_cash_balance_valid CHECK (
-        cash_balance NOT IN ('NaN', 'Infinity', '-Infinity') AND cash_balance >= 0
-    ),
-    CONSTRAINT portfolios_realized_pnl_finite CHECK (realized_pnl NOT IN ('NaN', 'Infinity', '-Infinity')),
-    CONSTRAINT portfolios_version_positive CHECK (version >= 1)
+    -- Each column's rule is its domain's (025_domains.sql): no table check, since every
+    -- mutation updates this row.
+    chain_head bytea NOT NULL DEFAULT ''::bytea
 );
 
 COMMENT ON TABLE pgportfolio.portfolios IS

@@ -8,34 +8,21 @@ CREATE TABLE pgportfolio.positions (
     -- lock, and portfolios are never deleted (030_portfolios.sql). The key's check, run for
     -- every position opened, was 7% of a batch's work when most fills opened a position.
     portfolio_id bigint NOT NULL,
-    symbol text NOT NULL,
-    quantity numeric NOT NULL,
-    cost_basis numeric NOT NULL,
-    realized_pnl numeric NOT NULL DEFAULT 0,
+    symbol pgportfolio.symbol NOT NULL,
+    quantity pgportfolio.open_quantity NOT NULL,
+    cost_basis pgportfolio.finite_number NOT NULL,
+    realized_pnl pgportfolio.finite_number NOT NULL DEFAULT 0,
     -- The instrument's multiplier when the position opened (instruments; 1 without a row).
     -- It cannot change while the position is open (upsert_instrument refuses, PF007), so
     -- readers value the position with its own row: market value = quantity * mark * multiplier.
-    multiplier numeric NOT NULL DEFAULT 1,
-    version bigint NOT NULL DEFAULT 1,
+    multiplier pgportfolio.contract_multiplier NOT NULL DEFAULT 1,
+    version pgportfolio.row_version NOT NULL DEFAULT 1,
     opened_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
     updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
     PRIMARY KEY (portfolio_id, symbol),
-    CONSTRAINT positions_symbol_valid CHECK (pg_catalog.octet_length(symbol) <= 32 AND symbol ~ '^[A-Z0-9._/:-]+$'),
-    -- Finite without NOT IN ('NaN', 'Infinity', '-Infinity') (three comparisons per column,
-    -- for every position written): abs() < 1e15 refuses all three, and numeric orders NaN
-    -- above Infinity, so the strict bounds refuse NaN and both infinities.
-    CONSTRAINT positions_quantity_valid CHECK (
-        quantity <> 0
-        AND pg_catalog.abs(quantity) < 1e15
-        AND pg_catalog.scale(quantity) <= 8
-    ),
-    CONSTRAINT positions_cost_basis_valid CHECK (
-        cost_basis > '-Infinity' AND cost_basis < 'Infinity'
-        AND pg_catalog.sign(cost_basis) * pg_catalog.sign(quantity) >= 0
-    ),
-    CONSTRAINT positions_realized_pnl_finite CHECK (realized_pnl > '-Infinity' AND realized_pnl < 'Infinity'),
-    CONSTRAINT positions_version_positive CHECK (version >= 1),
-    CONSTRAINT positions_multiplier_positive CHECK (multiplier > 0 AND multiplier < 1e15)
+    -- Each column's rule is its domain's (025_domains.sql); the table checks only what
+    -- relates two columns.
+    CONSTRAINT positions_cost_basis_sign CHECK (pg_catalog.sign(cost_basis) * pg_catalog.sign(quantity) >= 0)
 );
 
 COMMENT ON TABLE pgportfolio.positions IS

@@ -1,4 +1,7 @@
 -- Read models. Plain MVCC reads: a view never takes a lock that a trade waits for.
+-- The tables' domain-typed columns (025_domains.sql) are shown as their base types
+-- (numeric, text, bigint): a domain is its own type in record comparisons and to
+-- polymorphic functions (pgTAP's is(), for one), so plain values would not compare.
 
 -- One row per open position. The mark is the latest market price, or the average
 -- price when none is known (so unrealized P&L is 0 until the first tick). A position is
@@ -9,17 +12,17 @@
 CREATE VIEW pgportfolio.position_pnl AS
 SELECT
     p.portfolio_id,
-    p.symbol,
-    p.quantity,
+    p.symbol::text AS symbol,
+    p.quantity::numeric AS quantity,
     round(p.cost_basis / (p.quantity * p.multiplier), 8) AS avg_price,
-    p.cost_basis,
+    p.cost_basis::numeric AS cost_basis,
     coalesce(m.price, round(p.cost_basis / (p.quantity * p.multiplier), 8)) AS mark_price,
     coalesce(p.quantity * m.price * p.multiplier, p.cost_basis) AS market_value,
     coalesce(p.quantity * m.price * p.multiplier - p.cost_basis, 0) AS unrealized_pnl,
-    p.realized_pnl,
-    p.version,
+    p.realized_pnl::numeric AS realized_pnl,
+    p.version::bigint AS version,
     p.updated_at,
-    p.multiplier
+    p.multiplier::numeric AS multiplier
 FROM pgportfolio.positions AS p
 LEFT JOIN pgportfolio.market_prices AS m ON p.symbol = m.symbol;
 
@@ -31,15 +34,15 @@ COMMENT ON VIEW pgportfolio.position_pnl IS
 CREATE VIEW pgportfolio.portfolio_summary AS
 SELECT
     pf.portfolio_id,
-    pf.name,
-    pf.currency,
-    pf.cash_balance,
+    pf.name::text AS name,
+    pf.currency::text AS currency,
+    pf.cash_balance::numeric AS cash_balance,
     coalesce(agg.market_value, 0) AS market_value,
     coalesce(agg.market_value - agg.cost_basis, 0) AS unrealized_pnl,
-    pf.realized_pnl,
+    pf.realized_pnl::numeric AS realized_pnl,
     pf.cash_balance + coalesce(agg.market_value, 0) AS equity,
     coalesce(agg.open_positions, 0) AS open_positions,
-    pf.version,
+    pf.version::bigint AS version,
     pf.updated_at
 FROM pgportfolio.portfolios AS pf
 LEFT JOIN LATERAL (
@@ -62,17 +65,17 @@ CREATE VIEW pgportfolio.event_log AS
 SELECT
     e.portfolio_id,
     e.portfolio_version,
-    e.kind,
+    e.kind::text AS kind,
     e.operation,
     e.symbol,
-    e.quantity,
-    e.price,
-    e.fee,
-    e.amount,
-    e.cash_delta,
-    e.realized_pnl,
-    e.cash_balance,
-    e.position_quantity,
+    e.quantity::numeric AS quantity,
+    e.price::numeric AS price,
+    e.fee::numeric AS fee,
+    e.amount::numeric AS amount,
+    e.cash_delta::numeric AS cash_delta,
+    e.realized_pnl::numeric AS realized_pnl,
+    e.cash_balance::numeric AS cash_balance,
+    e.position_quantity::numeric AS position_quantity,
     e.request_id,
     e.acting_role,
     e.created_at,

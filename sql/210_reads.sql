@@ -163,11 +163,11 @@ BEGIN
     PERFORM pgportfolio._authorize(p_portfolio_id, pgportfolio._acting_role());
     RETURN QUERY
     SELECT
-        e.portfolio_id, e.portfolio_version, e.cash_balance, e.symbol, e.position_quantity,
+        e.portfolio_id, e.portfolio_version, e.cash_balance::numeric, e.symbol, e.position_quantity::numeric,
         CASE
             WHEN e.position_quantity <> 0 THEN round(e.position_cost_basis / (e.position_quantity * e.multiplier), 8)
         END,
-        e.realized_pnl, true
+        e.realized_pnl::numeric, true
     FROM pgportfolio.events AS e
     WHERE e.portfolio_id = p_portfolio_id AND e.request_id = p_request_id;
 END;
@@ -247,7 +247,7 @@ BEGIN
             USING ERRCODE = '22023';
     END IF;
     RETURN QUERY
-    SELECT e.portfolio_id, e.portfolio_version, e.kind
+    SELECT e.portfolio_id, e.portfolio_version, e.kind::text
     FROM unnest(p_portfolio_ids, p_after_versions) AS a (portfolio_id, after_version)
     CROSS JOIN LATERAL (
         SELECT ev.portfolio_id, ev.portfolio_version, ev.kind

@@ -355,8 +355,12 @@ DRIFTS: dict[str, tuple[str, str]] = {
     ),
     "owner": ("ALTER VIEW pgportfolio.lock_waits OWNER TO pgportfolio_trader", "lock_waits"),
     "constraint": (
-        "ALTER TABLE pgportfolio.events DROP CONSTRAINT events_price_positive",
-        "events.events_price_positive",
+        "ALTER TABLE pgportfolio.events DROP CONSTRAINT events_fill_shape",
+        "events.events_fill_shape",
+    ),
+    "domain-constraint": (
+        "ALTER DOMAIN pgportfolio.positive_number DROP CONSTRAINT positive_number_check",
+        "positive_number.positive_number_check",
     ),
     "index": (
         "CREATE INDEX events_symbol_idx ON pgportfolio.events (symbol)",

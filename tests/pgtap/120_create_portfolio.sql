@@ -21,28 +21,28 @@ $$;
 SELECT cmp_ok(pg_temp.pid('a'), '>', 0::bigint, 'create_portfolio returns a positive id');
 SELECT isnt(pg_temp.pid('a'), pg_temp.pid('b'), 'each call returns a new id');
 SELECT is(
-    (SELECT (name, currency, owner_role, initial_cash, cash_balance, realized_pnl, version)
+    (SELECT (name::text, currency::text, owner_role, initial_cash::numeric, cash_balance::numeric, realized_pnl::numeric, version::bigint)
      FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid('a')),
     ROW('Growth book'::text, 'EUR'::text, session_user::name, 2500.5::numeric, 2500.5::numeric, 0::numeric, 1::bigint),
     'the row holds name, currency, the calling role as owner, initial cash = cash, realized 0, version 1'
 );
 SELECT is(
-    (SELECT currency FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid('b')),
+    (SELECT currency::text FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid('b')),
     'USD',
     'currency defaults to USD'
 );
 SELECT is(
-    (SELECT (initial_cash, cash_balance) FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid('b')),
+    (SELECT (initial_cash::numeric, cash_balance::numeric) FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid('b')),
     ROW(0::numeric, 0::numeric),
     'zero initial cash is allowed'
 );
 SELECT is(
-    (SELECT cash_balance FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid('c')),
+    (SELECT cash_balance::numeric FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid('c')),
     999999999999999.99999999,
     'the largest initial cash below 10^15 is stored exactly'
 );
 SELECT is(
-    (SELECT (name, currency, cash_balance) FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid('d')),
+    (SELECT (name::text, currency::text, cash_balance::numeric) FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid('d')),
     ROW('Überbuch – €'::text, 'JPY'::text, 0.00000001::numeric),
     'non-ASCII printable names and 8-place cash are stored as given'
 );
@@ -59,8 +59,8 @@ SELECT is_empty(
 
 -- ---------------------------------------------------------------- the create event
 SELECT is(
-    (SELECT (portfolio_version, kind, operation, symbol, quantity, price, fee, amount, cash_delta, realized_pnl,
-             cash_balance, position_quantity, request_id, acting_role)
+    (SELECT (portfolio_version, kind::text, operation, symbol::text, quantity::numeric, price::numeric, fee::numeric, amount::numeric, cash_delta::numeric, realized_pnl::numeric,
+             cash_balance::numeric, position_quantity::numeric, request_id, acting_role)
      FROM pgportfolio.events WHERE portfolio_id = pg_temp.pid('a')),
     ROW(1::bigint, 'create'::text, 'create_portfolio'::text, NULL::text, NULL::numeric, NULL::numeric, 0::numeric,
         2500.5::numeric, 2500.5::numeric, 0::numeric, 2500.5::numeric, NULL::numeric, NULL::text, session_user::name),

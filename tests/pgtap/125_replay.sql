@@ -10,10 +10,10 @@ AS $$ SELECT current_setting('test.pid_' || p_name)::bigint $$;
 -- Everything a replay must leave alone, as one comparable value.
 CREATE FUNCTION pg_temp.state(p_portfolio_id bigint) RETURNS text LANGUAGE sql STABLE AS $$
     SELECT concat_ws(' / ',
-        (SELECT format('v%s cash %s pnl %s', version, cash_balance, realized_pnl)
+        (SELECT format('v%s cash %s pnl %s', version::bigint, cash_balance::numeric, realized_pnl::numeric)
          FROM pgportfolio.portfolios WHERE portfolio_id = p_portfolio_id),
         (SELECT format('%s events', count(*)) FROM pgportfolio.events WHERE portfolio_id = p_portfolio_id),
-        (SELECT string_agg(format('%s %s %s v%s', symbol, quantity, cost_basis, version), ', ' ORDER BY symbol)
+        (SELECT string_agg(format('%s %s %s v%s', symbol::text, quantity::numeric, cost_basis::numeric, version::bigint), ', ' ORDER BY symbol::text)
          FROM pgportfolio.positions WHERE portfolio_id = p_portfolio_id)
     )
 $$;
@@ -225,19 +225,19 @@ SELECT is(
 );
 -- The request is the event's own typed columns (no JSON copy): what a replay compares.
 SELECT is(
-    (SELECT (operation, symbol, quantity, price, fee, amount) FROM pgportfolio.events
+    (SELECT (operation, symbol::text, quantity::numeric, price::numeric, fee::numeric, amount::numeric) FROM pgportfolio.events
      WHERE portfolio_id = pg_temp.pid('a') AND request_id = 'fill-1'),
     ROW('apply_fill'::text, 'AAA'::text, 10::numeric, 100::numeric, 1::numeric, NULL::numeric),
     'a fill''s request is its logged operation, symbol, quantity, price and fee (no expected version)'
 );
 SELECT is(
-    (SELECT (operation, symbol, quantity, price, fee, amount) FROM pgportfolio.events
+    (SELECT (operation, symbol::text, quantity::numeric, price::numeric, fee::numeric, amount::numeric) FROM pgportfolio.events
      WHERE portfolio_id = pg_temp.pid('a') AND request_id = 'close-1'),
     ROW('close_position'::text, 'OPN'::text, -2::numeric, 55::numeric, 0::numeric, NULL::numeric),
     'close_position logs the fill it made (-2); its request had no quantity'
 );
 SELECT is(
-    (SELECT (operation, symbol, quantity, price, fee, amount) FROM pgportfolio.events
+    (SELECT (operation, symbol::text, quantity::numeric, price::numeric, fee::numeric, amount::numeric) FROM pgportfolio.events
      WHERE portfolio_id = pg_temp.pid('a') AND request_id = 'dep-1'),
     ROW('deposit_cash'::text, NULL::text, NULL::numeric, NULL::numeric, 0::numeric, 100::numeric),
     'a cash request is its logged operation and amount'
@@ -262,7 +262,7 @@ SELECT is(
     '_request_args reads a verb''s request as its caller wrote it (reduce: positive quantity)'
 );
 SELECT is(
-    (SELECT version FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid('a')),
+    (SELECT version::bigint FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid('a')),
     9::bigint,
     'only the first use of each request id bumped the version'
 );

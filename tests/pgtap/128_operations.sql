@@ -29,14 +29,14 @@ SELECT is(
     'open long 10 @ 100 fee 1: version 2, cash 100000 - 1000 - 1, avg 100, realized = -fee'
 );
 SELECT is(
-    (SELECT (quantity, cost_basis, realized_pnl, version) FROM pgportfolio.positions
+    (SELECT (quantity::numeric, cost_basis::numeric, realized_pnl::numeric, version::bigint) FROM pgportfolio.positions
      WHERE portfolio_id = pg_temp.pid('main') AND symbol = 'AAA'),
     ROW(10::numeric, 1000::numeric, -1::numeric, 1::bigint),
     'open long: position row holds quantity 10, cost basis 1000, realized -1, version 1'
 );
 SELECT is(
-    (SELECT (kind, operation, symbol, quantity, price, fee, amount, cash_delta, realized_pnl,
-             cash_balance, position_quantity, position_cost_basis)
+    (SELECT (kind::text, operation, symbol::text, quantity::numeric, price::numeric, fee::numeric, amount::numeric, cash_delta::numeric, realized_pnl::numeric,
+             cash_balance::numeric, position_quantity::numeric, position_cost_basis::numeric)
      FROM pgportfolio.events WHERE portfolio_id = pg_temp.pid('main') AND portfolio_version = 2),
     ROW('open'::text, 'apply_fill'::text, 'AAA'::text, 10::numeric, 100::numeric, 1::numeric, NULL::numeric,
         -1001::numeric, -1::numeric, 98999::numeric, 10::numeric, 1000::numeric),
@@ -50,13 +50,13 @@ SELECT is(
     'add 5 @ 130 fee 0.5: cash - 650.5, quantity 15, avg (1000 + 650) / 15 = 110, realized = -fee'
 );
 SELECT is(
-    (SELECT (quantity, cost_basis, realized_pnl, version) FROM pgportfolio.positions
+    (SELECT (quantity::numeric, cost_basis::numeric, realized_pnl::numeric, version::bigint) FROM pgportfolio.positions
      WHERE portfolio_id = pg_temp.pid('main') AND symbol = 'AAA'),
     ROW(15::numeric, 1650::numeric, -1.5::numeric, 2::bigint),
     'add: cost basis 1650, position realized -1.5 (fees so far), position version 2'
 );
 SELECT is(
-    (SELECT kind FROM pgportfolio.events WHERE portfolio_id = pg_temp.pid('main') AND portfolio_version = 3),
+    (SELECT kind::text FROM pgportfolio.events WHERE portfolio_id = pg_temp.pid('main') AND portfolio_version = 3),
     'add',
     'add: event kind is add'
 );
@@ -68,13 +68,13 @@ SELECT is(
     'reduce by 6 @ 150 fee 1: realized = 900 - 1650 * 6/15 - 1 = 239, avg stays 110'
 );
 SELECT is(
-    (SELECT (quantity, cost_basis, realized_pnl, version) FROM pgportfolio.positions
+    (SELECT (quantity::numeric, cost_basis::numeric, realized_pnl::numeric, version::bigint) FROM pgportfolio.positions
      WHERE portfolio_id = pg_temp.pid('main') AND symbol = 'AAA'),
     ROW(9::numeric, 990::numeric, 237.5::numeric, 3::bigint),
     'reduce: cost basis loses its proportion (1650 - 660 = 990), position realized 237.5'
 );
 SELECT is(
-    (SELECT (kind, quantity, cash_delta, realized_pnl, position_quantity, position_cost_basis)
+    (SELECT (kind::text, quantity::numeric, cash_delta::numeric, realized_pnl::numeric, position_quantity::numeric, position_cost_basis::numeric)
      FROM pgportfolio.events WHERE portfolio_id = pg_temp.pid('main') AND portfolio_version = 4),
     ROW('reduce'::text, -6::numeric, 899::numeric, 239::numeric, 9::numeric, 990::numeric),
     'reduce: event kind reduce, signed quantity -6, cash_delta 900 - 1'
@@ -91,13 +91,13 @@ SELECT is_empty(
     'close: a flat position is deleted'
 );
 SELECT is(
-    (SELECT (kind, position_quantity, position_cost_basis)
+    (SELECT (kind::text, position_quantity::numeric, position_cost_basis::numeric)
      FROM pgportfolio.events WHERE portfolio_id = pg_temp.pid('main') AND portfolio_version = 5),
     ROW('close'::text, 0::numeric, 0::numeric),
     'close: event kind close with position quantity 0 and cost basis 0'
 );
 SELECT is(
-    (SELECT (cash_balance, realized_pnl, version) FROM pgportfolio.portfolios
+    (SELECT (cash_balance::numeric, realized_pnl::numeric, version::bigint) FROM pgportfolio.portfolios
      WHERE portfolio_id = pg_temp.pid('main')),
     ROW(100057.5::numeric, 57.5::numeric, 5::bigint),
     'round trip flat: cash = initial + realized (-1 - 0.5 + 239 - 180 = 57.5)'
@@ -111,7 +111,7 @@ SELECT is(
     'open short -20 @ 50 fee 2: cash + 1000 - 2, avg 50, realized = -fee'
 );
 SELECT is(
-    (SELECT (quantity, cost_basis) FROM pgportfolio.positions
+    (SELECT (quantity::numeric, cost_basis::numeric) FROM pgportfolio.positions
      WHERE portfolio_id = pg_temp.pid('main') AND symbol = 'BBB'),
     ROW(-20::numeric, -1000::numeric),
     'open short: quantity and cost basis are both negative'
@@ -131,12 +131,12 @@ SELECT is(
     'cover 12 @ 40 of a short at avg 52: realized (52 - 40) * 12 = 144, avg stays 52'
 );
 SELECT is(
-    (SELECT cost_basis FROM pgportfolio.positions WHERE portfolio_id = pg_temp.pid('main') AND symbol = 'BBB'),
+    (SELECT cost_basis::numeric FROM pgportfolio.positions WHERE portfolio_id = pg_temp.pid('main') AND symbol = 'BBB'),
     -936::numeric,
     'cover: short cost basis is -1560 + 624 = -936'
 );
 SELECT is(
-    (SELECT kind FROM pgportfolio.events WHERE portfolio_id = pg_temp.pid('main') AND portfolio_version = 8),
+    (SELECT kind::text FROM pgportfolio.events WHERE portfolio_id = pg_temp.pid('main') AND portfolio_version = 8),
     'reduce',
     'cover: event kind is reduce'
 );
@@ -148,13 +148,13 @@ SELECT is(
     'flip short -18 to long 12 with +30 @ 45 fee 1.5: realized -18*45 + 936 - 1.5 = 124.5, new avg = fill price'
 );
 SELECT is(
-    (SELECT (quantity, cost_basis, realized_pnl, version) FROM pgportfolio.positions
+    (SELECT (quantity::numeric, cost_basis::numeric, realized_pnl::numeric, version::bigint) FROM pgportfolio.positions
      WHERE portfolio_id = pg_temp.pid('main') AND symbol = 'BBB'),
     ROW(12::numeric, 540::numeric, 266.5::numeric, 4::bigint),
     'flip: same position row, cost basis 12 * 45, realized keeps accumulating (-2 + 0 + 144 + 124.5)'
 );
 SELECT is(
-    (SELECT (kind, quantity, cash_delta, position_quantity, position_cost_basis)
+    (SELECT (kind::text, quantity::numeric, cash_delta::numeric, position_quantity::numeric, position_cost_basis::numeric)
      FROM pgportfolio.events WHERE portfolio_id = pg_temp.pid('main') AND portfolio_version = 9),
     ROW('flip'::text, 30::numeric, -1351.5::numeric, 12::numeric, 540::numeric),
     'flip: event kind flip with the whole signed fill (+30)'
@@ -167,7 +167,7 @@ SELECT is(
     'flip long 12 to short -18 with -30 @ 50: realized 12 * 50 - 540 = 60, avg 50'
 );
 SELECT is(
-    (SELECT cost_basis FROM pgportfolio.positions WHERE portfolio_id = pg_temp.pid('main') AND symbol = 'BBB'),
+    (SELECT cost_basis::numeric FROM pgportfolio.positions WHERE portfolio_id = pg_temp.pid('main') AND symbol = 'BBB'),
     -900::numeric,
     'flip to short: cost basis -18 * 50'
 );
@@ -179,13 +179,13 @@ SELECT is(
     'close short -18 @ 48: pays 864, realized 900 - 864 = 36'
 );
 SELECT is(
-    (SELECT (kind, quantity, cash_delta) FROM pgportfolio.events
+    (SELECT (kind::text, quantity::numeric, cash_delta::numeric) FROM pgportfolio.events
      WHERE portfolio_id = pg_temp.pid('main') AND portfolio_version = 11),
     ROW('close'::text, 18::numeric, -864::numeric),
     'close short: event holds the buy-back of +18'
 );
 SELECT is(
-    (SELECT (cash_balance, realized_pnl) FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid('main')),
+    (SELECT (cash_balance::numeric, realized_pnl::numeric) FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid('main')),
     ROW(100420::numeric, 420::numeric),
     'flat again: cash 100420 = initial + realized 420'
 );
@@ -199,7 +199,7 @@ SELECT is(
     'avg price in the result is cost basis / quantity rounded to 8 places (32 / 3 = 10.66666667)'
 );
 SELECT is(
-    (SELECT cost_basis FROM pgportfolio.positions WHERE portfolio_id = pg_temp.pid('main') AND symbol = 'CCC'),
+    (SELECT cost_basis::numeric FROM pgportfolio.positions WHERE portfolio_id = pg_temp.pid('main') AND symbol = 'CCC'),
     32::numeric,
     'cost basis is kept exact (32), never the rounded average times quantity'
 );
@@ -210,7 +210,7 @@ SELECT is(
     'reduce 1 of 3: removed basis 32/3 rounded to 16 places, realized 12 - 10.6666666666666667'
 );
 SELECT is(
-    (SELECT cost_basis FROM pgportfolio.positions WHERE portfolio_id = pg_temp.pid('main') AND symbol = 'CCC'),
+    (SELECT cost_basis::numeric FROM pgportfolio.positions WHERE portfolio_id = pg_temp.pid('main') AND symbol = 'CCC'),
     21.3333333333333333::numeric,
     'remaining basis is 32 - 10.6666666666666667'
 );
@@ -221,7 +221,7 @@ SELECT is(
     'closing the rest realizes 24 - 21.3333333333333333'
 );
 SELECT is(
-    (SELECT sum(realized_pnl) FROM pgportfolio.events WHERE portfolio_id = pg_temp.pid('main') AND symbol = 'CCC'),
+    (SELECT sum(realized_pnl::numeric) FROM pgportfolio.events WHERE portfolio_id = pg_temp.pid('main') AND symbol = 'CCC'),
     4::numeric,
     'rounding never leaks: realized over the CCC round trip is exactly 36 - 32 = 4'
 );
@@ -235,7 +235,7 @@ SELECT is(
     'open 0.12345678 @ 12345.6789 fee 0.00000001: cash moves by the exact product plus fee'
 );
 SELECT is(
-    (SELECT cost_basis FROM pgportfolio.positions WHERE portfolio_id = pg_temp.pid('main') AND symbol = 'DDD'),
+    (SELECT cost_basis::numeric FROM pgportfolio.positions WHERE portfolio_id = pg_temp.pid('main') AND symbol = 'DDD'),
     0.12345678 * 12345.6789,
     'cost basis is the exact product 0.12345678 * 12345.6789 (no rounding)'
 );
@@ -251,30 +251,30 @@ SELECT is(
 
 -- ---------------------------------------------------------------- identities over the whole log
 SELECT is(
-    (SELECT cash_balance FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid('main')),
-    (SELECT 100000 + sum(-(quantity * price)) - sum(fee) FROM pgportfolio.events
+    (SELECT cash_balance::numeric FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid('main')),
+    (SELECT 100000 + sum(-(quantity::numeric * price::numeric)) - sum(fee::numeric) FROM pgportfolio.events
      WHERE portfolio_id = pg_temp.pid('main') AND quantity IS NOT NULL),
     'cash identity: cash = initial + sum(-quantity * price) - sum(fees)'
 );
 SELECT is(
-    (SELECT sum(realized_pnl + fee) FROM pgportfolio.events WHERE portfolio_id = pg_temp.pid('main')),
-    (SELECT sum(-(quantity * price)) FROM pgportfolio.events
+    (SELECT sum(realized_pnl::numeric + fee::numeric) FROM pgportfolio.events WHERE portfolio_id = pg_temp.pid('main')),
+    (SELECT sum(-(quantity::numeric * price::numeric)) FROM pgportfolio.events
      WHERE portfolio_id = pg_temp.pid('main') AND quantity IS NOT NULL)
-    + (SELECT sum(cost_basis) FROM pgportfolio.positions WHERE portfolio_id = pg_temp.pid('main')),
+    + (SELECT sum(cost_basis::numeric) FROM pgportfolio.positions WHERE portfolio_id = pg_temp.pid('main')),
     'realized identity: sum(realized before fees) = sum(fill cash flows) + sum(open cost basis)'
 );
 SELECT is(
-    (SELECT realized_pnl FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid('main')),
-    (SELECT sum(realized_pnl) FROM pgportfolio.events WHERE portfolio_id = pg_temp.pid('main')),
+    (SELECT realized_pnl::numeric FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid('main')),
+    (SELECT sum(realized_pnl::numeric) FROM pgportfolio.events WHERE portfolio_id = pg_temp.pid('main')),
     'portfolio realized P&L is the sum of the events'' realized P&L'
 );
 SELECT is(
-    (SELECT realized_pnl FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid('main')),
+    (SELECT realized_pnl::numeric FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid('main')),
     424 - 0.00000001,
     'portfolio realized P&L is 424 less the DDD fee'
 );
 SELECT is(
-    (SELECT array_agg(kind ORDER BY portfolio_version) FROM pgportfolio.events WHERE portfolio_id = pg_temp.pid('main')),
+    (SELECT array_agg(kind::text ORDER BY portfolio_version) FROM pgportfolio.events WHERE portfolio_id = pg_temp.pid('main')),
     ARRAY['create', 'open', 'add', 'reduce', 'close', 'open', 'add', 'reduce', 'flip', 'flip', 'close',
           'open', 'add', 'reduce', 'close', 'open', 'open'],
     'every fill was classified as the right kind, in order'
@@ -286,12 +286,12 @@ SELECT is(
     'event versions run 1..17 without gaps'
 );
 SELECT is(
-    (SELECT version FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid('main')),
+    (SELECT version::bigint FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid('main')),
     17::bigint,
     'portfolio version counts every mutation'
 );
 SELECT set_eq(
-    $$SELECT symbol, quantity, cost_basis FROM pgportfolio.positions WHERE portfolio_id = pg_temp.pid('main')$$,
+    $$SELECT symbol::text, quantity::numeric, cost_basis::numeric FROM pgportfolio.positions WHERE portfolio_id = pg_temp.pid('main')$$,
     $$VALUES ('DDD'::text, 0.12345678::numeric, 0.12345678 * 12345.6789), ('EEE', -3, -21)$$,
     'only DDD (long) and EEE (short) remain open'
 );
@@ -308,7 +308,7 @@ SELECT throws_ok(
     'buying 10 @ 100 + fee 0.01 with 1000 cash is PF002 insufficient cash'
 );
 SELECT is(
-    (SELECT (cash_balance, version) FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid('poor')),
+    (SELECT (cash_balance::numeric, version::bigint) FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid('poor')),
     ROW(1000::numeric, 1::bigint),
     'the refused buy changed neither cash nor version'
 );
@@ -343,7 +343,7 @@ SELECT throws_ok(
     'a fill that takes a position to 10^15 in absolute value is 22023'
 );
 SELECT is(
-    (SELECT quantity FROM pgportfolio.positions WHERE portfolio_id = pg_temp.pid('zero') AND symbol = 'HUGE'),
+    (SELECT quantity::numeric FROM pgportfolio.positions WHERE portfolio_id = pg_temp.pid('zero') AND symbol = 'HUGE'),
     -999999999999999.99999999,
     'the out-of-range fill left the position as it was'
 );
@@ -361,7 +361,7 @@ SELECT is(
     'a fill written with 10 trailing zeros (1.0000000000 @ 10.0000000000) is accepted as 1 @ 10'
 );
 SELECT is(
-    (SELECT (quantity, scale(quantity), cost_basis) FROM pgportfolio.positions
+    (SELECT (quantity::numeric, scale(quantity::numeric), cost_basis::numeric) FROM pgportfolio.positions
      WHERE portfolio_id = pg_temp.pid('tz') AND symbol = 'TZ'),
     ROW(1::numeric, 0, 10::numeric),
     'the stored quantity is the shortest exact form (scale 0), within the 8-place constraint'
@@ -385,7 +385,7 @@ SELECT is(
     'positions of one portfolio never appear in another'
 );
 SELECT is(
-    (SELECT (realized_pnl, version) FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid('poor')),
+    (SELECT (realized_pnl::numeric, version::bigint) FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid('poor')),
     ROW(0::numeric, 2::bigint),
     'a fee-free open realizes nothing'
 );

@@ -32,13 +32,13 @@ SELECT is(
     'open 2 @ 6000 x50 fee 4: cash 1000000 - 600000 - 4, avg price 6000 (not 300000), realized -4'
 );
 SELECT is(
-    (SELECT (quantity, cost_basis, realized_pnl, multiplier) FROM pgportfolio.positions
+    (SELECT (quantity::numeric, cost_basis::numeric, realized_pnl::numeric, multiplier::numeric) FROM pgportfolio.positions
      WHERE portfolio_id = pg_temp.pid() AND symbol = 'ES:2027H'),
     ROW(2::numeric, 600000::numeric, -4::numeric, 50::numeric),
     'the position holds cost basis 600000 (2 x 6000 x 50) and multiplier 50'
 );
 SELECT is(
-    (SELECT (kind, quantity, price, cash_delta, realized_pnl, position_cost_basis, multiplier)
+    (SELECT (kind::text, quantity::numeric, price::numeric, cash_delta::numeric, realized_pnl::numeric, position_cost_basis::numeric, multiplier::numeric)
      FROM pgportfolio.events WHERE portfolio_id = pg_temp.pid() AND request_id = 'm-open'),
     ROW('open'::text, 2::numeric, 6000::numeric, -600004::numeric, -4::numeric, 600000::numeric, 50::numeric),
     'the event records the fill at its price, the cash flow of its notional and multiplier 50'
@@ -59,7 +59,7 @@ SELECT is(
     'reduce by 1 @ 6100 fee 2: cash + 305000 - 2, realized 305000 - 901500 / 3 - 2 = 4498, avg stays 6010'
 );
 SELECT is(
-    (SELECT (quantity, cost_basis) FROM pgportfolio.positions WHERE portfolio_id = pg_temp.pid() AND symbol = 'ES:2027H'),
+    (SELECT (quantity::numeric, cost_basis::numeric) FROM pgportfolio.positions WHERE portfolio_id = pg_temp.pid() AND symbol = 'ES:2027H'),
     ROW(2::numeric, 601000::numeric),
     'reduce: the cost basis loses its third'
 );
@@ -71,7 +71,7 @@ SELECT is(
     'flip with -5 @ 6050 fee 3: cash + 1512500 - 3, realized (6050 - 6010) x 2 x 50 - 3 = 3997, short 3 at avg 6050'
 );
 SELECT is(
-    (SELECT (e.kind, p.quantity, p.cost_basis, p.multiplier) FROM pgportfolio.events AS e
+    (SELECT (e.kind::text, p.quantity::numeric, p.cost_basis::numeric, p.multiplier::numeric) FROM pgportfolio.events AS e
      JOIN pgportfolio.positions AS p USING (portfolio_id, symbol)
      WHERE e.portfolio_id = pg_temp.pid() AND e.request_id = 'm-flip'),
     ROW('flip'::text, -3::numeric, -907500::numeric, 50::numeric),
@@ -85,7 +85,7 @@ SELECT is(
     'close_position @ 6000 fee 1: buys 3 back for 900000 + 1, realized 50 x 3 x 50 - 1 = 7499'
 );
 SELECT is(
-    (SELECT (cash_balance, realized_pnl) FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid()),
+    (SELECT (cash_balance::numeric, realized_pnl::numeric) FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid()),
     ROW(1015988::numeric, 15988::numeric),
     'flat again: cash = initial + realized (-4 - 2 + 4498 + 3997 + 7499 = 15988)'
 );
@@ -125,7 +125,7 @@ SELECT is(
     'a reopening short of 2 @ 6000 uses the new multiplier: cash + 60000'
 );
 SELECT is(
-    (SELECT (p.multiplier, p.cost_basis, e.multiplier) FROM pgportfolio.positions AS p
+    (SELECT (p.multiplier::numeric, p.cost_basis::numeric, e.multiplier::numeric) FROM pgportfolio.positions AS p
      JOIN pgportfolio.events AS e ON e.portfolio_id = p.portfolio_id AND e.request_id = 'm-reopen'
      WHERE p.portfolio_id = pg_temp.pid() AND p.symbol = 'ES:2027H'),
     ROW(5::numeric, -60000::numeric, 5::numeric),
@@ -149,7 +149,7 @@ SELECT is(
     'an add to the open position uses its multiplier 5, not the instrument''s 7: cash + 30500, avg 90500 / 15'
 );
 SELECT is(
-    (SELECT (multiplier, cost_basis) FROM pgportfolio.positions WHERE portfolio_id = pg_temp.pid() AND symbol = 'ES:2027H'),
+    (SELECT (multiplier::numeric, cost_basis::numeric) FROM pgportfolio.positions WHERE portfolio_id = pg_temp.pid() AND symbol = 'ES:2027H'),
     ROW(5::numeric, -90500::numeric),
     'the position still has multiplier 5'
 );
@@ -160,7 +160,7 @@ SELECT is(
     'a partial reduction removes round(90500 x 2/3, 16) of basis: realized 60333.3333333333333333 - 60000'
 );
 SELECT is(
-    (SELECT (cost_basis, multiplier) FROM pgportfolio.positions WHERE portfolio_id = pg_temp.pid() AND symbol = 'ES:2027H'),
+    (SELECT (cost_basis::numeric, multiplier::numeric) FROM pgportfolio.positions WHERE portfolio_id = pg_temp.pid() AND symbol = 'ES:2027H'),
     ROW(-30166.6666666666666667::numeric, 5::numeric),
     'what is left of the basis is exact, so the identities stay exact'
 );
@@ -185,20 +185,20 @@ SELECT results_eq(
     'in one batch: a symbol without an instrument row at multiplier 1 beside the multiplier-5 position'
 );
 SELECT is(
-    (SELECT array_agg(multiplier ORDER BY portfolio_version) FROM pgportfolio.events
+    (SELECT array_agg(multiplier::numeric ORDER BY portfolio_version) FROM pgportfolio.events
      WHERE portfolio_id = pg_temp.pid() AND portfolio_version > 9),
     ARRAY[1, 5, 1]::numeric[],
     'each element''s event records its own multiplier'
 );
 SELECT is(
-    (SELECT multiplier FROM pgportfolio.positions WHERE portfolio_id = pg_temp.pid() AND symbol = 'PLAINX'),
+    (SELECT multiplier::numeric FROM pgportfolio.positions WHERE portfolio_id = pg_temp.pid() AND symbol = 'PLAINX'),
     1::numeric,
     'a position in a symbol without an instrument row has multiplier 1'
 );
 SELECT is(pg_temp.failed_checks(), '{}'::text[], 'verify_portfolio is clean at the end');
 SELECT is(
-    (SELECT (cash_balance - 1000000, realized_pnl) FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid()),
-    (SELECT (sum(cash_delta) FILTER (WHERE kind <> 'create'), sum(realized_pnl) FILTER (WHERE kind <> 'create'))
+    (SELECT (cash_balance::numeric - 1000000, realized_pnl::numeric) FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid()),
+    (SELECT (sum(cash_delta::numeric) FILTER (WHERE kind::text <> 'create'), sum(realized_pnl::numeric) FILTER (WHERE kind::text <> 'create'))
      FROM pgportfolio.events WHERE portfolio_id = pg_temp.pid()),
     'the cash and realized totals are the sums of the events'' exact figures'
 );

@@ -34,14 +34,14 @@ SELECT is(
     'deposit 250.5: version 2, cash 1250.5, no symbol or position, realized 0, not a duplicate'
 );
 SELECT is(
-    (SELECT (cash_balance, realized_pnl, version, initial_cash) FROM pgportfolio.portfolios
+    (SELECT (cash_balance::numeric, realized_pnl::numeric, version::bigint, initial_cash::numeric) FROM pgportfolio.portfolios
      WHERE portfolio_id = pg_temp.pid('a')),
     ROW(1250.5::numeric, 0::numeric, 2::bigint, 1000::numeric),
     'deposit: the stored portfolio has the new cash and version; initial cash is untouched'
 );
 SELECT is(
-    (SELECT (kind, operation, symbol, quantity, price, fee, amount, cash_delta, realized_pnl, cash_balance,
-             position_quantity, request_id)
+    (SELECT (kind::text, operation, symbol::text, quantity::numeric, price::numeric, fee::numeric, amount::numeric, cash_delta::numeric, realized_pnl::numeric, cash_balance::numeric,
+             position_quantity::numeric, request_id)
      FROM pgportfolio.events WHERE portfolio_id = pg_temp.pid('a') AND portfolio_version = 2),
     ROW('deposit'::text, 'deposit_cash'::text, NULL::text, NULL::numeric, NULL::numeric, 0::numeric, 250.5::numeric,
         250.5::numeric, 0::numeric, 1250.5::numeric, NULL::numeric, NULL::text),
@@ -61,7 +61,7 @@ SELECT is(
     'withdraw 200.25000001: version 4, cash 1050.25, realized 0'
 );
 SELECT is(
-    (SELECT (kind, operation, fee, amount, cash_delta, realized_pnl, cash_balance)
+    (SELECT (kind::text, operation, fee::numeric, amount::numeric, cash_delta::numeric, realized_pnl::numeric, cash_balance::numeric)
      FROM pgportfolio.events WHERE portfolio_id = pg_temp.pid('a') AND portfolio_version = 4),
     ROW('withdraw'::text, 'withdraw_cash'::text, 0::numeric, 200.25000001::numeric, -200.25000001::numeric,
         0::numeric, 1050.25::numeric),
@@ -78,7 +78,7 @@ SELECT is(
     'PF002 names the portfolio and its DETAIL says what was needed and what is available'
 );
 SELECT is(
-    (SELECT (cash_balance, version) FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid('a')),
+    (SELECT (cash_balance::numeric, version::bigint) FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid('a')),
     ROW(1050.25::numeric, 4::bigint),
     'refused withdrawals changed neither cash nor version'
 );
@@ -91,12 +91,12 @@ SELECT is(
     'charge_fee 10.25: cash 1040 and realized P&L -10.25 in the result'
 );
 SELECT is(
-    (SELECT (cash_balance, realized_pnl, version) FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid('a')),
+    (SELECT (cash_balance::numeric, realized_pnl::numeric, version::bigint) FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid('a')),
     ROW(1040::numeric, -10.25::numeric, 5::bigint),
     'a fee counts as realized P&L of -amount on the portfolio'
 );
 SELECT is(
-    (SELECT (kind, operation, fee, amount, cash_delta, realized_pnl, cash_balance)
+    (SELECT (kind::text, operation, fee::numeric, amount::numeric, cash_delta::numeric, realized_pnl::numeric, cash_balance::numeric)
      FROM pgportfolio.events WHERE portfolio_id = pg_temp.pid('a') AND portfolio_version = 5),
     ROW('fee'::text, 'charge_fee'::text, 10.25::numeric, 10.25::numeric, -10.25::numeric, -10.25::numeric, 1040::numeric),
     'fee: event kind fee records fee, amount, cash delta and realized P&L'
@@ -140,7 +140,7 @@ SELECT is(
 
 -- ---------------------------------------------------------------- portfolios are independent
 SELECT is(
-    (SELECT (cash_balance, version) FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid('a')),
+    (SELECT (cash_balance::numeric, version::bigint) FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid('a')),
     ROW(1040::numeric, 5::bigint),
     'movements on one portfolio never touch another'
 );
@@ -214,7 +214,7 @@ SELECT is(
 
 -- ---------------------------------------------------------------- the end state is consistent
 SELECT is(
-    (SELECT (cash_balance, realized_pnl, version) FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid('a')),
+    (SELECT (cash_balance::numeric, realized_pnl::numeric, version::bigint) FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid('a')),
     ROW(1039::numeric, -11.25::numeric, 8::bigint),
     'after all calls: cash 1039, realized -11.25 (two fees), version 8; refused calls left no trace'
 );
@@ -224,8 +224,8 @@ SELECT is(
     'one event per successful call'
 );
 SELECT is(
-    (SELECT cash_balance FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid('a')),
-    (SELECT sum(cash_delta) FROM pgportfolio.events WHERE portfolio_id = pg_temp.pid('a')),
+    (SELECT cash_balance::numeric FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid('a')),
+    (SELECT sum(cash_delta::numeric) FROM pgportfolio.events WHERE portfolio_id = pg_temp.pid('a')),
     'cash is the sum of the logged cash deltas'
 );
 SELECT is(

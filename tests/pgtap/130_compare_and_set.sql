@@ -7,14 +7,14 @@ CREATE FUNCTION pg_temp.pid() RETURNS bigint LANGUAGE sql STABLE
 AS $$ SELECT current_setting('test.pid')::bigint $$;
 
 CREATE FUNCTION pg_temp.version() RETURNS bigint LANGUAGE sql STABLE
-AS $$ SELECT version FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid() $$;
+AS $$ SELECT version::bigint FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid() $$;
 
 CREATE FUNCTION pg_temp.state() RETURNS text LANGUAGE sql STABLE AS $$
     SELECT concat_ws(' / ',
-        (SELECT format('v%s cash %s pnl %s', version, cash_balance, realized_pnl)
+        (SELECT format('v%s cash %s pnl %s', version::bigint, cash_balance::numeric, realized_pnl::numeric)
          FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid()),
         (SELECT format('%s events', count(*)) FROM pgportfolio.events WHERE portfolio_id = pg_temp.pid()),
-        (SELECT string_agg(format('%s %s %s v%s', symbol, quantity, cost_basis, version), ', ' ORDER BY symbol)
+        (SELECT string_agg(format('%s %s %s v%s', symbol::text, quantity::numeric, cost_basis::numeric, version::bigint), ', ' ORDER BY symbol::text)
          FROM pgportfolio.positions WHERE portfolio_id = pg_temp.pid())
     )
 $$;

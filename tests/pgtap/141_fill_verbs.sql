@@ -19,7 +19,7 @@ END;
 $$;
 
 CREATE FUNCTION pg_temp.version() RETURNS bigint LANGUAGE sql STABLE
-AS $$ SELECT version FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid() $$;
+AS $$ SELECT version::bigint FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid() $$;
 
 DO $$
 BEGIN
@@ -35,7 +35,7 @@ SELECT is(
     'open_position long 10 @ 20 fee 0.5'
 );
 SELECT is(
-    (SELECT (kind, operation, quantity) FROM pgportfolio.events WHERE portfolio_id = pg_temp.pid() AND portfolio_version = 2),
+    (SELECT (kind::text, operation, quantity::numeric) FROM pgportfolio.events WHERE portfolio_id = pg_temp.pid() AND portfolio_version = 2),
     ROW('open'::text, 'open_position'::text, 10::numeric),
     'open_position logs kind open, operation open_position'
 );
@@ -74,7 +74,7 @@ SELECT is(
     'add_to_position 10 @ 30 to a long of 10 @ 20: quantity 20, avg 25'
 );
 SELECT is(
-    (SELECT (kind, operation) FROM pgportfolio.events WHERE portfolio_id = pg_temp.pid() AND portfolio_version = 4),
+    (SELECT (kind::text, operation) FROM pgportfolio.events WHERE portfolio_id = pg_temp.pid() AND portfolio_version = 4),
     ROW('add'::text, 'add_to_position'::text),
     'add_to_position logs kind add, operation add_to_position'
 );
@@ -114,7 +114,7 @@ SELECT is(
     'reduce_position 5 @ 40 fee 1 of a long at avg 25: realized 5 * 15 - 1 = 74'
 );
 SELECT is(
-    (SELECT (kind, operation, quantity) FROM pgportfolio.events WHERE portfolio_id = pg_temp.pid() AND portfolio_version = 6),
+    (SELECT (kind::text, operation, quantity::numeric) FROM pgportfolio.events WHERE portfolio_id = pg_temp.pid() AND portfolio_version = 6),
     ROW('reduce'::text, 'reduce_position'::text, -5::numeric),
     'reduce_position on a long logs a sell (-5)'
 );
@@ -124,7 +124,7 @@ SELECT is(
     'reduce_position 4 @ 20 of a short at avg 28: buys 4 back, realized 4 * 8 = 32'
 );
 SELECT is(
-    (SELECT quantity FROM pgportfolio.events WHERE portfolio_id = pg_temp.pid() AND portfolio_version = 7),
+    (SELECT quantity::numeric FROM pgportfolio.events WHERE portfolio_id = pg_temp.pid() AND portfolio_version = 7),
     4::numeric,
     'reduce_position on a short logs a buy (+4)'
 );
@@ -160,7 +160,7 @@ SELECT is(
     'reducing a short by all of it closes it: realized (28 - 30) * 6 = -12'
 );
 SELECT is(
-    (SELECT (kind, operation) FROM pgportfolio.events WHERE portfolio_id = pg_temp.pid() AND portfolio_version = 8),
+    (SELECT (kind::text, operation) FROM pgportfolio.events WHERE portfolio_id = pg_temp.pid() AND portfolio_version = 8),
     ROW('close'::text, 'reduce_position'::text),
     'reduce_position by the whole quantity logs kind close'
 );
@@ -173,7 +173,7 @@ SELECT is(
     'close_position of 15 @ avg 25 at 30 fee 2: realized 75 - 2, quantity 0, avg NULL'
 );
 SELECT is(
-    (SELECT (kind, operation, quantity, position_quantity) FROM pgportfolio.events
+    (SELECT (kind::text, operation, quantity::numeric, position_quantity::numeric) FROM pgportfolio.events
      WHERE portfolio_id = pg_temp.pid() AND portfolio_version = pg_temp.version()),
     ROW('close'::text, 'close_position'::text, -15::numeric, 0::numeric),
     'close_position logs kind close with the whole quantity sold'
@@ -203,7 +203,7 @@ SELECT is(
     'a closed symbol can be opened again with open_position'
 );
 SELECT is(
-    (SELECT (version, realized_pnl) FROM pgportfolio.positions WHERE portfolio_id = pg_temp.pid() AND symbol = 'LONG'),
+    (SELECT (version::bigint, realized_pnl::numeric) FROM pgportfolio.positions WHERE portfolio_id = pg_temp.pid() AND symbol = 'LONG'),
     ROW(1::bigint, 0::numeric),
     'the reopened position starts again at version 1 with no realized P&L'
 );

@@ -13,7 +13,7 @@ AS $$ SELECT current_setting('test.pid')::bigint $$;
 CREATE FUNCTION pg_temp.state() RETURNS text LANGUAGE sql STABLE AS $$
     SELECT format('v%s cash %s events %s positions %s', p.version, p.cash_balance,
         (SELECT count(*) FROM pgportfolio.events AS e WHERE e.portfolio_id = p.portfolio_id),
-        (SELECT string_agg(format('%s %s %s', q.symbol, q.quantity, q.cost_basis), ', ' ORDER BY q.symbol)
+        (SELECT string_agg(format('%s %s %s', q.symbol::text, q.quantity::numeric, q.cost_basis::numeric), ', ' ORDER BY q.symbol::text)
          FROM pgportfolio.positions AS q WHERE q.portfolio_id = p.portfolio_id))
     FROM pgportfolio.portfolios AS p WHERE p.portfolio_id = pg_temp.pid()
 $$;

@@ -10,11 +10,11 @@ AS $$ SELECT current_setting('test.pid_' || p_name)::bigint $$;
 -- Everything a tick must leave alone.
 CREATE FUNCTION pg_temp.ledger_state() RETURNS text LANGUAGE sql STABLE AS $$
     SELECT concat_ws(' / ',
-        (SELECT string_agg(format('%s v%s cash %s pnl %s', portfolio_id, version, cash_balance, realized_pnl), ', '
+        (SELECT string_agg(format('%s v%s cash %s pnl %s', portfolio_id, version::bigint, cash_balance::numeric, realized_pnl::numeric), ', '
                            ORDER BY portfolio_id)
          FROM pgportfolio.portfolios WHERE portfolio_id IN (pg_temp.pid('a'), pg_temp.pid('b'))),
-        (SELECT string_agg(format('%s %s %s %s v%s pnl %s', portfolio_id, symbol, quantity, cost_basis, version,
-                                  realized_pnl), ', ' ORDER BY portfolio_id, symbol)
+        (SELECT string_agg(format('%s %s %s %s v%s pnl %s', portfolio_id, symbol::text, quantity::numeric, cost_basis::numeric, version::bigint,
+                                  realized_pnl::numeric), ', ' ORDER BY portfolio_id, symbol::text)
          FROM pgportfolio.positions WHERE portfolio_id IN (pg_temp.pid('a'), pg_temp.pid('b'))),
         (SELECT format('%s events', count(*)) FROM pgportfolio.events
          WHERE portfolio_id IN (pg_temp.pid('a'), pg_temp.pid('b')))
@@ -62,13 +62,13 @@ SELECT is(
 SELECT is(pg_temp.ledger_state(), current_setting('test.ledger'),
     'after three ticks: portfolio versions, cash, positions (quantity, basis, version) and events are unchanged');
 SELECT is(
-    (SELECT array_agg(version ORDER BY portfolio_id) FROM pgportfolio.portfolios
+    (SELECT array_agg(version::bigint ORDER BY portfolio_id) FROM pgportfolio.portfolios
      WHERE portfolio_id IN (pg_temp.pid('a'), pg_temp.pid('b'))),
     ARRAY[3::bigint, 2::bigint],
     'portfolio versions are still 3 and 2'
 );
 SELECT is(
-    (SELECT array_agg(version ORDER BY portfolio_id) FROM pgportfolio.positions WHERE symbol = 'MKA'
+    (SELECT array_agg(version::bigint ORDER BY portfolio_id) FROM pgportfolio.positions WHERE symbol = 'MKA'
        AND portfolio_id IN (pg_temp.pid('a'), pg_temp.pid('b'))),
     ARRAY[2::bigint, 1::bigint],
     'position versions are still 2 and 1'

@@ -393,7 +393,7 @@ SELECT throws_ok($$SELECT pgportfolio.deposit_cash(-1, 1)$$, 'PF004', NULL,
     'an unknown portfolio is PF004 for any trader');
 RESET ROLE;
 SELECT is(
-    (SELECT (version, cash_balance) FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid('alice')),
+    (SELECT (version::bigint, cash_balance::numeric) FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid('alice')),
     ROW(3::bigint, 1000::numeric),
     'the refused calls left alice''s portfolio at version 3'
 );
@@ -555,7 +555,7 @@ SELECT throws_ok($$SELECT pgportfolio.create_portfolio('nobody', 1)$$, '42501', 
 RESET ROLE;
 
 SELECT is(
-    (SELECT (version, cash_balance) FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid('alice')),
+    (SELECT (version::bigint, cash_balance::numeric) FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid('alice')),
     ROW(6::bigint, 1001::numeric),
     'alice''s portfolio moved only through the permitted calls'
 );

@@ -106,7 +106,7 @@ SELECT is(
 );
 SELECT is(
     (SELECT actual FROM pgportfolio.verify_portfolio(pg_temp.pid('v')) WHERE check_name = 'cash_balance'),
-    (SELECT cash_balance FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid('v')),
+    (SELECT cash_balance::numeric FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid('v')),
     'cash_balance: actual is the stored cash'
 );
 SELECT is(
@@ -118,7 +118,7 @@ SELECT is(
 );
 SELECT is(
     (SELECT actual FROM pgportfolio.verify_portfolio(pg_temp.pid('v')) WHERE check_name = 'realized_pnl'),
-    (SELECT realized_pnl FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid('v')),
+    (SELECT realized_pnl::numeric FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid('v')),
     'realized_pnl: actual is the stored realized P&L'
 );
 SELECT is(
@@ -127,7 +127,7 @@ SELECT is(
     'cash_never_negative: the lowest balance (capped at 0) is 0'
 );
 SELECT is(
-    (SELECT version FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid('v')),
+    (SELECT version::bigint FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid('v')),
     14::bigint,
     'running verify_portfolio changed nothing (version still 14)'
 );
@@ -206,7 +206,7 @@ SAVEPOINT corrupt;
 -- Nothing refuses a gap at insert time (no trigger looks the previous event up): verify does.
 INSERT INTO pgportfolio.events (portfolio_id, portfolio_version, kind, operation, amount, cash_delta, cash_balance,
                                 acting_role, chain_hash)
-SELECT portfolio_id, version + 2, 'deposit', 'deposit_cash', 0, 0, cash_balance, 'postgres', '\x00'
+SELECT portfolio_id, version::bigint + 2, 'deposit', 'deposit_cash', 0, 0, cash_balance::numeric, 'postgres', '\x00'
 FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid('v');
 SELECT is(pg_temp.failing(pg_temp.pid('v')), ARRAY['event_hash_chain', 'version', 'versions_contiguous'],
     'an extra event after a gap in the versions: version, versions_contiguous and the hash chain fail');
@@ -216,7 +216,7 @@ SAVEPOINT corrupt;
 -- A gap with the hash computed as if it were not one (chained to the last event before it),
 -- and the stored version moved along: the versions still show it.
 SELECT pg_temp.insert_chained(ROW(
-    pf.portfolio_id, pf.version + 2, 'deposit', 'deposit_cash', NULL, NULL, NULL, 0, 1, 1, 0, pf.cash_balance + 1,
+    pf.portfolio_id, pf.version::bigint + 2, 'deposit', 'deposit_cash', NULL, NULL, NULL, 0, 1, 1, 0, pf.cash_balance::numeric + 1,
     NULL, NULL, NULL, NULL, NULL, NULL, NULL, 'postgres', NULL, NULL)::pgportfolio.events)
 FROM pgportfolio.portfolios AS pf WHERE pf.portfolio_id = pg_temp.pid('v');
 UPDATE pgportfolio.portfolios SET version = version + 2, cash_balance = cash_balance + 1
@@ -229,7 +229,7 @@ SAVEPOINT corrupt;
 -- A deposit written directly, with the portfolio moved consistently, but a wrong chain_hash.
 INSERT INTO pgportfolio.events (portfolio_id, portfolio_version, kind, operation, amount, cash_delta, cash_balance,
                                 acting_role, chain_hash)
-SELECT portfolio_id, version + 1, 'deposit', 'deposit_cash', 5, 5, cash_balance + 5, 'postgres', sha256('forged'::bytea)
+SELECT portfolio_id, version::bigint + 1, 'deposit', 'deposit_cash', 5, 5, cash_balance::numeric + 5, 'postgres', sha256('forged'::bytea)
 FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid('v');
 UPDATE pgportfolio.portfolios SET version = version + 1, cash_balance = cash_balance + 5
 WHERE portfolio_id = pg_temp.pid('v');
@@ -240,7 +240,7 @@ ROLLBACK TO SAVEPOINT corrupt;
 SAVEPOINT corrupt;
 -- The same deposit with the documented hash: the control for the test above.
 SELECT pg_temp.insert_chained(ROW(
-    pf.portfolio_id, pf.version + 1, 'deposit', 'deposit_cash', NULL, NULL, NULL, 0, 5, 5, 0, pf.cash_balance + 5,
+    pf.portfolio_id, pf.version::bigint + 1, 'deposit', 'deposit_cash', NULL, NULL, NULL, 0, 5, 5, 0, pf.cash_balance::numeric + 5,
     NULL, NULL, NULL, NULL, NULL, NULL, NULL, 'postgres', NULL, NULL)::pgportfolio.events)
 FROM pgportfolio.portfolios AS pf WHERE pf.portfolio_id = pg_temp.pid('v');
 UPDATE pgportfolio.portfolios AS p SET version = version + 1, cash_balance = cash_balance + 5,
@@ -262,7 +262,7 @@ SELECT is(
 );
 SELECT is(
     current_setting('test.head_version')::bigint,
-    (SELECT version FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid('v')),
+    (SELECT version::bigint FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid('v')),
     'event_chain_head defaults to the latest event'
 );
 
@@ -330,8 +330,8 @@ SAVEPOINT corrupt;
 -- with the stored state moved consistently with the event, so only the P&L checks can see it.
 -- (Each direct insert below carries the documented chain_hash, so the chain stays intact.)
 SELECT pg_temp.insert_chained(ROW(
-    pf.portfolio_id, pf.version + 1, 'add', 'apply_fill', 'VAAA', 1, 15, 0, NULL, -15, 5, pf.cash_balance - 15,
-    p.quantity + 1, p.cost_basis + 15, NULL, NULL, NULL, NULL, 1, 'postgres', NULL, NULL)::pgportfolio.events)
+    pf.portfolio_id, pf.version::bigint + 1, 'add', 'apply_fill', 'VAAA', 1, 15, 0, NULL, -15, 5, pf.cash_balance::numeric - 15,
+    p.quantity::numeric + 1, p.cost_basis::numeric + 15, NULL, NULL, NULL, NULL, 1, 'postgres', NULL, NULL)::pgportfolio.events)
 FROM pgportfolio.portfolios AS pf JOIN pgportfolio.positions AS p USING (portfolio_id)
 WHERE pf.portfolio_id = pg_temp.pid('v') AND p.symbol = 'VAAA';
 UPDATE pgportfolio.portfolios
@@ -345,7 +345,7 @@ ROLLBACK TO SAVEPOINT corrupt;
 
 SAVEPOINT corrupt;
 SELECT pg_temp.insert_chained(ROW(
-    pf.portfolio_id, pf.version + 1, 'deposit', 'deposit_cash', NULL, NULL, NULL, 0, 5, 5, 0, pf.cash_balance + 6,
+    pf.portfolio_id, pf.version::bigint + 1, 'deposit', 'deposit_cash', NULL, NULL, NULL, 0, 5, 5, 0, pf.cash_balance::numeric + 6,
     NULL, NULL, NULL, NULL, NULL, NULL, NULL, 'postgres', NULL, NULL)::pgportfolio.events)
 FROM pgportfolio.portfolios AS pf WHERE pf.portfolio_id = pg_temp.pid('v');
 UPDATE pgportfolio.portfolios SET version = version + 1, cash_balance = cash_balance + 5
@@ -356,8 +356,8 @@ ROLLBACK TO SAVEPOINT corrupt;
 
 SAVEPOINT corrupt;
 SELECT pg_temp.insert_chained(ROW(
-    pf.portfolio_id, pf.version + 1, 'add', 'apply_fill', 'VCCC', 1, 1, 0, NULL, -1, 0, pf.cash_balance - 1,
-    p.quantity + 2, p.cost_basis + 1, NULL, NULL, NULL, NULL, 1, 'postgres', NULL, NULL)::pgportfolio.events)
+    pf.portfolio_id, pf.version::bigint + 1, 'add', 'apply_fill', 'VCCC', 1, 1, 0, NULL, -1, 0, pf.cash_balance::numeric - 1,
+    p.quantity::numeric + 2, p.cost_basis::numeric + 1, NULL, NULL, NULL, NULL, 1, 'postgres', NULL, NULL)::pgportfolio.events)
 FROM pgportfolio.portfolios AS pf JOIN pgportfolio.positions AS p USING (portfolio_id)
 WHERE pf.portfolio_id = pg_temp.pid('v') AND p.symbol = 'VCCC';
 UPDATE pgportfolio.portfolios SET version = version + 1, cash_balance = cash_balance - 1

@@ -225,7 +225,7 @@ SELECT is(
 -- ---------------------------------------------------------------- event_log
 SELECT is(
     (SELECT count(*) FROM pgportfolio.event_log WHERE portfolio_id = pg_temp.pid('a')),
-    (SELECT version FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid('a')),
+    (SELECT version::bigint FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid('a')),
     'event_log has one row per version'
 );
 SELECT is(

@@ -99,24 +99,24 @@ SELECT is(
     (SELECT (symbols, quantities, cost_bases, mark_prices, position_realized_pnls, position_versions, multipliers)
      FROM pgportfolio.portfolio_snapshot(current_setting('test.wide')::bigint)),
     (SELECT (
-        string_agg(p.symbol, ',' ORDER BY p.symbol),
-        string_agg(p.quantity::text, ',' ORDER BY p.symbol),
-        string_agg(p.cost_basis::text, ',' ORDER BY p.symbol),
-        string_agg(coalesce(m.price::text, ''), ',' ORDER BY p.symbol),
-        string_agg(p.realized_pnl::text, ',' ORDER BY p.symbol),
-        string_agg(p.version::text, ',' ORDER BY p.symbol),
-        string_agg(p.multiplier::text, ',' ORDER BY p.symbol))
+        string_agg(p.symbol::text, ',' ORDER BY p.symbol::text),
+        string_agg(p.quantity::text, ',' ORDER BY p.symbol::text),
+        string_agg(p.cost_basis::text, ',' ORDER BY p.symbol::text),
+        string_agg(coalesce(m.price::text, ''), ',' ORDER BY p.symbol::text),
+        string_agg(p.realized_pnl::text, ',' ORDER BY p.symbol::text),
+        string_agg(p.version::text, ',' ORDER BY p.symbol::text),
+        string_agg(p.multiplier::text, ',' ORDER BY p.symbol::text))
      FROM pgportfolio.positions AS p LEFT JOIN pgportfolio.market_prices AS m ON p.symbol = m.symbol
      WHERE p.portfolio_id = current_setting('test.wide')::bigint),
     'the snapshot of 1,000 positions (merge plan) is the positions and their marks, in symbol order'
 );
 SELECT is(
     (SELECT count(*) FROM pgportfolio.get_portfolio(current_setting('test.wide')::bigint) AS g
-     JOIN pgportfolio.positions AS p ON g.portfolio_id = p.portfolio_id AND g.symbol = p.symbol
-     LEFT JOIN pgportfolio.market_prices AS m ON m.symbol = p.symbol
-     WHERE g.quantity = p.quantity AND g.cost_basis = p.cost_basis AND g.position_realized_pnl = p.realized_pnl
-       AND g.position_version = p.version AND g.multiplier = p.multiplier
-       AND g.mark_price IS NOT DISTINCT FROM m.price),
+     JOIN pgportfolio.positions AS p ON g.portfolio_id = p.portfolio_id AND g.symbol::text = p.symbol::text
+     LEFT JOIN pgportfolio.market_prices AS m ON m.symbol::text = p.symbol::text
+     WHERE g.quantity::numeric = p.quantity::numeric AND g.cost_basis::numeric = p.cost_basis::numeric AND g.position_realized_pnl = p.realized_pnl::numeric
+       AND g.position_version = p.version::bigint AND g.multiplier::numeric = p.multiplier::numeric
+       AND g.mark_price IS NOT DISTINCT FROM m.price::numeric),
     1000::bigint,
     'get_portfolio of 1,000 positions (merge plan) agrees with the positions and their marks'
 );
@@ -126,9 +126,9 @@ SELECT is(
     (SELECT (symbols, mark_prices, multipliers)
      FROM pgportfolio.portfolio_snapshot(current_setting('test.wide')::bigint)),
     (SELECT (
-        string_agg(p.symbol, ',' ORDER BY p.symbol),
-        string_agg(coalesce(m.price::text, ''), ',' ORDER BY p.symbol),
-        string_agg(p.multiplier::text, ',' ORDER BY p.symbol))
+        string_agg(p.symbol::text, ',' ORDER BY p.symbol::text),
+        string_agg(coalesce(m.price::text, ''), ',' ORDER BY p.symbol::text),
+        string_agg(p.multiplier::text, ',' ORDER BY p.symbol::text))
      FROM pgportfolio.positions AS p LEFT JOIN pgportfolio.market_prices AS m ON p.symbol = m.symbol
      WHERE p.portfolio_id = current_setting('test.wide')::bigint),
     'the snapshot of 999 positions (one probe per position) is the same'

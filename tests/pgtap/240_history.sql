@@ -272,7 +272,7 @@ SELECT results_eq(
 
 -- ---------------------------------------------------------------- reads change nothing
 SELECT is(
-    (SELECT (version, cash_balance) FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid('a')),
+    (SELECT (version::bigint, cash_balance::numeric) FROM pgportfolio.portfolios WHERE portfolio_id = pg_temp.pid('a')),
     ROW(7::bigint, 10499::numeric),
     'the reads wrote nothing to the portfolio'
 );

@@ -503,9 +503,9 @@ async def test_checker_rules_can_fail(db: str, proof_seed: int) -> None:
     async with await psycopg.AsyncConnection.connect(db, autocommit=True) as conn:
         # Only the append-only guard: the hash-chain trigger still fills chain_hash in.
         await conn.execute("ALTER TABLE pgportfolio.events DISABLE TRIGGER events_append_only")
+        await conn.execute("ALTER TABLE pgportfolio.events DROP CONSTRAINT events_request_id_key")
         await conn.execute(
-            "ALTER TABLE pgportfolio.events DROP CONSTRAINT events_cash_balance_valid,"
-            " DROP CONSTRAINT events_request_id_key"
+            "ALTER DOMAIN pgportfolio.non_negative_number DROP CONSTRAINT non_negative_number_check"
         )
         cur = await conn.execute(
             "SELECT DISTINCT portfolio_id FROM pgportfolio.positions WHERE portfolio_id = ANY(%s)",

@@ -980,7 +980,7 @@ def multipliers(conn: Conn, symbol: str) -> tuple[Decimal | None, list[Decimal]]
     positions in the symbol). A held symbol's positions must all have the instrument's."""
     row = conn.execute(
         "SELECT (SELECT multiplier FROM pgportfolio.instruments WHERE symbol = %s),"
-        " array(SELECT multiplier FROM pgportfolio.positions WHERE symbol = %s)",
+        " array(SELECT multiplier::numeric FROM pgportfolio.positions WHERE symbol = %s)",
         (symbol, symbol),
     ).fetchone()
     assert row is not None
