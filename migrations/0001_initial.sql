@@ -375,7 +375,10 @@ CREATE TABLE pgportfolio.events (
     created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
     chain_hash bytea NOT NULL,
     CONSTRAINT events_pkey PRIMARY KEY (portfolio_id, portfolio_version),
-    CONSTRAINT events_request_id_key UNIQUE (portfolio_id, request_id),
+    -- Request id first: a look-up by request id can take no other index (the primary key
+    -- starts with portfolio_id), so its plan does not depend on the table's statistics
+    -- (see the look-ups in 128_operations.sql).
+    CONSTRAINT events_request_id_key UNIQUE (request_id, portfolio_id),
     CONSTRAINT events_fill_shape CHECK (
         (kind IN ('open', 'add', 'reduce', 'close', 'flip'))
         = (symbol IS NOT NULL AND quantity IS NOT NULL AND price IS NOT NULL AND position_quantity IS NOT NULL)
@@ -1428,20 +1431,23 @@ BEGIN
             END IF;
         END IF;
         -- What the log holds for the call's request ids, one probe of the request-id
-        -- index each. Planned on every call (EXECUTE): events has two indexes
-        -- that start with portfolio_id, and a plan made on a nearly empty table (a new
-        -- database) took the primary key's prefix and filtered the request ids, reading
-        -- every event of the portfolio (15.7 ms a call on average after 12 s of a fresh
-        -- bench); a plan made with the table's size at hand takes the request-id index.
-        -- A static statement's generic plan did the same even as one subquery per element
-        -- (planned at 151 events: 35 ms a call of 50); tests/test_plan_stability.py.
-        -- A call of one is looked up without the unnest (a third of its planning).
+        -- index (request_id, portfolio_id) each. A plan that reached the events by the
+        -- primary key's portfolio_id prefix instead, as plans made on a nearly empty table
+        -- did, read every event of the portfolio for every element (15.7 ms a call on
+        -- average after 12 s of a fresh bench; tests/test_plan_stability.py).
+        -- A call of one compares the portfolio as portfolio_id + 0, which no index can
+        -- use, so the request-id index is its only way in whatever the statistics, and its
+        -- plan is made once per session (planning it on every call was a tenth of a
+        -- single call's work). A call of many is planned on every call (EXECUTE), with
+        -- the table's size at hand: a static join's generic plan, planned at one event,
+        -- scanned the whole index once per element instead of probing it.
         IF v_n = 1 THEN
-            EXECUTE $lookup_one$
-                SELECT array_agg(1::bigint), array_agg(e)
-                FROM pgportfolio.events AS e
-                WHERE $3[1] IS NULL AND e.portfolio_id = $1[1] AND e.request_id = $2[1]
-            $lookup_one$ INTO l_items, l_events USING p_portfolio_ids, p_request_ids, f_state;
+            SELECT array_agg(1::bigint), array_agg(e)
+            INTO l_items, l_events
+            FROM pgportfolio.events AS e
+            WHERE
+                f_state[1] IS NULL AND e.request_id = p_request_ids[1]
+                AND e.portfolio_id + 0 = p_portfolio_ids[1];
         ELSE
             EXECUTE $lookup$
                 SELECT array_agg(k.item), array_agg(e.l)
@@ -3060,6 +3066,9 @@ RETURNS SETOF pgportfolio.mutation_result
 LANGUAGE plpgsql STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+-- PL/pgSQL keeps the plan for the session: one made while the log was nearly empty
+-- scanned the whole events table on every later call (tests/test_plan_stability.py).
+SET enable_seqscan = off
 AS $$
 BEGIN
     PERFORM pgportfolio._authorize(p_portfolio_id, pgportfolio._acting_role());
@@ -3071,7 +3080,9 @@ BEGIN
         END,
         e.realized_pnl::numeric, true
     FROM pgportfolio.events AS e
-    WHERE e.portfolio_id = p_portfolio_id AND e.request_id = p_request_id;
+    -- portfolio_id + 0: the request-id index is the only way in, whatever the statistics
+    -- were when the session planned this (the look-up in 128_operations.sql explains why)
+    WHERE e.request_id = p_request_id AND e.portfolio_id + 0 = p_portfolio_id;
 END;
 $$;
 

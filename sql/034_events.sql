@@ -38,7 +38,10 @@ CREATE TABLE pgportfolio.events (
     created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
     chain_hash bytea NOT NULL,
     CONSTRAINT events_pkey PRIMARY KEY (portfolio_id, portfolio_version),
-    CONSTRAINT events_request_id_key UNIQUE (portfolio_id, request_id),
+    -- Request id first: a look-up by request id can take no other index (the primary key
+    -- starts with portfolio_id), so its plan does not depend on the table's statistics
+    -- (see the look-ups in 128_operations.sql).
+    CONSTRAINT events_request_id_key UNIQUE (request_id, portfolio_id),
     CONSTRAINT events_fill_shape CHECK (
         (kind IN ('open', 'add', 'reduce', 'close', 'flip'))
         = (symbol IS NOT NULL AND quantity IS NOT NULL AND price IS NOT NULL AND position_quantity IS NOT NULL)

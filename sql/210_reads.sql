@@ -158,6 +158,9 @@ RETURNS SETOF pgportfolio.mutation_result
 LANGUAGE plpgsql STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+-- PL/pgSQL keeps the plan for the session: one made while the log was nearly empty
+-- scanned the whole events table on every later call (tests/test_plan_stability.py).
+SET enable_seqscan = off
 AS $$
 BEGIN
     PERFORM pgportfolio._authorize(p_portfolio_id, pgportfolio._acting_role());
@@ -169,7 +172,9 @@ BEGIN
         END,
         e.realized_pnl::numeric, true
     FROM pgportfolio.events AS e
-    WHERE e.portfolio_id = p_portfolio_id AND e.request_id = p_request_id;
+    -- portfolio_id + 0: the request-id index is the only way in, whatever the statistics
+    -- were when the session planned this (the look-up in 128_operations.sql explains why)
+    WHERE e.request_id = p_request_id AND e.portfolio_id + 0 = p_portfolio_id;
 END;
 $$;
 

@@ -8,7 +8,10 @@ prefix and read every event of the portfolio on every later call (10,003 events 
 fill here, before the head moved onto the portfolio's row). The request-id probe, as a
 static statement, was planned on the primary key's prefix too, reading every event of the
 portfolio for every element (a join: 502,600 events for a call of 50; a subquery per
-element, planned at 151 events: 35 ms a call), which is why it is planned on every call.
+element, planned at 151 events: 35 ms a call), which is why a call of many plans it on
+every call; a call of one compares the portfolio as portfolio_id + 0, so that the
+request-id index is its only way in (written with portfolio_id = ..., the call of one
+below reads 10,152 events).
 This counts the rows a call
 reads (pg_stat_xact_user_tables, within the call's own transaction), so it does not depend
 on timing.
@@ -79,6 +82,44 @@ def test_a_call_reads_only_the_rows_it_needs_after_the_tables_grew(
     assert read < 100 * calls_of, (
         f"a call of {calls_of} read {read} events of a portfolio holding {GROWTH}"
     )
+
+
+@pytest.mark.parametrize("events_at_planning", ["one, analyzed", "151, not analyzed"])
+def test_find_request_reads_only_its_event_after_the_tables_grew(
+    db: str, events_at_planning: str
+) -> None:
+    """find_request, planned generically by a session while the log was nearly empty, still
+    probes the request-id index once the portfolio holds thousands of events."""
+    with (
+        psycopg.connect(db, autocommit=True) as early,
+        psycopg.connect(db, autocommit=True) as bulk,
+    ):
+        row = early.execute(
+            "SELECT pgportfolio.create_portfolio('find', %s)", (Decimal(10) ** 12,)
+        ).fetchone()
+        assert row is not None
+        pid = int(row[0])
+        if events_at_planning == "one, analyzed":
+            early.execute("ANALYZE pgportfolio.events")
+        else:
+            _fills(bulk, pid, 150, "first-" + "0" * 30)
+        # PL/pgSQL switches a statement to its generic plan after five custom ones.
+        for n in range(8):
+            early.execute("SELECT * FROM pgportfolio.find_request(%s, %s)", (pid, f"absent-{n}"))
+        for start in range(0, GROWTH, CHUNK):
+            _fills(bulk, pid, CHUNK, f"bulk-{start}-")
+        early.autocommit = False
+        before = _events_read(early)
+        found = early.execute(
+            "SELECT count(*) FROM pgportfolio.find_request(%s, %s)", (pid, "bulk-0-1")
+        ).fetchone()
+        absent = early.execute(
+            "SELECT count(*) FROM pgportfolio.find_request(%s, %s)", (pid, "never-sent")
+        ).fetchone()
+        read = _events_read(early) - before
+        early.rollback()
+    assert (found, absent) == ((1,), (0,))
+    assert read < 10, f"two find_request calls read {read} events of a portfolio holding {GROWTH}"
 
 
 def _events_read(conn: psycopg.Connection[Any]) -> int:
