@@ -41,6 +41,31 @@ def _fills(conn: psycopg.Connection[Any], pid: int, count: int, prefix: str) -> 
     assert rows == (0,)
 
 
+def _young_portfolio(
+    early: psycopg.Connection[Any], bulk: psycopg.Connection[Any], events_at_planning: str
+) -> int:
+    """A new portfolio, with the events table as a young deployment's would be."""
+    row = early.execute(
+        "SELECT pgportfolio.create_portfolio('plans', %s)", (Decimal(10) ** 12,)
+    ).fetchone()
+    assert row is not None
+    pid = int(row[0])
+    if events_at_planning == "one, analyzed":
+        # Statistics of the nearly empty table, as autovacuum takes them soon after it
+        # is created.
+        early.execute("ANALYZE pgportfolio.events")
+    else:
+        # A few calls of other sessions before this one's first (a bench's or a
+        # service's first second), no statistics yet.
+        _fills(bulk, pid, 150, "first-" + "0" * 30)
+    return pid
+
+
+def _grow(bulk: psycopg.Connection[Any], pid: int) -> None:
+    for start in range(0, GROWTH, CHUNK):
+        _fills(bulk, pid, CHUNK, f"bulk-{start}-")
+
+
 @pytest.mark.parametrize("calls_of", [1, 50])
 @pytest.mark.parametrize("events_at_planning", ["one, analyzed", "151, not analyzed"])
 def test_a_call_reads_only_the_rows_it_needs_after_the_tables_grew(
@@ -52,23 +77,10 @@ def test_a_call_reads_only_the_rows_it_needs_after_the_tables_grew(
         psycopg.connect(db, autocommit=True) as early,
         psycopg.connect(db, autocommit=True) as bulk,
     ):
-        row = early.execute(
-            "SELECT pgportfolio.create_portfolio('plans', %s)", (Decimal(10) ** 12,)
-        ).fetchone()
-        assert row is not None
-        pid = int(row[0])
-        if events_at_planning == "one, analyzed":
-            # Statistics of the nearly empty table, as autovacuum takes them soon after it
-            # is created.
-            early.execute("ANALYZE pgportfolio.events")
-        else:
-            # A few calls of other sessions before this one's first (a bench's or a
-            # service's first second), no statistics yet.
-            _fills(bulk, pid, 150, "first-" + "0" * 30)
+        pid = _young_portfolio(early, bulk, events_at_planning)
         # The early session makes its plans now, on nearly empty tables.
         _fills(early, pid, calls_of, "early-")
-        for start in range(0, GROWTH, CHUNK):
-            _fills(bulk, pid, CHUNK, f"bulk-{start}-")
+        _grow(bulk, pid)
 
         # The counters may still hold this session's earlier, unflushed reads: the call's
         # own are the difference across it, within one transaction.
@@ -94,20 +106,11 @@ def test_find_request_reads_only_its_event_after_the_tables_grew(
         psycopg.connect(db, autocommit=True) as early,
         psycopg.connect(db, autocommit=True) as bulk,
     ):
-        row = early.execute(
-            "SELECT pgportfolio.create_portfolio('find', %s)", (Decimal(10) ** 12,)
-        ).fetchone()
-        assert row is not None
-        pid = int(row[0])
-        if events_at_planning == "one, analyzed":
-            early.execute("ANALYZE pgportfolio.events")
-        else:
-            _fills(bulk, pid, 150, "first-" + "0" * 30)
+        pid = _young_portfolio(early, bulk, events_at_planning)
         # PL/pgSQL switches a statement to its generic plan after five custom ones.
         for n in range(8):
             early.execute("SELECT * FROM pgportfolio.find_request(%s, %s)", (pid, f"absent-{n}"))
-        for start in range(0, GROWTH, CHUNK):
-            _fills(bulk, pid, CHUNK, f"bulk-{start}-")
+        _grow(bulk, pid)
         early.autocommit = False
         before = _events_read(early)
         found = early.execute(
