@@ -172,6 +172,11 @@ class Ledger:
             if row is None or row[0]:
                 raise RuntimeError(f"setup: {row and row[0]} fills refused")
 
+    async def analyze_positions(self) -> None:
+        """Fresh statistics of ``positions``, as autovacuum takes them within a minute of
+        a bulk load (and as PostgreSQL's "Populating a Database" advises after one)."""
+        await self.conn.execute("ANALYZE pgportfolio.positions")
+
     async def version_sum(self, plan: FillPlan) -> int:
         """Sum of the plan's portfolio versions: every applied fill adds exactly 1."""
         cur = await self.conn.execute(
