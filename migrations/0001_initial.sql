@@ -157,8 +157,9 @@ CONSTRAINT row_version_check CHECK (value >= 1);
 COMMENT ON DOMAIN pgportfolio.row_version IS
 'A row''s version, bumped by every change: 1 when the row is created.';
 
--- The same expression as _symbol_valid (020_schema.sql); tests/pgtap/030 proves that
--- the two accept the same symbols.
+-- Every table's symbol (positions, market_prices, market_price_history, instruments). The
+-- same expression as _symbol_valid (020_schema.sql), which checks arguments before any
+-- write; tests/pgtap/030 proves that the two accept the same symbols.
 CREATE DOMAIN pgportfolio.symbol AS text
 CONSTRAINT symbol_check CHECK (pg_catalog.octet_length(value) <= 32 AND value ~ '^[A-Z0-9._/:-]+$');
 
@@ -292,16 +293,13 @@ COMMENT ON TABLE pgportfolio.positions IS
 -- Growth is bounded by prune_price_history() (sql/150_market_prices.sql), not by
 -- partitions: see docs/sql-api.md, "Price history growth".
 CREATE TABLE pgportfolio.market_price_history (
-    symbol text NOT NULL,
+    symbol pgportfolio.symbol NOT NULL,
     as_of timestamptz NOT NULL,
     mark_id bigint GENERATED ALWAYS AS IDENTITY,
     price numeric NOT NULL,
     source text,
     recorded_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
     PRIMARY KEY (symbol, as_of, mark_id) INCLUDE (price),
-    CONSTRAINT market_price_history_symbol_valid CHECK (
-        pg_catalog.octet_length(symbol) <= 32 AND symbol ~ '^[A-Z0-9._/:-]+$'
-    ),
     CONSTRAINT market_price_history_price_valid CHECK (
         price NOT IN ('NaN', 'Infinity', '-Infinity') AND price > 0 AND price < 1e15
     ),
@@ -316,14 +314,13 @@ COMMENT ON TABLE pgportfolio.market_price_history IS
 -- that arrives late, with an older as_of, goes to the history only. version counts the
 -- times the current mark was replaced.
 CREATE TABLE pgportfolio.market_prices (
-    symbol text PRIMARY KEY,
+    symbol pgportfolio.symbol PRIMARY KEY,
     price numeric NOT NULL,
     version bigint NOT NULL DEFAULT 1,
     updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
     as_of timestamptz NOT NULL DEFAULT pg_catalog.now(),
     source text,
     mark_id bigint NOT NULL,
-    CONSTRAINT market_prices_symbol_valid CHECK (pg_catalog.octet_length(symbol) <= 32 AND symbol ~ '^[A-Z0-9._/:-]+$'),
     CONSTRAINT market_prices_price_valid CHECK (
         price NOT IN ('NaN', 'Infinity', '-Infinity') AND price > 0 AND price < 1e15
     ),
@@ -476,11 +473,10 @@ ALTER TABLE pgportfolio.events ENABLE ALWAYS TRIGGER events_no_truncate;
 -- Written only by upsert_instrument (owner role); traders and analysts read the
 -- instrument_list view (sql/200_views.sql).
 CREATE TABLE pgportfolio.instruments (
-    symbol text PRIMARY KEY,
+    symbol pgportfolio.symbol PRIMARY KEY,
     multiplier numeric NOT NULL DEFAULT 1,
     description text,
     updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    CONSTRAINT instruments_symbol_valid CHECK (pg_catalog.octet_length(symbol) <= 32 AND symbol ~ '^[A-Z0-9._/:-]+$'),
     CONSTRAINT instruments_multiplier_valid CHECK (
         multiplier NOT IN ('NaN', 'Infinity', '-Infinity')
         AND multiplier > 0
@@ -2874,7 +2870,7 @@ COMMENT ON VIEW pgportfolio.event_log IS
 -- Every instrument, for traders and analysts (the table itself is the owner's).
 CREATE VIEW pgportfolio.instrument_list AS
 SELECT
-    i.symbol,
+    i.symbol::text AS symbol,
     i.multiplier,
     i.description,
     i.updated_at

@@ -62,8 +62,9 @@ CONSTRAINT row_version_check CHECK (value >= 1);
 COMMENT ON DOMAIN pgportfolio.row_version IS
 'A row''s version, bumped by every change: 1 when the row is created.';
 
--- The same expression as _symbol_valid (020_schema.sql); tests/pgtap/030 proves that
--- the two accept the same symbols.
+-- Every table's symbol (positions, market_prices, market_price_history, instruments). The
+-- same expression as _symbol_valid (020_schema.sql), which checks arguments before any
+-- write; tests/pgtap/030 proves that the two accept the same symbols.
 CREATE DOMAIN pgportfolio.symbol AS text
 CONSTRAINT symbol_check CHECK (pg_catalog.octet_length(value) <= 32 AND value ~ '^[A-Z0-9._/:-]+$');
 

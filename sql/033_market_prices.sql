@@ -10,16 +10,13 @@
 -- Growth is bounded by prune_price_history() (sql/150_market_prices.sql), not by
 -- partitions: see docs/sql-api.md, "Price history growth".
 CREATE TABLE pgportfolio.market_price_history (
-    symbol text NOT NULL,
+    symbol pgportfolio.symbol NOT NULL,
     as_of timestamptz NOT NULL,
     mark_id bigint GENERATED ALWAYS AS IDENTITY,
     price numeric NOT NULL,
     source text,
     recorded_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
     PRIMARY KEY (symbol, as_of, mark_id) INCLUDE (price),
-    CONSTRAINT market_price_history_symbol_valid CHECK (
-        pg_catalog.octet_length(symbol) <= 32 AND symbol ~ '^[A-Z0-9._/:-]+$'
-    ),
     CONSTRAINT market_price_history_price_valid CHECK (
         price NOT IN ('NaN', 'Infinity', '-Infinity') AND price > 0 AND price < 1e15
     ),
@@ -34,14 +31,13 @@ COMMENT ON TABLE pgportfolio.market_price_history IS
 -- that arrives late, with an older as_of, goes to the history only. version counts the
 -- times the current mark was replaced.
 CREATE TABLE pgportfolio.market_prices (
-    symbol text PRIMARY KEY,
+    symbol pgportfolio.symbol PRIMARY KEY,
     price numeric NOT NULL,
     version bigint NOT NULL DEFAULT 1,
     updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
     as_of timestamptz NOT NULL DEFAULT pg_catalog.now(),
     source text,
     mark_id bigint NOT NULL,
-    CONSTRAINT market_prices_symbol_valid CHECK (pg_catalog.octet_length(symbol) <= 32 AND symbol ~ '^[A-Z0-9._/:-]+$'),
     CONSTRAINT market_prices_price_valid CHECK (
         price NOT IN ('NaN', 'Infinity', '-Infinity') AND price > 0 AND price < 1e15
     ),

@@ -4,11 +4,10 @@
 -- Written only by upsert_instrument (owner role); traders and analysts read the
 -- instrument_list view (sql/200_views.sql).
 CREATE TABLE pgportfolio.instruments (
-    symbol text PRIMARY KEY,
+    symbol pgportfolio.symbol PRIMARY KEY,
     multiplier numeric NOT NULL DEFAULT 1,
     description text,
     updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    CONSTRAINT instruments_symbol_valid CHECK (pg_catalog.octet_length(symbol) <= 32 AND symbol ~ '^[A-Z0-9._/:-]+$'),
     CONSTRAINT instruments_multiplier_valid CHECK (
         multiplier NOT IN ('NaN', 'Infinity', '-Infinity')
         AND multiplier > 0

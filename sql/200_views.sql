@@ -93,7 +93,7 @@ COMMENT ON VIEW pgportfolio.event_log IS
 -- Every instrument, for traders and analysts (the table itself is the owner's).
 CREATE VIEW pgportfolio.instrument_list AS
 SELECT
-    i.symbol,
+    i.symbol::text AS symbol,
     i.multiplier,
     i.description,
     i.updated_at

@@ -367,7 +367,7 @@ DRIFTS: dict[str, tuple[str, str]] = {
         "events_symbol_idx",
     ),
     "view": (
-        "CREATE OR REPLACE VIEW pgportfolio.instrument_list AS SELECT i.symbol,"
+        "CREATE OR REPLACE VIEW pgportfolio.instrument_list AS SELECT i.symbol::text AS symbol,"
         " i.multiplier, i.description, i.updated_at FROM pgportfolio.instruments AS i"
         " WHERE i.multiplier <> 7",
         "<> 7",

@@ -2,7 +2,7 @@
 -- 033_market_prices.sql, 034_events.sql, 035_instruments.sql). The constraints are the last line of defence
 -- behind the functions, so they are exercised here with direct writes as the superuser.
 BEGIN;
-SELECT plan(200);
+SELECT plan(201);
 
 -- ---------------------------------------------------------------- columns
 SELECT columns_are('pgportfolio', 'portfolios', ARRAY[
@@ -49,20 +49,20 @@ SELECT col_type_is('pgportfolio', 'positions', 'realized_pnl', 'pgportfolio.fini
 SELECT col_type_is('pgportfolio', 'positions', 'version', 'pgportfolio.row_version', 'positions.version is pgportfolio.row_version');
 SELECT col_type_is('pgportfolio', 'positions', 'opened_at', 'timestamp with time zone', 'positions.opened_at is timestamp with time zone');
 SELECT col_type_is('pgportfolio', 'positions', 'updated_at', 'timestamp with time zone', 'positions.updated_at is timestamp with time zone');
-SELECT col_type_is('pgportfolio', 'market_prices', 'symbol', 'text', 'market_prices.symbol is text');
+SELECT col_type_is('pgportfolio', 'market_prices', 'symbol', 'pgportfolio.symbol', 'market_prices.symbol is pgportfolio.symbol');
 SELECT col_type_is('pgportfolio', 'market_prices', 'price', 'numeric', 'market_prices.price is numeric');
 SELECT col_type_is('pgportfolio', 'market_prices', 'version', 'bigint', 'market_prices.version is bigint');
 SELECT col_type_is('pgportfolio', 'market_prices', 'updated_at', 'timestamp with time zone', 'market_prices.updated_at is timestamp with time zone');
 SELECT col_type_is('pgportfolio', 'market_prices', 'as_of', 'timestamp with time zone', 'market_prices.as_of is timestamp with time zone');
 SELECT col_type_is('pgportfolio', 'market_prices', 'source', 'text', 'market_prices.source is text');
 SELECT col_type_is('pgportfolio', 'market_prices', 'mark_id', 'bigint', 'market_prices.mark_id is bigint');
-SELECT col_type_is('pgportfolio', 'market_price_history', 'symbol', 'text', 'market_price_history.symbol is text');
+SELECT col_type_is('pgportfolio', 'market_price_history', 'symbol', 'pgportfolio.symbol', 'market_price_history.symbol is pgportfolio.symbol');
 SELECT col_type_is('pgportfolio', 'market_price_history', 'as_of', 'timestamp with time zone', 'market_price_history.as_of is timestamp with time zone');
 SELECT col_type_is('pgportfolio', 'market_price_history', 'mark_id', 'bigint', 'market_price_history.mark_id is bigint');
 SELECT col_type_is('pgportfolio', 'market_price_history', 'price', 'numeric', 'market_price_history.price is numeric');
 SELECT col_type_is('pgportfolio', 'market_price_history', 'source', 'text', 'market_price_history.source is text');
 SELECT col_type_is('pgportfolio', 'market_price_history', 'recorded_at', 'timestamp with time zone', 'market_price_history.recorded_at is timestamp with time zone');
-SELECT col_type_is('pgportfolio', 'instruments', 'symbol', 'text', 'instruments.symbol is text');
+SELECT col_type_is('pgportfolio', 'instruments', 'symbol', 'pgportfolio.symbol', 'instruments.symbol is pgportfolio.symbol');
 SELECT col_type_is('pgportfolio', 'instruments', 'multiplier', 'numeric', 'instruments.multiplier is numeric');
 SELECT col_type_is('pgportfolio', 'instruments', 'description', 'text', 'instruments.description is text');
 SELECT col_type_is('pgportfolio', 'instruments', 'updated_at', 'timestamp with time zone', 'instruments.updated_at is timestamp with time zone');
@@ -161,16 +161,13 @@ SELECT set_eq(
     $$VALUES
         ('pgportfolio.positions', 'positions_cost_basis_sign'),
         ('pgportfolio.multiplier_changes', 'multiplier_changes_one_row'),
-        ('pgportfolio.market_prices', 'market_prices_symbol_valid'),
         ('pgportfolio.market_prices', 'market_prices_price_valid'),
         ('pgportfolio.market_prices', 'market_prices_version_positive'),
         ('pgportfolio.market_prices', 'market_prices_as_of_finite'),
         ('pgportfolio.market_prices', 'market_prices_source_valid'),
-        ('pgportfolio.market_price_history', 'market_price_history_symbol_valid'),
         ('pgportfolio.market_price_history', 'market_price_history_price_valid'),
         ('pgportfolio.market_price_history', 'market_price_history_as_of_finite'),
         ('pgportfolio.market_price_history', 'market_price_history_source_valid'),
-        ('pgportfolio.instruments', 'instruments_symbol_valid'),
         ('pgportfolio.instruments', 'instruments_multiplier_valid'),
         ('pgportfolio.instruments', 'instruments_description_valid'),
         ('pgportfolio.events', 'events_fill_shape'),
@@ -448,8 +445,8 @@ SELECT throws_ok(
 );
 SELECT throws_ok(
     $$INSERT INTO pgportfolio.market_prices (symbol, price, mark_id) VALUES ('bad sym', 1, 1)$$,
-    '23514', 'new row for relation "market_prices" violates check constraint "market_prices_symbol_valid"',
-    'market_prices: an invalid symbol violates market_prices_symbol_valid'
+    '23514', 'value for domain pgportfolio.symbol violates check constraint "symbol_check"',
+    'market_prices: an invalid symbol violates the symbol domain'
 );
 SELECT throws_ok(
     $$INSERT INTO pgportfolio.market_prices (symbol, price, mark_id) VALUES ('P0', 0, 1)$$,
@@ -501,8 +498,8 @@ SELECT throws_ok(
 );
 SELECT throws_ok(
     $$INSERT INTO pgportfolio.market_price_history (symbol, as_of, price) VALUES ('bad sym', now(), 1)$$,
-    '23514', 'new row for relation "market_price_history" violates check constraint "market_price_history_symbol_valid"',
-    'market_price_history: an invalid symbol violates market_price_history_symbol_valid'
+    '23514', 'value for domain pgportfolio.symbol violates check constraint "symbol_check"',
+    'market_price_history: an invalid symbol violates the symbol domain'
 );
 SELECT throws_ok(
     $$INSERT INTO pgportfolio.market_price_history (symbol, as_of, price) VALUES ('H0', now(), 0)$$,
@@ -536,8 +533,8 @@ SELECT throws_ok(
 );
 SELECT throws_ok(
     $$INSERT INTO pgportfolio.instruments (symbol) VALUES ('es')$$,
-    '23514', 'new row for relation "instruments" violates check constraint "instruments_symbol_valid"',
-    'instruments: a lower-case symbol violates instruments_symbol_valid'
+    '23514', 'value for domain pgportfolio.symbol violates check constraint "symbol_check"',
+    'instruments: a lower-case symbol violates the symbol domain'
 );
 SELECT throws_ok(
     $$INSERT INTO pgportfolio.instruments (symbol, multiplier) VALUES ('I0', 0)$$,
@@ -856,9 +853,9 @@ SELECT is(
     'none of the refused marks was stored'
 );
 
--- The symbol checks write the rule out instead of calling _symbol_valid (a SQL
--- function in a check is inlined again for every statement): each must accept exactly
--- what _symbol_valid accepts. Each check's own expression is evaluated for every sample.
+-- The symbol domain writes the rule out instead of calling _symbol_valid (a SQL function
+-- in a check is inlined again wherever it is prepared): it must accept exactly what
+-- _symbol_valid accepts. The domain's own expression is evaluated for every sample.
 CREATE FUNCTION pg_temp.symbol_check_accepts(p_constraint oid, p_symbol text) RETURNS boolean
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -874,13 +871,21 @@ BEGIN
 END;
 $$;
 SELECT is(
+    (SELECT array_agg(DISTINCT a.attrelid::regclass::text ORDER BY a.attrelid::regclass::text)
+     FROM pg_attribute AS a
+     WHERE a.attname = 'symbol' AND a.atttypid = 'pgportfolio.symbol'::regtype AND NOT a.attisdropped
+     AND (SELECT c.relkind FROM pg_class AS c WHERE c.oid = a.attrelid) = 'r'),
+    ARRAY[
+        'pgportfolio.instruments', 'pgportfolio.market_price_history', 'pgportfolio.market_prices',
+        'pgportfolio.positions'
+    ],
+    'every table that keeps a symbol as its own value types it with the symbol domain'
+);
+SELECT is(
     (SELECT count(*)::integer FROM pg_constraint AS c
-     WHERE c.conname IN (
-         'symbol_check', 'market_prices_symbol_valid', 'market_price_history_symbol_valid',
-         'instruments_symbol_valid'
-     ) AND c.connamespace = 'pgportfolio'::regnamespace),
-    4,
-    'the symbol domain (positions) and three tables check symbols'
+     WHERE c.conname LIKE '%symbol%' AND c.connamespace = 'pgportfolio'::regnamespace),
+    1,
+    'the symbol rule is written once, as the domain''s check'
 );
 SELECT is_empty(
     $$SELECT c.conname, s.symbol
@@ -889,12 +894,9 @@ SELECT is_empty(
           '', 'A', 'AAPL', 'BRK.B', 'ES_Z6', 'EUR/USD', 'CL:F', 'X-1', repeat('A', 32), repeat('A', 33),
           'aapl', 'A B', 'A*', E'A\n', 'É', 'A' || chr(8203), repeat('É', 16), '0123456789'
       ]) AS s (symbol)
-      WHERE c.conname IN (
-          'symbol_check', 'market_prices_symbol_valid', 'market_price_history_symbol_valid',
-          'instruments_symbol_valid'
-      ) AND c.connamespace = 'pgportfolio'::regnamespace
+      WHERE c.conname = 'symbol_check' AND c.connamespace = 'pgportfolio'::regnamespace
       AND pg_temp.symbol_check_accepts(c.oid, s.symbol) IS DISTINCT FROM pgportfolio._symbol_valid(s.symbol)$$,
-    'every symbol check accepts exactly what _symbol_valid accepts (lengths 0, 1, 32, 33; each punctuation; lower case, spaces, control, non-ASCII)'
+    'the symbol domain accepts exactly what _symbol_valid accepts (lengths 0, 1, 32, 33; each punctuation; lower case, spaces, control, non-ASCII)'
 );
 
 SELECT * FROM finish();
