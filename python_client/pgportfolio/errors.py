@@ -236,6 +236,23 @@ _BY_SQLSTATE: dict[str, type[PortfolioError]] = {
 
 RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
 
+# The ledger's answers about a request itself: refusals that its arguments alone decide,
+# or that the ledger gives only after looking the request id up (a request that had
+# already committed would be answered with its stored result instead). To a request
+# whose earlier attempt may have committed, only these say that nothing changed. Any
+# other error of a resend (a lock timeout, a conflict, a read-only server during a
+# failover, a refused permission that may have been revoked since) says nothing about
+# that attempt.
+ANSWERS_ABOUT_THE_REQUEST: tuple[type[PortfolioError], ...] = (
+    InvalidInput,
+    VersionConflict,
+    InsufficientCash,
+    InsufficientPosition,
+    PortfolioNotFound,
+    RequestIdReused,
+    PositionAlreadyOpen,
+)
+
 _VERSIONS = re.compile(r"expected version (\d+), found version (\d+)")
 # The SQL functions name their arguments p_quantity, p_price ...; the client's callers
 # know them as quantity, price ...

@@ -172,6 +172,60 @@ async def test_outcome_unknown_names_its_request(
     assert all(any(a.request_id in m for m in errors) for a in unknown), logged
 
 
+@pytest.mark.parametrize("together", [1, 3], ids=["alone", "batch"])
+async def test_an_in_doubt_call_is_not_told_refused_by_an_error_of_its_retry(
+    shared_db: str, together: int
+) -> None:
+    """The reply to a committed call is lost; while the client resends it under the same
+    request id, another session holds the portfolio's row, so every resend ends in a lock
+    timeout (as it would in a read-only error on a node that is being failed over). A
+    lock timeout says nothing about the lost attempt: the caller must learn that its
+    outcome is unknown, never a refusal (which promises that nothing changed), and
+    find_request shows the operation applied once. Found by the failover drill (two
+    operations told 25006 were applied)."""
+    held: list[psycopg.Connection[Any]] = []
+    with FaultProxy(*_target(shared_db)) as proxy:
+        async with AsyncPortfolioClient(
+            _through(proxy, shared_db) + " options='-c pgportfolio.lock_timeout=100ms'",
+            min_size=1,
+            max_size=2,
+            resolve_timeout=2.0,
+            retry=RetryPolicy(max_retries=2, base_delay=0.3, max_delay=0.3, jitter=False),
+        ) as client:
+            pid = await client.create_portfolio("doubt", D("1000"))
+            proxy.drop_reply_after(b"apply_fill" if together == 1 else b"apply_fills")
+
+            def hold_once_dropped() -> None:
+                # The lost attempt has committed when its reply is dropped; the first
+                # resend comes 0.3 s later. (The proxy counts in its own threads.)
+                while proxy.replies_dropped == 0:
+                    time.sleep(0.001)
+                held.append(_hold_row(shared_db, pid))
+
+            async def fill(n: int) -> object:
+                try:
+                    return await client.apply_fill(pid, f"D{n}", D("1"), D("1"))
+                except Exception as exc:
+                    return exc
+
+            holder = asyncio.create_task(asyncio.to_thread(hold_once_dropped))
+            answers = await asyncio.gather(*(fill(n) for n in range(together)))
+            await holder
+    for conn in held:
+        conn.rollback()
+        conn.close()
+    # A call answered before the reply was lost has its result; the lost one (alone, or
+    # every call of the batch) is unknown; none is refused.
+    assert all(isinstance(a, MutationResult | OutcomeUnknown) for a in answers), answers
+    unknown = [a for a in answers if isinstance(a, OutcomeUnknown)]
+    assert unknown, answers
+    async with AsyncPortfolioClient(shared_db, min_size=1, max_size=1) as direct:
+        for answer in unknown:
+            assert isinstance(answer, OutcomeUnknown)
+            assert answer.request_id is not None
+            assert await direct.find_request(pid, answer.request_id) is not None
+
+
 def _bad_role(conninfo: str) -> str:
     return make_conninfo(conninfo, user="no_such_role_pgportfolio")
 

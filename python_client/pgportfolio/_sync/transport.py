@@ -28,6 +28,7 @@ import psycopg_pool
 from pgportfolio._sync import compat
 from pgportfolio._sync.compat import Connection, ConnectionPool
 from pgportfolio.errors import (
+    ANSWERS_ABOUT_THE_REQUEST,
     ConnectionLost,
     ConnectionUnavailable,
     OutcomeUnknown,
@@ -254,8 +255,10 @@ class RetryState:
     """Retry bookkeeping for one call. A mutation whose connection died with it in
     flight is *in doubt*: it is sent again under the same request id, so the database
     either answers with the stored result (the lost attempt committed), applies it once
-    (it did not), or refuses it with PF005 (the id was used for something else). That
-    goes on past ``max_retries`` until ``resolve_timeout``, then OutcomeUnknown."""
+    (it did not), or refuses it for a reason about the request itself
+    (``ANSWERS_ABOUT_THE_REQUEST``: PF005 when the id was used for something else). Any
+    other error of a resend is retried like a lost connection: that goes on past
+    ``max_retries`` until ``resolve_timeout``, then OutcomeUnknown."""
 
     def __init__(self, transport: Transport, request: Request | None) -> None:
         self.transport = transport
@@ -283,11 +286,14 @@ class RetryState:
                     exc,
                 )
             cause = CONNECTION_LOST
-        elif self.in_doubt and isinstance(exc, ConnectionUnavailable):
-            cause = CONNECTION  # still learning the outcome, even past a pool timeout
+        elif self.in_doubt and not isinstance(exc, ANSWERS_ABOUT_THE_REQUEST):
+            # Still learning the outcome: this error is about the resend (no connection
+            # even past a pool timeout, a lock timeout, a read-only server), not about
+            # the attempt that may have committed, so it is no refusal to report.
+            cause = retry_cause(exc) or CONNECTION
         else:
             cause = retry_cause(exc)
-        if self.doubt_deadline is not None and cause in (CONNECTION_LOST, CONNECTION):
+        if self.doubt_deadline is not None and cause is not None:
             if time.monotonic() >= self.doubt_deadline:
                 assert self.request is not None
                 raise unknown_outcome(self.request, transport.resolve_timeout) from exc
