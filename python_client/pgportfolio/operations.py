@@ -59,6 +59,23 @@ class Execution:
             "tags": None if tags is None else Jsonb(dict(tags)),
         }
 
+    @classmethod
+    def of(
+        cls,
+        executed_at: datetime | None,
+        order_id: str | None,
+        tags: Mapping[str, str] | None,
+    ) -> Execution:
+        """The metadata a call was given; most calls give none, and share NO_EXECUTION
+        (a fill spends no time building and checking an empty one)."""
+        if executed_at is None and order_id is None and tags is None:
+            return NO_EXECUTION
+        return cls(executed_at, order_id, tags)
+
+
+NO_EXECUTION = Execution()
+NO_EXECUTION_PARAMS: dict[str, Any] = {"executed_at": None, "order_id": None, "tags": None}
+
 
 @dataclass(frozen=True, slots=True)
 class Fill:

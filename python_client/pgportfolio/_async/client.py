@@ -48,7 +48,16 @@ from pgportfolio.models import (
     VerificationCheck,
 )
 from pgportfolio.monitor import Monitor, get_global_monitor
-from pgportfolio.operations import ChargeFee, Deposit, Execution, Fill, Operation, Withdraw
+from pgportfolio.operations import (
+    NO_EXECUTION,
+    NO_EXECUTION_PARAMS,
+    ChargeFee,
+    Deposit,
+    Execution,
+    Fill,
+    Operation,
+    Withdraw,
+)
 from pgportfolio.queries import query
 from pgportfolio.retry import RetryPolicy
 from pgportfolio.syncrep import resolving
@@ -268,7 +277,7 @@ class AsyncPortfolioClient:
             fee,
             request_id,
             expected_version,
-            Execution(executed_at, order_id, tags),
+            Execution.of(executed_at, order_id, tags),
         )
         return await self._mutate("apply_fill", params)
 
@@ -295,7 +304,7 @@ class AsyncPortfolioClient:
             fee,
             request_id,
             expected_version,
-            Execution(executed_at, order_id, tags),
+            Execution.of(executed_at, order_id, tags),
         )
 
     async def add_to_position(
@@ -321,7 +330,7 @@ class AsyncPortfolioClient:
             fee,
             request_id,
             expected_version,
-            Execution(executed_at, order_id, tags),
+            Execution.of(executed_at, order_id, tags),
         )
 
     async def reduce_position(
@@ -347,7 +356,7 @@ class AsyncPortfolioClient:
             fee,
             request_id,
             expected_version,
-            Execution(executed_at, order_id, tags),
+            Execution.of(executed_at, order_id, tags),
         )
 
     async def close_position(
@@ -372,7 +381,7 @@ class AsyncPortfolioClient:
             fee,
             request_id,
             expected_version,
-            Execution(executed_at, order_id, tags),
+            Execution.of(executed_at, order_id, tags),
         )
 
     async def apply_fills(
@@ -392,7 +401,7 @@ class AsyncPortfolioClient:
                     f.fee,
                     None,
                     None,
-                    Execution(f.executed_at, f.order_id, f.tags),
+                    Execution.of(f.executed_at, f.order_id, f.tags),
                 ),
             )
             for pid, f in fills
@@ -879,7 +888,7 @@ class AsyncPortfolioClient:
     ) -> dict[str, Any]:
         """A fill's parameters, type-checked once, with a request id (the caller's or new)."""
         return {
-            **execution.checked(),
+            **(NO_EXECUTION_PARAMS if execution is NO_EXECUTION else execution.checked()),
             "portfolio_id": as_id("portfolio_id", portfolio_id),
             "symbol": as_text("symbol", symbol),
             "quantity": optional_decimal("quantity", quantity),

@@ -49,7 +49,16 @@ from pgportfolio.models import (
     VerificationCheck,
 )
 from pgportfolio.monitor import Monitor, get_global_monitor
-from pgportfolio.operations import ChargeFee, Deposit, Execution, Fill, Operation, Withdraw
+from pgportfolio.operations import (
+    NO_EXECUTION,
+    NO_EXECUTION_PARAMS,
+    ChargeFee,
+    Deposit,
+    Execution,
+    Fill,
+    Operation,
+    Withdraw,
+)
 from pgportfolio.queries import query
 from pgportfolio.retry import RetryPolicy
 from pgportfolio.syncrep import resolving
@@ -269,7 +278,7 @@ class PortfolioClient:
             fee,
             request_id,
             expected_version,
-            Execution(executed_at, order_id, tags),
+            Execution.of(executed_at, order_id, tags),
         )
         return self._mutate("apply_fill", params)
 
@@ -296,7 +305,7 @@ class PortfolioClient:
             fee,
             request_id,
             expected_version,
-            Execution(executed_at, order_id, tags),
+            Execution.of(executed_at, order_id, tags),
         )
 
     def add_to_position(
@@ -322,7 +331,7 @@ class PortfolioClient:
             fee,
             request_id,
             expected_version,
-            Execution(executed_at, order_id, tags),
+            Execution.of(executed_at, order_id, tags),
         )
 
     def reduce_position(
@@ -348,7 +357,7 @@ class PortfolioClient:
             fee,
             request_id,
             expected_version,
-            Execution(executed_at, order_id, tags),
+            Execution.of(executed_at, order_id, tags),
         )
 
     def close_position(
@@ -373,7 +382,7 @@ class PortfolioClient:
             fee,
             request_id,
             expected_version,
-            Execution(executed_at, order_id, tags),
+            Execution.of(executed_at, order_id, tags),
         )
 
     def apply_fills(
@@ -393,7 +402,7 @@ class PortfolioClient:
                     f.fee,
                     None,
                     None,
-                    Execution(f.executed_at, f.order_id, f.tags),
+                    Execution.of(f.executed_at, f.order_id, f.tags),
                 ),
             )
             for pid, f in fills
@@ -872,7 +881,7 @@ class PortfolioClient:
     ) -> dict[str, Any]:
         """A fill's parameters, type-checked once, with a request id (the caller's or new)."""
         return {
-            **execution.checked(),
+            **(NO_EXECUTION_PARAMS if execution is NO_EXECUTION else execution.checked()),
             "portfolio_id": as_id("portfolio_id", portfolio_id),
             "symbol": as_text("symbol", symbol),
             "quantity": optional_decimal("quantity", quantity),

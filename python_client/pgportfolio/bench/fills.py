@@ -13,6 +13,8 @@ from decimal import Decimal
 
 MIN_QUANTITY, MAX_QUANTITY = 1, 100
 MIN_CENTS, MAX_CENTS = 1_000, 20_000
+DECK_BITS = 14
+DECK_SIZE = 1 << DECK_BITS  # 16,384 fills: drawn in about 50 ms
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,12 @@ class FillPlan:
         quantity = rng.randint(MIN_QUANTITY, MAX_QUANTITY) * (1 if rng.random() < 0.5 else -1)
         price = Decimal(rng.randint(MIN_CENTS, MAX_CENTS)).scaleb(-2)
         return pid, rng.choice(self.symbols), quantity, price
+
+    def deck(self, rng: random.Random) -> tuple[tuple[int, str, int, Decimal], ...]:
+        """DECK_SIZE fills drawn ahead, for callers that pick one at random per call
+        (``deck[rng.getrandbits(DECK_BITS)]``, about 0.2 µs) instead of drawing it (about
+        3 µs, which the measured process would otherwise count as the client's CPU)."""
+        return tuple(self.draw(rng) for _ in range(DECK_SIZE))
 
     def pgbench_variables(self) -> dict[str, int]:
         return {

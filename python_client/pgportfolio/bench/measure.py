@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pgportfolio import AsyncPortfolioClient
-from pgportfolio.bench.fills import MAX_CENTS, MIN_CENTS, FillPlan
+from pgportfolio.bench.fills import DECK_BITS, MAX_CENTS, MIN_CENTS, FillPlan
 from pgportfolio.errors import PortfolioError
 from pgportfolio.monitor import LatencyHistogram
 
@@ -160,14 +160,15 @@ async def sleep_until(moment: float) -> None:
 
 async def _trader(
     client: AsyncPortfolioClient,
-    plan: FillPlan,
+    deck: Sequence[tuple[int, str, int, Decimal]],
     rng: random.Random,
     window: Window,
     m: Measurement,
 ) -> None:
-    """apply_fill in a loop; a call counts when it started and ended inside the window."""
+    """apply_fill in a loop, each a fill picked at random from ``deck``; a call counts
+    when it started and ended inside the window."""
     while True:
-        pid, symbol, quantity, price = plan.draw(rng)
+        pid, symbol, quantity, price = deck[rng.getrandbits(DECK_BITS)]
         started = time.perf_counter()
         if started >= window.end:
             return
@@ -201,9 +202,10 @@ async def measure_client(
     m = Measurement()
     begin = time.perf_counter()
     window = Window(begin + warmup, begin + warmup + duration)
+    deck = plan.deck(random.Random(seed))
     async with asyncio.TaskGroup() as group:
         for n in range(traders):
-            group.create_task(_trader(client, plan, random.Random(seed * 100_003 + n), window, m))
+            group.create_task(_trader(client, deck, random.Random(seed * 100_003 + n), window, m))
         if side_task is not None:
             group.create_task(side_task(window))
         await sleep_until(window.start)
