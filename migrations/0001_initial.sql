@@ -1848,7 +1848,8 @@ $$;
 
 -- ===== sql/130_cash.sql =====
 -- Cash movements: deposits, withdrawals and standalone fees (custody, data, ...). Each is
--- one operation of 128_operations.sql, which defines what it does.
+-- one operation of 128_operations.sql, which defines what it does (PL/pgSQL for the
+-- reason given in 141_fill_verbs.sql).
 CREATE FUNCTION pgportfolio.deposit_cash(
     p_portfolio_id bigint,
     p_amount numeric,
@@ -1856,13 +1857,15 @@ CREATE FUNCTION pgportfolio.deposit_cash(
     p_expected_version bigint DEFAULT NULL
 )
 RETURNS pgportfolio.mutation_result
-LANGUAGE sql
+LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT pgportfolio._apply_one(
+BEGIN
+    RETURN pgportfolio._apply_one(
         'deposit_cash', p_portfolio_id, NULL, NULL, NULL, NULL, p_amount, p_request_id, p_expected_version
     );
+END;
 $$;
 
 CREATE FUNCTION pgportfolio.withdraw_cash(
@@ -1872,13 +1875,15 @@ CREATE FUNCTION pgportfolio.withdraw_cash(
     p_expected_version bigint DEFAULT NULL
 )
 RETURNS pgportfolio.mutation_result
-LANGUAGE sql
+LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT pgportfolio._apply_one(
+BEGIN
+    RETURN pgportfolio._apply_one(
         'withdraw_cash', p_portfolio_id, NULL, NULL, NULL, NULL, p_amount, p_request_id, p_expected_version
     );
+END;
 $$;
 
 CREATE FUNCTION pgportfolio.charge_fee(
@@ -1888,13 +1893,15 @@ CREATE FUNCTION pgportfolio.charge_fee(
     p_expected_version bigint DEFAULT NULL
 )
 RETURNS pgportfolio.mutation_result
-LANGUAGE sql
+LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT pgportfolio._apply_one(
+BEGIN
+    RETURN pgportfolio._apply_one(
         'charge_fee', p_portfolio_id, NULL, NULL, NULL, NULL, p_amount, p_request_id, p_expected_version
     );
+END;
 $$;
 
 COMMENT ON FUNCTION pgportfolio.deposit_cash(bigint, numeric, text, bigint) IS 'Add cash to a portfolio.';
@@ -1907,6 +1914,8 @@ COMMENT ON FUNCTION pgportfolio.charge_fee(bigint, numeric, text, bigint) IS
 -- The fill verbs: each one operation of 128_operations.sql, which defines what it does.
 -- SECURITY DEFINER so that traders never need rights on the tables. Each takes the fill's
 -- optional execution metadata last (executed_at, order_id, tags: see 034_events.sql).
+-- PL/pgSQL, not SQL: a SQL function with SET (not inlinable) parses and plans its body on
+-- every call, about 3% of a single call's work; PL/pgSQL plans it once per session.
 
 CREATE FUNCTION pgportfolio.apply_fill(
     p_portfolio_id bigint,
@@ -1921,14 +1930,16 @@ CREATE FUNCTION pgportfolio.apply_fill(
     p_tags jsonb DEFAULT NULL
 )
 RETURNS pgportfolio.mutation_result
-LANGUAGE sql
+LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT pgportfolio._apply_one(
+BEGIN
+    RETURN pgportfolio._apply_one(
         'apply_fill', p_portfolio_id, p_symbol, p_quantity, p_price, p_fee, NULL, p_request_id, p_expected_version,
         p_executed_at, p_order_id, p_tags
     );
+END;
 $$;
 
 COMMENT ON FUNCTION pgportfolio.apply_fill(
@@ -1949,14 +1960,16 @@ CREATE FUNCTION pgportfolio.open_position(
     p_tags jsonb DEFAULT NULL
 )
 RETURNS pgportfolio.mutation_result
-LANGUAGE sql
+LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT pgportfolio._apply_one(
+BEGIN
+    RETURN pgportfolio._apply_one(
         'open_position', p_portfolio_id, p_symbol, p_quantity, p_price, p_fee, NULL, p_request_id, p_expected_version,
         p_executed_at, p_order_id, p_tags
     );
+END;
 $$;
 
 COMMENT ON FUNCTION pgportfolio.open_position(
@@ -1977,14 +1990,16 @@ CREATE FUNCTION pgportfolio.add_to_position(
     p_tags jsonb DEFAULT NULL
 )
 RETURNS pgportfolio.mutation_result
-LANGUAGE sql
+LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT pgportfolio._apply_one(
+BEGIN
+    RETURN pgportfolio._apply_one(
         'add_to_position', p_portfolio_id, p_symbol, p_quantity, p_price, p_fee, NULL, p_request_id, p_expected_version,
         p_executed_at, p_order_id, p_tags
     );
+END;
 $$;
 
 COMMENT ON FUNCTION pgportfolio.add_to_position(
@@ -2005,14 +2020,16 @@ CREATE FUNCTION pgportfolio.reduce_position(
     p_tags jsonb DEFAULT NULL
 )
 RETURNS pgportfolio.mutation_result
-LANGUAGE sql
+LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT pgportfolio._apply_one(
+BEGIN
+    RETURN pgportfolio._apply_one(
         'reduce_position', p_portfolio_id, p_symbol, p_quantity, p_price, p_fee, NULL, p_request_id, p_expected_version,
         p_executed_at, p_order_id, p_tags
     );
+END;
 $$;
 
 COMMENT ON FUNCTION pgportfolio.reduce_position(
@@ -2032,14 +2049,16 @@ CREATE FUNCTION pgportfolio.close_position(
     p_tags jsonb DEFAULT NULL
 )
 RETURNS pgportfolio.mutation_result
-LANGUAGE sql
+LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT pgportfolio._apply_one(
+BEGIN
+    RETURN pgportfolio._apply_one(
         'close_position', p_portfolio_id, p_symbol, NULL, p_price, p_fee, NULL, p_request_id, p_expected_version,
         p_executed_at, p_order_id, p_tags
     );
+END;
 $$;
 
 COMMENT ON FUNCTION pgportfolio.close_position(
