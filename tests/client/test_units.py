@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import re
 import subprocess
@@ -38,6 +39,7 @@ from pgportfolio.errors import (
     error_from_database,
     error_from_sqlstate,
 )
+from pgportfolio.models import MutationResult
 from pgportfolio.monitor import LatencyHistogram
 from pgportfolio.prometheus import register
 from pgportfolio.queries import QUERIES, parse_queries
@@ -333,3 +335,26 @@ def test_sync_client_is_generated_from_async() -> None:
         check=False,
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
+
+
+def test_a_result_from_a_row_is_the_dataclass_built_from_it() -> None:
+    """MutationResult.from_row fills the slots one by one (for speed): each value must
+    land in its own field, whatever the fields' order, and every field must be set."""
+    row = (
+        7,
+        12,
+        Decimal("1000.50"),
+        "ES:2027H",
+        Decimal("-3"),
+        Decimal("4512.25"),
+        Decimal("-1.5"),
+        True,
+    )
+    built = MutationResult.from_row(row, "req-1", recovered=True)
+    assert built == MutationResult(*row, request_id="req-1", recovered=True)
+    for f in dataclasses.fields(MutationResult):
+        assert getattr(built, f.name) is not None, f.name
+    plain = MutationResult.from_row((1, 2, Decimal(3), None, None, None, Decimal(0), False), None)
+    assert plain == MutationResult(1, 2, Decimal(3), None, None, None, Decimal(0), False)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        built.cash_balance = Decimal(0)  # type: ignore[misc]
