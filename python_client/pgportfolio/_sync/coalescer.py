@@ -350,10 +350,13 @@ class Coalescer:
     def _call_apply_fills(
         self, batch: list[Pending], in_doubt: bool
     ) -> list[tuple[tuple[Any, ...], bool]]:
-        columns = {
-            name: encode([item.params.get(name) for item in batch])
-            for name, encode in BATCH_COLUMNS.items()
-        }
+        columns: dict[str, str | None] = {}
+        for name, encode in BATCH_COLUMNS.items():
+            values = [item.params.get(name) for item in batch]
+            # A column no element uses travels as NULL, which the ledger reads as all
+            # NULL: neither side writes or parses an array of NULLs (a fill batch leaves
+            # half of the columns unused).
+            columns[name] = None if values.count(None) == len(values) else encode(values)
         rows = self.transport.call("apply_fills_arrays", columns)
         rows.sort(key=_ITEM)
         return [(row, in_doubt) for row in rows]
