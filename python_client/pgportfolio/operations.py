@@ -42,6 +42,8 @@ class Execution:
         """The three parameters, type-checked here (their rules of range and size are the
         database's, 22023): an aware datetime, a str, a mapping of str to str."""
         tags = self.tags
+        if tags is None and self.executed_at is None and self.order_id is None:
+            return {"executed_at": None, "order_id": None, "tags": None}  # most calls
         if tags is not None:
             if not isinstance(tags, Mapping):
                 raise InvalidInput(
@@ -66,15 +68,14 @@ class Execution:
         order_id: str | None,
         tags: Mapping[str, str] | None,
     ) -> Execution:
-        """The metadata a call was given; most calls give none, and share NO_EXECUTION
-        (a fill spends no time building and checking an empty one)."""
+        """The metadata a call was given. Most calls give none and share NO_EXECUTION
+        (whose ``checked()`` returns at once): a fill builds and checks no empty one."""
         if executed_at is None and order_id is None and tags is None:
             return NO_EXECUTION
         return cls(executed_at, order_id, tags)
 
 
 NO_EXECUTION = Execution()
-NO_EXECUTION_PARAMS: dict[str, Any] = {"executed_at": None, "order_id": None, "tags": None}
 
 
 @dataclass(frozen=True, slots=True)

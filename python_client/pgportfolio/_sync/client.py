@@ -49,16 +49,7 @@ from pgportfolio.models import (
     VerificationCheck,
 )
 from pgportfolio.monitor import Monitor, get_global_monitor
-from pgportfolio.operations import (
-    NO_EXECUTION,
-    NO_EXECUTION_PARAMS,
-    ChargeFee,
-    Deposit,
-    Execution,
-    Fill,
-    Operation,
-    Withdraw,
-)
+from pgportfolio.operations import ChargeFee, Deposit, Execution, Fill, Operation, Withdraw
 from pgportfolio.queries import query
 from pgportfolio.retry import RetryPolicy
 from pgportfolio.syncrep import resolving
@@ -881,7 +872,7 @@ class PortfolioClient:
     ) -> dict[str, Any]:
         """A fill's parameters, type-checked once, with a request id (the caller's or new)."""
         return {
-            **(NO_EXECUTION_PARAMS if execution is NO_EXECUTION else execution.checked()),
+            **execution.checked(),
             "portfolio_id": as_id("portfolio_id", portfolio_id),
             "symbol": as_text("symbol", symbol),
             "quantity": optional_decimal("quantity", quantity),
