@@ -476,29 +476,18 @@ BEGIN
                 k_multiplier[v_row.slot] := v_row.multiplier;
             END LOOP;
         END IF;
-        PERFORM set_config('lock_timeout', v_saved_lock_timeout, true);
+        -- An assignment (set_config returns the value it set), not PERFORM, which runs a
+        -- query of its own: 5,000 instructions more.
+        v_saved_lock_timeout := set_config('lock_timeout', v_saved_lock_timeout, true);
 
         -- Request ids: the elements that share one (same portfolio and id) are a group,
         -- represented by its first element j; r_*[j] is the event the request produced,
         -- from the log (looked up once per group) or, once an element of the group
         -- applies in this call, from that element. A later element of the group is its
         -- replay.
-        f_first := array_fill(NULL::integer, ARRAY[v_n]);
-        r_version := array_fill(NULL::bigint, ARRAY[v_n]);
-        r_operation := array_fill(NULL::text, ARRAY[v_n]);
-        r_symbol := r_operation;
-        r_quantity := array_fill(NULL::numeric, ARRAY[v_n]);
-        r_price := r_quantity;
-        r_fee := r_quantity;
-        r_amount := r_quantity;
-        r_multiplier := r_quantity;
-        r_executed_at := array_fill(NULL::timestamptz, ARRAY[v_n]);
-        r_order_id := r_operation;
-        r_tags := array_fill(NULL::jsonb, ARRAY[v_n]);
-        r_cash := r_quantity;
-        r_position_quantity := r_quantity;
-        r_position_basis := r_quantity;
-        r_realized := r_quantity;
+        -- f_first and r_* start null and take only the elements a group assigns: a
+        -- subscript outside an array reads null, and an assignment extends it. (Filled to
+        -- full length first, they cost a single apply_fill 2% of its instructions.)
         -- Groups: only requests that more than one element of this call shares (a
         -- request alone in the call, most of them, forms none: nothing in the call
         -- replays it).
