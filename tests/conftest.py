@@ -18,11 +18,12 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 # pgTAP runner; skips fail in CI; pgTAP and plpgsql_check checked (or installed) before
-# the first test; pytester for the tests of these plugins.
+# the first test; --event-loop; pytester for the tests of these plugins.
 pytest_plugins = [
     "tests.support.pgtap",
     "tests.support.strict_skips",
     "tests.support.preflight",
+    "tests.support.event_loop",
     "pytester",
 ]
 

@@ -45,6 +45,7 @@ from pgportfolio.bench.harness import Bench
 from pgportfolio.bench.settings import BenchSettings
 from pgportfolio.bench.targets import TargetSpec, ratio_value
 from pgportfolio.cli import main
+from pgportfolio.eventloop import describe_loop, resolve_loop
 from pgportfolio.monitor import LatencyHistogram
 
 # --- the command --------------------------------------------------------------------------
@@ -98,6 +99,9 @@ def test_quick_run_measures_every_selected_variant(
     assert all(t["status"] in ("PASS", "MISS") for t in targets.values())  # measured, not ERROR
     assert report["machine"]["nproc"] >= 1
     assert report["server"]["version"].startswith("PostgreSQL")
+    loop = report["settings"]["event_loop"]  # auto: uvloop, which the dev extra installs
+    assert loop == describe_loop(resolve_loop("auto")), loop
+    assert f"event loop {loop};" in printed
 
     for title in ("hot: 1 portfolio", "uncontended: one caller", "targets", "fills/s", "p99.9"):
         assert title in printed
@@ -406,6 +410,8 @@ def test_the_strict_option_reaches_the_run(monkeypatch: pytest.MonkeyPatch) -> N
     assert main(["bench", "--quick", "--strict"]) == 3
     assert main(["bench", "--quick"]) == 0
     assert [s.strict for s in seen] == [True, False]
+    assert main(["bench", "--quick", "--loop", "asyncio"]) == 0
+    assert [s.loop for s in seen] == ["auto", "auto", "asyncio"]
 
 
 # --- the registry -------------------------------------------------------------------------

@@ -149,6 +149,8 @@ def test_help_documents_every_exit_status() -> None:
         pytest.param(["bench", "--traders", "0"], "--traders", id="bench-no-traders"),
         pytest.param(["bench", "--batch", "-1"], "--batch", id="bench-negative-batch"),
         pytest.param(["bench", "--duration", "inf"], "--duration", id="bench-infinite-duration"),
+        pytest.param(["bench", "--loop", "tokio"], "--loop", id="bench-unknown-loop"),
+        pytest.param(["demo", "--loop", "tokio"], "--loop", id="demo-unknown-loop"),
         pytest.param(["migrate", "--lock-wait", "-1"], "--lock-wait", id="migrate-negative-wait"),
         pytest.param(["migrate", "--status", "--sql"], "--sql", id="migrate-status-and-sql"),
     ],

@@ -13,6 +13,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from pgportfolio.eventloop import LOOP_CHOICES
+
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -34,8 +36,8 @@ exit status:
        operation lost or duplicated (or a check failed), ha: pg_autoctl failed,
        import found a bad row or the ledger refused one (each is reported as
        FILE:LINE)
-  2    usage error: a bad option or value (bench: also cannot start, e.g. --plot
-       without matplotlib)
+  2    usage error: a bad option or value (demo, bench: also cannot start, e.g. --plot
+       without matplotlib, --loop uvloop without uvloop)
   3    bench --strict: every variant was measured, but a target was missed
   4    demo or bench without --dsn: no throwaway server could be had (the message
        names the one-line install that gives one)
@@ -210,6 +212,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             duration=args.duration,
             seed=args.seed,
             server=args.server,
+            loop=args.loop,
         )
     )
 
@@ -244,6 +247,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             seed=args.seed,
             strict=args.strict,
             server=args.server,
+            loop=args.loop,
         )
     )
 
@@ -294,6 +298,16 @@ def _add_server_option(command: argparse.ArgumentParser) -> None:
         help="the throwaway server when there is no --dsn: docker (testcontainers), local "
         "(this machine's PostgreSQL binaries), embedded (the pgportfolio[embedded] wheel); "
         f"auto: the first available in that order. Exit {EXIT_NO_SERVER} if none is",
+    )
+
+
+def _add_loop_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--loop",
+        choices=LOOP_CHOICES,
+        default="auto",
+        help="the event loop the client runs on: asyncio's own, or uvloop (the "
+        "pgportfolio[uvloop] extra); auto: uvloop when it is installed",
     )
 
 
@@ -394,6 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--duration", type=_positive_seconds, default=20.0, help="seconds of trading")
     demo.add_argument("--seed", type=int, default=1)
     _add_server_option(demo)
+    _add_loop_option(demo)
     demo.set_defaults(handler=_exits_if_no_server("demo", _cmd_demo))
 
     top = command("top", "live lock waits, busy portfolios and wait events (q quits)")
@@ -467,6 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the targets say, as long as every variant was measured)",
     )
     _add_server_option(bench)
+    _add_loop_option(bench)
     bench.set_defaults(handler=_exits_if_no_server("bench", _cmd_bench))
 
     verify = command(

@@ -32,6 +32,7 @@ from pgportfolio import (
     Monitor,
     VerificationCheck,
 )
+from pgportfolio.eventloop import LoopChoice, LoopUnavailable, describe_loop, resolve_loop, run_on
 from pgportfolio.migrate import migrate
 from pgportfolio.report import print_report, print_table
 
@@ -68,6 +69,7 @@ class DemoSettings:
     seed: int = 1
     initial_cash: Decimal = Decimal("10000000")
     server: ServerChoice = "auto"  # with no dsn: which throwaway server (pgportfolio.servers)
+    loop: LoopChoice = "auto"  # the event loop the client runs on (pgportfolio.eventloop)
 
     def __post_init__(self) -> None:
         # Zero traders or no time would "pass" every verification having tested nothing.
@@ -280,10 +282,16 @@ def _print_verification(outcome: DemoOutcome, console: Console) -> None:
 def run_demo(settings: DemoSettings, console: Console | None = None) -> int:
     console = console or Console()
     monitor = Monitor()
+    try:
+        loop = resolve_loop(settings.loop)
+    except LoopUnavailable as exc:
+        console.print(f"[red]{exc} (or leave out --loop)[/]")
+        return 2
     with database(settings.dsn, console, settings.server) as dsn:
         applied = migrate(dsn)
         console.print(f"migrated: {', '.join(applied) or 'already up to date'}")
-        outcome = asyncio.run(simulate(bounded_dsn(dsn), settings, console, monitor))
+        console.print(f"event loop: {describe_loop(loop)}")
+        outcome = run_on(loop, simulate(bounded_dsn(dsn), settings, console, monitor))
     print_report(monitor, console)
     _print_verification(outcome, console)
     total = sum(outcome.operations.values())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 import os
 import time
@@ -20,6 +19,7 @@ from pgportfolio.bench.results import ScenarioResult
 from pgportfolio.bench.scenarios import build_targets, default_scenarios, run_scenarios
 from pgportfolio.bench.settings import BenchSettings
 from pgportfolio.bench.targets import TargetOutcome, evaluate
+from pgportfolio.eventloop import LoopUnavailable, describe_loop, resolve_loop, run_on
 
 # A target missed (or not measured) under --strict: distinct from 1, where something broke.
 EXIT_TARGET_MISSED = 3
@@ -36,18 +36,24 @@ def run_bench(settings: BenchSettings, console: Console | None = None) -> int:
             "pip install 'pgportfolio[plot]' (or leave out --plot)[/]"
         )
         return 2
+    try:
+        loop = resolve_loop(settings.loop)
+    except LoopUnavailable as exc:
+        console.print(f"[red]{exc} (or leave out --loop)[/]")
+        return 2
     names = settings.scenarios or default_scenarios(settings.quick)
     sizes = settings.sizes
     started_at = time.strftime("%Y-%m-%d %H:%M:%S %z")
     load_before = os.getloadavg()
     console.print(
         f"pgportfolio bench: {', '.join(names)}; {sizes.duration:g} s per measurement, "
-        f"{sizes.traders} traders, batch {settings.batch}, {settings.connections} connections; "
+        f"{sizes.traders} traders, batch {settings.batch}, {settings.connections} connections, "
+        f"event loop {describe_loop(loop)}; "
         f"load average {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}"
     )
     with bench_database(settings.dsn, console, settings.server) as (conninfo, kind):
         database = str(conninfo_to_dict(conninfo).get("dbname"))
-        results, server = asyncio.run(_run_async(settings, conninfo, kind, names, console))
+        results, server = run_on(loop, _run_async(settings, conninfo, kind, names, console))
     load_after = os.getloadavg()
     outcomes = [evaluate(t) for t in build_targets(results, sizes)]
     print_results(console, results, outcomes)
@@ -63,6 +69,7 @@ def run_bench(settings: BenchSettings, console: Console | None = None) -> int:
         load_after=load_after,
         server=server,
         database=database,
+        event_loop=describe_loop(loop),
         results=results,
         outcomes=outcomes,
     )

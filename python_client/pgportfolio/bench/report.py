@@ -228,6 +228,7 @@ def build_report(
     load_after: Sequence[float],
     server: ServerInfo,
     database: str,
+    event_loop: str,
     results: dict[str, ScenarioResult],
     outcomes: Sequence[TargetOutcome],
 ) -> dict[str, Any]:
@@ -246,6 +247,7 @@ def build_report(
             "connections": settings.connections,
             "quick": settings.quick,
             "seed": settings.seed,
+            "event_loop": event_loop,
             "sizes": asdict(sizes),
         },
         "scenarios": {name: asdict(result) for name, result in results.items()},

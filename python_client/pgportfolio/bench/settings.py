@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from pgportfolio.eventloop import LoopChoice
 from pgportfolio.servers import ServerChoice
 
 
@@ -75,6 +76,7 @@ class BenchSettings:
     seed: int = 1
     strict: bool = False  # a missed target makes the exit status non-zero
     server: ServerChoice = "auto"  # with no dsn: which throwaway server (pgportfolio.servers)
+    loop: LoopChoice = "auto"  # the event loop the client runs on (pgportfolio.eventloop)
 
     @property
     def sizes(self) -> Sizes:
