@@ -119,3 +119,46 @@ async def test_async_calls_arm_no_timer_each(monkeypatch: pytest.MonkeyPatch) ->
         with async_compat.call_later(30.0, lambda: None):
             await asyncio.sleep(0)
     assert len(armed) <= 1, armed
+
+
+def test_sync_a_failing_callback_spares_the_others(caplog: pytest.LogCaptureFixture) -> None:
+    fired: list[str] = []
+
+    def failing() -> None:
+        raise RuntimeError("boom")
+
+    def call(callback: Any) -> None:
+        with sync_compat.call_later(0.05, callback):
+            time.sleep(0.3)
+
+    threads = [
+        threading.Thread(target=call, args=(failing,)),
+        threading.Thread(target=call, args=(lambda: fired.append("other"),)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert fired == ["other"]
+    assert "deadline callback failed" in caplog.text
+
+
+async def test_async_a_failing_callback_spares_the_others() -> None:
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    fired: list[str] = []
+
+    def failing() -> None:
+        raise RuntimeError("boom")
+
+    async def call(callback: Any) -> None:
+        with async_compat.call_later(0.05, callback):
+            await asyncio.sleep(0.3)
+
+    try:
+        await asyncio.gather(call(failing), call(lambda: fired.append("other")))
+    finally:
+        loop.set_exception_handler(None)
+    assert fired == ["other"]
+    assert [type(c["exception"]) for c in reported] == [RuntimeError]

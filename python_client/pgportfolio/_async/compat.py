@@ -157,7 +157,12 @@ class _LoopDeadlines:
         due = [token for token, (deadline, _) in self._entries.items() if deadline <= now]
         for token in due:
             _, callback = self._entries.pop(token)
-            callback()
+            try:
+                callback()
+            except Exception as exc:  # reported as a timer's own callback's would be
+                loop.call_exception_handler(
+                    {"message": "pgportfolio: a call's deadline callback failed", "exception": exc}
+                )
         if self._entries:
             self._arm(loop, min(deadline for deadline, _ in self._entries.values()))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import logging
 import os
 import threading
 import time
@@ -14,6 +15,8 @@ from psycopg import Connection
 from psycopg_pool import ConnectionPool
 
 T = TypeVar("T")
+
+logger = logging.getLogger("pgportfolio")
 
 # One try of a call: given whether an earlier try is in doubt, its result.
 Attempt = Callable[[bool], T]
@@ -150,8 +153,10 @@ class _Deadlines:
                 self._condition.release()
                 try:
                     for entry in due:
-                        with contextlib.suppress(Exception):
+                        try:
                             entry.callback()
+                        except Exception:
+                            logger.exception("a call's deadline callback failed")
                 finally:
                     self._condition.acquire()
                     for entry in due:
