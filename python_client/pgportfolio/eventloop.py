@@ -1,4 +1,4 @@
-"""The event loop that the package's own commands (demo, bench, drill) run on.
+"""The event loop that the package's own commands (demo and bench) run on.
 
 The client runs on any asyncio event loop: a service picks its own. uvloop (the
 ``pgportfolio[uvloop]`` extra) runs the same client code with fewer instructions: in

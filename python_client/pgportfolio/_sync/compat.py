@@ -117,17 +117,17 @@ class _Deadlines:
     def __init__(self) -> None:
         self._condition = threading.Condition()
         self._entries: set[_Entry] = set()
-        self._wake_at = 0.0  # when the thread wakes next (0: not started)
+        self._thread: threading.Thread | None = None  # started by the first call
+        self._wake_at = 0.0  # when the thread wakes next
 
     def add(self, seconds: float, callback: Callable[[], None]) -> _Entry:
         entry = _Entry(time.monotonic() + seconds, callback)
         with self._condition:
             self._entries.add(entry)
-            if self._wake_at == 0.0:
-                self._wake_at = entry.deadline
-                thread = threading.Thread(target=self._run, name="pgportfolio-deadlines")
-                thread.daemon = True
-                thread.start()
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="pgportfolio-deadlines")
+                self._thread.daemon = True
+                self._thread.start()
             elif entry.deadline < self._wake_at:
                 self._condition.notify()
         return entry
