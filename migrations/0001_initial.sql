@@ -313,6 +313,11 @@ COMMENT ON TABLE pgportfolio.market_price_history IS
 -- The current mark per symbol: the history row with the latest (as_of, mark_id). A mark
 -- that arrives late, with an older as_of, goes to the history only. version counts the
 -- times the current mark was replaced.
+-- Half of each page is left free (fillfactor 50) because ticks rewrite whole runs of
+-- neighbouring rows in one statement (update_market_prices, in symbol order): on full
+-- pages many new versions went to other pages, each with a new index entry, and 200,000
+-- marks of 10,000 symbols grew the table to 11 MB (1.5 MB with room left). With room on
+-- the page they stay there (HOT updates), and later reads prune the old versions.
 CREATE TABLE pgportfolio.market_prices (
     symbol pgportfolio.symbol PRIMARY KEY,
     price numeric NOT NULL,
@@ -327,7 +332,8 @@ CREATE TABLE pgportfolio.market_prices (
     CONSTRAINT market_prices_version_positive CHECK (version >= 1),
     CONSTRAINT market_prices_as_of_finite CHECK (pg_catalog.isfinite(as_of)),
     CONSTRAINT market_prices_source_valid CHECK (pg_catalog.length(source) BETWEEN 1 AND 64)
-);
+)
+WITH (fillfactor = 50);
 
 COMMENT ON TABLE pgportfolio.market_prices IS 'Current market price per symbol: the mark with the latest as_of.';
 
@@ -2815,33 +2821,90 @@ COMMENT ON VIEW pgportfolio.position_pnl IS
 'Open positions with marks and P&L (market value = quantity * mark * multiplier). '
 'realized_pnl counts since the position was opened from flat.';
 
+-- The valuation of one portfolio's open positions, as portfolio_summary shows it: the
+-- sum of quantity * mark * multiplier (a position without a mark at its cost basis), the
+-- sum of cost bases, and the number of positions. A function rather than a join inside
+-- the view, so that the plan follows the portfolio's size and not the planner's estimate
+-- of it: the view's join was planned for the average portfolio (from statistics, and in
+-- a prepared statement's generic plan from no value at all), so a portfolio of 10,000
+-- positions among many small ones had its marks probed one look-up per position, 2 to 4
+-- times the cost of the plan below (docs/performance.md, "Wide reads").
+-- The plans are portfolio_snapshot's (210_reads.sql), chosen the same way: up to 999
+-- positions, one probe of the marks' key per position; from 1,000, one merge of the two
+-- primary keys. The two statements differ only in how they find each mark (one UNION ALL
+-- of both, each behind a one-time filter, cost 1.5 ms more for 10,000 positions).
+CREATE FUNCTION pgportfolio.portfolio_valuation(
+    p_portfolio_id bigint,
+    OUT market_value numeric,
+    OUT cost_basis numeric,
+    OUT open_positions bigint
+)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET enable_hashjoin = off
+SET enable_sort = off
+SET enable_seqscan = off
+SET enable_nestloop = off
+AS $$
+DECLARE
+    v_positions bigint;
+BEGIN
+    IF p_portfolio_id IS NULL THEN
+        RAISE EXCEPTION 'p_portfolio_id must not be null' USING ERRCODE = '22023';
+    END IF;
+    -- Counting stops at 1,000: a narrow portfolio's plan is chosen in a few index entries.
+    SELECT count(*) INTO v_positions
+    FROM (SELECT FROM pgportfolio.positions AS p WHERE p.portfolio_id = p_portfolio_id LIMIT 1000) AS w;
+    IF v_positions = 0 AND NOT EXISTS (
+        SELECT FROM pgportfolio.portfolios AS pf WHERE pf.portfolio_id = p_portfolio_id
+    ) THEN
+        RAISE EXCEPTION 'portfolio % not found', p_portfolio_id USING ERRCODE = 'PF004';
+    END IF;
+    IF v_positions < 1000 THEN
+        SELECT
+            coalesce(sum(coalesce(p.quantity * (
+                SELECT m.price FROM pgportfolio.market_prices AS m WHERE m.symbol = p.symbol
+            ) * p.multiplier, p.cost_basis)), 0),
+            coalesce(sum(p.cost_basis), 0),
+            count(*)
+        INTO market_value, cost_basis, open_positions
+        FROM pgportfolio.positions AS p
+        WHERE p.portfolio_id = p_portfolio_id;
+    ELSE
+        SELECT
+            coalesce(sum(coalesce(p.quantity * m.price * p.multiplier, p.cost_basis)), 0),
+            coalesce(sum(p.cost_basis), 0),
+            count(*)
+        INTO market_value, cost_basis, open_positions
+        FROM pgportfolio.positions AS p
+        LEFT JOIN pgportfolio.market_prices AS m ON p.symbol = m.symbol
+        WHERE p.portfolio_id = p_portfolio_id;
+    END IF;
+END;
+$$;
+
+COMMENT ON FUNCTION pgportfolio.portfolio_valuation(bigint) IS
+'Market value, cost basis and number of a portfolio''s open positions: portfolio_summary''s valuation.';
+
 -- One row per portfolio. realized_pnl is the sum of the mutations' realized P&L, net of fees.
+-- Each row's valuation is portfolio_valuation's, in the statement's snapshot (the function
+-- is STABLE), so the portfolio's columns and its positions are one consistent state.
 CREATE VIEW pgportfolio.portfolio_summary AS
 SELECT
     pf.portfolio_id,
     pf.name::text AS name,
     pf.currency::text AS currency,
     pf.cash_balance::numeric AS cash_balance,
-    coalesce(agg.market_value, 0) AS market_value,
-    coalesce(agg.market_value - agg.cost_basis, 0) AS unrealized_pnl,
+    v.market_value,
+    v.market_value - v.cost_basis AS unrealized_pnl,
     pf.realized_pnl::numeric AS realized_pnl,
-    pf.cash_balance + coalesce(agg.market_value, 0) AS equity,
-    coalesce(agg.open_positions, 0) AS open_positions,
+    pf.cash_balance + v.market_value AS equity,
+    v.open_positions,
     pf.version::bigint AS version,
     pf.updated_at
 FROM pgportfolio.portfolios AS pf
-LEFT JOIN LATERAL (
-    -- Unrealized P&L is market value less cost basis, summed exactly; a position
-    -- without a mark counts at cost (0 unrealized). One valuation per position, not two:
-    -- quantity * mark * multiplier (the position's own, as in position_pnl).
-    SELECT
-        sum(coalesce(p.quantity * m.price * p.multiplier, p.cost_basis)) AS market_value,
-        sum(p.cost_basis) AS cost_basis,
-        count(*) AS open_positions
-    FROM pgportfolio.positions AS p
-    LEFT JOIN pgportfolio.market_prices AS m ON p.symbol = m.symbol
-    WHERE p.portfolio_id = pf.portfolio_id
-) AS agg ON TRUE;
+CROSS JOIN LATERAL pgportfolio.portfolio_valuation(pf.portfolio_id) AS v;
 
 COMMENT ON VIEW pgportfolio.portfolio_summary IS 'One row per portfolio: cash, market value, P&L, equity.';
 
@@ -4071,6 +4134,7 @@ GRANT EXECUTE ON FUNCTION
 pgportfolio.verify_portfolio(bigint),
 pgportfolio.get_portfolio(bigint),
 pgportfolio.portfolio_snapshot(bigint),
+pgportfolio.portfolio_valuation(bigint),
 pgportfolio.events_since(bigint, bigint),
 pgportfolio.portfolio_version(bigint),
 pgportfolio.events_after(bigint[], bigint[], integer),

@@ -54,6 +54,7 @@ GRANT EXECUTE ON FUNCTION
 pgportfolio.verify_portfolio(bigint),
 pgportfolio.get_portfolio(bigint),
 pgportfolio.portfolio_snapshot(bigint),
+pgportfolio.portfolio_valuation(bigint),
 pgportfolio.events_since(bigint, bigint),
 pgportfolio.portfolio_version(bigint),
 pgportfolio.events_after(bigint[], bigint[], integer),

@@ -133,3 +133,72 @@ def _events_read(conn: psycopg.Connection[Any]) -> int:
     ).fetchone()
     assert row is not None
     return int(row[0])
+
+
+WIDE = 2_000  # positions of the wide portfolio: above portfolio_valuation's 1,000
+SMALL_PORTFOLIOS = 300  # one position each, so that statistics describe a small average
+OTHER_MARKS = 8_000  # marks of symbols no portfolio here holds
+
+
+def _market_price_scans(conn: psycopg.Connection[Any]) -> int:
+    row = conn.execute(
+        "SELECT coalesce(idx_scan, 0) + coalesce(seq_scan, 0) FROM pg_stat_xact_user_tables"
+        " WHERE schemaname = 'pgportfolio' AND relname = 'market_prices'"
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+@pytest.mark.parametrize("plan_cache_mode", ["force_generic_plan", "auto"])
+def test_the_summary_of_a_wide_portfolio_does_not_probe_a_mark_per_position(
+    db: str, plan_cache_mode: str
+) -> None:
+    """portfolio_summary's valuation was a join in the view, planned for the average
+    portfolio: among many small portfolios (and in every generic plan of a prepared
+    statement) a wide one had its marks probed one index scan per position. Negative
+    control, run when this was written: the join in the view made 2,000 scans of
+    market_prices for one read of a 2,000-position portfolio."""
+    with psycopg.connect(db, autocommit=True) as conn:
+        symbols = [f"W{n:05d}" for n in range(WIDE)]
+        created = conn.execute(
+            "SELECT pgportfolio.create_portfolio('wide', 1e12),"
+            " pgportfolio.create_portfolio('small', 0)"
+        ).fetchone()
+        assert created is not None
+        wide, small = created
+        conn.execute(
+            "SELECT count(*) FROM pgportfolio.apply_fills_arrays(array_fill(%s::bigint, ARRAY[%s]),"
+            " %s::text[], array_fill(1::numeric, ARRAY[%s]), array_fill(10::numeric, ARRAY[%s]))",
+            (wide, WIDE, symbols, WIDE, WIDE),
+        )
+        for n in range(SMALL_PORTFOLIOS):
+            pid = conn.execute(
+                "SELECT pgportfolio.create_portfolio(%s, 1000)", (f"small {n}",)
+            ).fetchone()
+            assert pid is not None
+            conn.execute(
+                "SELECT * FROM pgportfolio.apply_fill(%s, %s, 1, 10)", (pid[0], symbols[n])
+            )
+        # Marks of many more symbols than the portfolio holds, as a desk's feed gives: the
+        # old join's planner then preferred probing marks to reading them all.
+        marked = symbols + [f"X{n:05d}" for n in range(OTHER_MARKS)]
+        conn.execute(
+            "SELECT pgportfolio.update_market_prices(%s::jsonb)",
+            ("[" + ",".join(f'{{"symbol": "{s}", "price": 11}}' for s in marked) + "]",),
+        )
+        conn.execute("ANALYZE pgportfolio.positions")
+        conn.execute("ANALYZE pgportfolio.market_prices")
+        conn.execute(f"SET plan_cache_mode = {plan_cache_mode}")
+        query = (
+            "SELECT market_value, open_positions FROM pgportfolio.portfolio_summary"
+            " WHERE portfolio_id = %s"
+        )
+        for _ in range(8):  # past the plan cache's five custom plans
+            conn.execute(query, (small,), prepare=True)
+        conn.autocommit = False
+        before = _market_price_scans(conn)
+        row = conn.execute(query, (wide,), prepare=True).fetchone()
+        scans = _market_price_scans(conn) - before
+        conn.rollback()
+    assert row == (Decimal(11) * WIDE, WIDE)
+    assert scans < 10, f"one summary of {WIDE} positions scanned market_prices {scans} times"

@@ -2,7 +2,7 @@
 -- 033_market_prices.sql, 034_events.sql, 035_instruments.sql). The constraints are the last line of defence
 -- behind the functions, so they are exercised here with direct writes as the superuser.
 BEGIN;
-SELECT plan(201);
+SELECT plan(203);
 
 -- ---------------------------------------------------------------- columns
 SELECT columns_are('pgportfolio', 'portfolios', ARRAY[
@@ -897,6 +897,32 @@ SELECT is_empty(
       WHERE c.conname = 'symbol_check' AND c.connamespace = 'pgportfolio'::regnamespace
       AND pg_temp.symbol_check_accepts(c.oid, s.symbol) IS DISTINCT FROM pgportfolio._symbol_valid(s.symbol)$$,
     'the symbol domain accepts exactly what _symbol_valid accepts (lengths 0, 1, 32, 33; each punctuation; lower case, spaces, control, non-ASCII)'
+);
+
+-- market_prices leaves half of each page free: a bulk tick rewrites runs of neighbouring
+-- rows in one statement, and their new versions must fit beside the old ones (HOT
+-- updates, no new index entries, no growth). Negative control, run when this was written:
+-- on full pages the same update of 1,000 marks added 10 pages.
+SELECT is(
+    (SELECT c.reloptions FROM pg_class AS c WHERE c.oid = 'pgportfolio.market_prices'::regclass),
+    ARRAY['fillfactor=50'],
+    'market_prices is stored with fillfactor 50'
+);
+DO $$
+BEGIN
+    PERFORM pgportfolio.update_market_prices(
+        (SELECT jsonb_agg(jsonb_build_object('symbol', 'TFF' || n, 'price', 100)) FROM generate_series(1000, 1999) AS n)
+    );
+    PERFORM set_config('test.mark_pages', (pg_relation_size('pgportfolio.market_prices') / 8192)::text, true);
+    PERFORM pgportfolio.update_market_prices(
+        (SELECT jsonb_agg(jsonb_build_object('symbol', 'TFF' || n, 'price', 101)) FROM generate_series(1000, 1999) AS n)
+    );
+END
+$$;
+SELECT is(
+    pg_relation_size('pgportfolio.market_prices') / 8192,
+    current_setting('test.mark_pages')::bigint,
+    'a new mark of 1,000 neighbouring symbols in one call stays on their pages: the table does not grow'
 );
 
 SELECT * FROM finish();

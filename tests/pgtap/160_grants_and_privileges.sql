@@ -223,7 +223,7 @@ SELECT is(
      WHERE p.pronamespace = 'pgportfolio'::regnamespace AND p.prosecdef),
     ARRAY['_portfolio_lockers', 'add_to_position', 'apply_fill', 'apply_fills', 'apply_fills_arrays', 'charge_fee', 'close_day', 'close_position', 'create_portfolio',
           'deposit_cash', 'event_chain_head', 'events_after', 'events_since', 'find_request', 'get_portfolio', 'grant_portfolio',
-          'open_position', 'portfolio_as_of', 'portfolio_at_version', 'portfolio_snapshot', 'portfolio_version', 'positions_as_of', 'positions_at_version', 'price_at', 'prune_price_history',
+          'open_position', 'portfolio_as_of', 'portfolio_at_version', 'portfolio_snapshot', 'portfolio_valuation', 'portfolio_version', 'positions_as_of', 'positions_at_version', 'price_at', 'prune_price_history',
           'recent_portfolios', 'reduce_position', 'revoke_portfolio',
           'update_market_price', 'update_market_prices', 'upsert_instrument', 'verify_portfolio', 'withdraw_cash'],
     'exactly the public API functions (mutations, grants, verify and the client reads) are SECURITY DEFINER'

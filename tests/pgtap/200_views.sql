@@ -1,7 +1,7 @@
 -- Read models (sql/200_views.sql): columns and types of the views, and the values
 -- portfolio_summary, position_pnl and event_log show after trades and marks.
 BEGIN;
-SELECT plan(99);
+SELECT plan(109);
 
 CREATE FUNCTION pg_temp.pid(p_name text) RETURNS bigint LANGUAGE sql STABLE
 AS $$ SELECT current_setting('test.pid_' || p_name)::bigint $$;
@@ -317,6 +317,79 @@ SELECT is(
      WHERE portfolio_id = pg_temp.pid('mult') AND symbol = 'VWM.FUT'),
     ROW(100.00000000::numeric, 306::numeric, 6::numeric),
     'with multiplier 1 a position is valued as before multipliers: 3 * 102 against a cost of 300'
+);
+
+-- ---------------------------------------------------------------- portfolio_valuation
+-- The summary's valuation, by either of its plans: a narrow portfolio's marks probed, a
+-- wide one's (1,000 positions or more) merged. Both must give what position_pnl, which
+-- values each position on its own, sums to.
+DO $$
+DECLARE
+    v_wide bigint := pgportfolio.create_portfolio('wide views book', 1e9);
+BEGIN
+    PERFORM set_config('test.pid_wide', v_wide::text, true);
+    PERFORM pgportfolio.apply_fills_arrays(
+        array_fill(v_wide, ARRAY[1200]),
+        ARRAY(SELECT 'VWW' || n FROM generate_series(1, 1200) AS n),
+        ARRAY(SELECT (CASE WHEN n % 3 = 0 THEN -n ELSE n END)::numeric FROM generate_series(1, 1200) AS n),
+        ARRAY(SELECT (10 + n % 7 * 0.25)::numeric FROM generate_series(1, 1200) AS n)
+    );
+    -- Two marks in three: the rest are valued at cost.
+    PERFORM pgportfolio.update_market_prices(
+        (SELECT jsonb_agg(jsonb_build_object('symbol', 'VWW' || n, 'price', 11 + n % 5 * 0.5))
+         FROM generate_series(1, 1200) AS n WHERE n % 3 <> 1)
+    );
+END
+$$;
+SELECT is(
+    (SELECT count(*) FROM pgportfolio.position_pnl WHERE portfolio_id = pg_temp.pid('wide')),
+    1200::bigint,
+    'the wide portfolio holds 1,200 positions, long and short'
+);
+SELECT is(
+    (SELECT (market_value, cost_basis, open_positions) FROM pgportfolio.portfolio_valuation(pg_temp.pid('wide'))),
+    (SELECT (sum(market_value), sum(cost_basis), count(*)) FROM pgportfolio.position_pnl
+     WHERE portfolio_id = pg_temp.pid('wide')),
+    'portfolio_valuation of 1,200 positions (marks merged) is position_pnl summed'
+);
+SELECT is(
+    (SELECT (market_value, cost_basis, open_positions) FROM pgportfolio.portfolio_valuation(pg_temp.pid('mult'))),
+    (SELECT (sum(market_value), sum(cost_basis), count(*)) FROM pgportfolio.position_pnl
+     WHERE portfolio_id = pg_temp.pid('mult')),
+    'portfolio_valuation of 3 positions (marks probed) is position_pnl summed'
+);
+SELECT is(
+    (SELECT (market_value, unrealized_pnl, equity, open_positions) FROM pgportfolio.portfolio_summary
+     WHERE portfolio_id = pg_temp.pid('wide')),
+    (SELECT (v.market_value, v.market_value - v.cost_basis, pf.cash_balance + v.market_value, v.open_positions)
+     FROM pgportfolio.portfolios AS pf, pgportfolio.portfolio_valuation(pf.portfolio_id) AS v
+     WHERE pf.portfolio_id = pg_temp.pid('wide')),
+    'portfolio_summary shows portfolio_valuation''s values'
+);
+SELECT is(
+    (SELECT (market_value, cost_basis, open_positions) FROM pgportfolio.portfolio_valuation(pg_temp.pid('empty'))),
+    ROW(0::numeric, 0::numeric, 0::bigint),
+    'portfolio_valuation of a portfolio without positions is zeros, not NULLs'
+);
+SELECT throws_ok(
+    'SELECT * FROM pgportfolio.portfolio_valuation(-1)', 'PF004', 'portfolio -1 not found',
+    'portfolio_valuation of an unknown portfolio is PF004'
+);
+SELECT throws_ok(
+    'SELECT * FROM pgportfolio.portfolio_valuation(NULL)', '22023', 'p_portfolio_id must not be null',
+    'portfolio_valuation of NULL is 22023'
+);
+SELECT function_privs_are(
+    'pgportfolio', 'portfolio_valuation', ARRAY['bigint'], 'pgportfolio_analyst', ARRAY['EXECUTE'],
+    'analysts may call portfolio_valuation (portfolio_summary calls it)'
+);
+SELECT function_privs_are(
+    'pgportfolio', 'portfolio_valuation', ARRAY['bigint'], 'pgportfolio_trader', ARRAY['EXECUTE'],
+    'traders may call portfolio_valuation (portfolio_summary calls it)'
+);
+SELECT function_privs_are(
+    'pgportfolio', 'portfolio_valuation', ARRAY['bigint'], 'public', ARRAY[]::text[],
+    'PUBLIC may not call portfolio_valuation'
 );
 
 SELECT * FROM finish();

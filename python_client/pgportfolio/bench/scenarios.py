@@ -313,10 +313,10 @@ async def wide(bench: Bench, result: ScenarioResult) -> None:
         for start in range(0, len(symbols), s.tick_chunk):
             chunk = symbols[start : start + s.tick_chunk]
             await client.update_market_prices({symbol: WIDE_MARK for symbol in chunk})
-        # The summary's plan depends on how many positions the planner expects. With
-        # statistics from before the scenario's 10,000 new positions (autovacuum comes
-        # round once a minute) it probes the marks once per position; with fresh ones it
-        # hashes them. Read both ways; the targets read after ANALYZE.
+        # The summary's plan follows the portfolio's own count of positions
+        # (portfolio_valuation), not the statistics; it is read with the statistics from
+        # before the scenario's 10,000 new positions too (autovacuum comes round within a
+        # minute), to show it. The targets read after ANALYZE.
         summary = "SELECT * FROM pgportfolio.portfolio_summary WHERE portfolio_id = %s"
         rows, durations = await time_reads(_sql_read(client, summary, wide_id), s.read_samples)
         result.reads["portfolio_summary_wide_before_analyze"] = ReadResult.from_durations(
