@@ -15,7 +15,9 @@
 -- marks' key per position (about 2 µs each, whatever the number of marks); from 1,000,
 -- one merge of the two primary keys read in symbol order (about 1 µs per position plus
 -- 0.15 µs per mark, no sort, no hash of every mark). The function's settings below
--- price hash joins, sorts and sequential scans out, so the planner keeps those shapes.
+-- price hash joins, sorts and sequential scans out, so the planner keeps those shapes,
+-- and make the plans generic, made once per session: with custom plans each call planned
+-- its statements again (a 10-position snapshot 0.33 ms a call, 0.23 with generic plans).
 CREATE FUNCTION pgportfolio.portfolio_snapshot(p_portfolio_id bigint)
 RETURNS TABLE (
     portfolio_id bigint,
@@ -40,6 +42,7 @@ SET enable_hashjoin = off
 SET enable_sort = off
 SET enable_seqscan = off
 SET enable_nestloop = off
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     v_positions bigint;

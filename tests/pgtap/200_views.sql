@@ -1,7 +1,7 @@
 -- Read models (sql/200_views.sql): columns and types of the views, and the values
 -- portfolio_summary, position_pnl and event_log show after trades and marks.
 BEGIN;
-SELECT plan(109);
+SELECT plan(110);
 
 CREATE FUNCTION pg_temp.pid(p_name text) RETURNS bigint LANGUAGE sql STABLE
 AS $$ SELECT current_setting('test.pid_' || p_name)::bigint $$;
@@ -390,6 +390,12 @@ SELECT function_privs_are(
 SELECT function_privs_are(
     'pgportfolio', 'portfolio_valuation', ARRAY['bigint'], 'public', ARRAY[]::text[],
     'PUBLIC may not call portfolio_valuation'
+);
+
+SELECT ok(
+    (SELECT 'plan_cache_mode=force_generic_plan' = ANY (p.proconfig) FROM pg_proc AS p
+     WHERE p.oid = 'pgportfolio.portfolio_valuation(bigint)'::regprocedure),
+    'portfolio_valuation''s plans are generic, made once per session (custom plans were made again on every call)'
 );
 
 SELECT * FROM finish();

@@ -1,7 +1,7 @@
 -- Reads for programs (sql/210_reads.sql): get_portfolio, portfolio_snapshot, events_since, find_request,
 -- and events_after, which push updates follow.
 BEGIN;
-SELECT plan(43);
+SELECT plan(44);
 
 SELECT set_config('test.pid', pgportfolio.create_portfolio('reads', 1000)::text, true);
 SELECT pgportfolio.apply_fill(current_setting('test.pid')::bigint, 'BBB', 2, 10, 0, 'rq-1');
@@ -282,6 +282,12 @@ SELECT is_definer('pgportfolio', 'get_portfolio', ARRAY['bigint'], 'get_portfoli
 SELECT function_privs_are(
     'pgportfolio', 'portfolio_snapshot', ARRAY['bigint'], 'pgportfolio_analyst', ARRAY['EXECUTE'],
     'analysts may call portfolio_snapshot'
+);
+
+SELECT ok(
+    (SELECT 'plan_cache_mode=force_generic_plan' = ANY (p.proconfig) FROM pg_proc AS p
+     WHERE p.oid = 'pgportfolio.portfolio_snapshot(bigint)'::regprocedure),
+    'portfolio_snapshot''s plans are generic, made once per session (custom plans were made again on every call)'
 );
 
 SELECT * FROM finish();
