@@ -13,8 +13,10 @@
 -- Marks are found in one of two plans, chosen by the number of open positions (not by
 -- statistics, which a new or busy database may not have): up to 999, one probe of the
 -- marks' key per position (about 2 µs each, whatever the number of marks); from 1,000,
--- one merge of the two primary keys read in symbol order (about 1 µs per position plus
--- 0.15 µs per mark, no sort, no hash of every mark). The function's settings below
+-- one merge of the two primary keys read in symbol order (no sort, no hash of every
+-- mark), unless the ledger marks more than ten times as many symbols as the portfolio
+-- holds, which the merge would walk (_wide_read_merges_marks, 200_views.sql). The
+-- function's settings below
 -- price hash joins, sorts and sequential scans out, so the planner keeps those shapes,
 -- and make the plans generic, made once per session: with custom plans each call planned
 -- its statements again (a 10-position snapshot 0.33 ms a call, 0.23 with generic plans).
@@ -62,7 +64,7 @@ BEGIN
     -- Counting stops at 1,000: a narrow portfolio's plan is chosen in a few index entries.
     SELECT count(*) INTO v_positions
     FROM (SELECT FROM pgportfolio.positions AS p WHERE p.portfolio_id = p_portfolio_id LIMIT 1000) AS w;
-    IF v_positions < 1000 THEN
+    IF v_positions < 1000 OR NOT pgportfolio._wide_read_merges_marks(p_portfolio_id) THEN
         SELECT
             coalesce(string_agg(o.symbol, ','), ''),
             coalesce(string_agg(o.quantity::text, ','), ''),

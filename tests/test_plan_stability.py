@@ -85,9 +85,9 @@ def test_a_call_reads_only_the_rows_it_needs_after_the_tables_grew(
         # The counters may still hold this session's earlier, unflushed reads: the call's
         # own are the difference across it, within one transaction.
         early.autocommit = False
-        before = _events_read(early)
+        before = _rows_read(early, "events")
         _fills(early, pid, calls_of, "late-")
-        read = _events_read(early) - before
+        read = _rows_read(early, "events") - before
         early.rollback()
     # Each fill reads its request id's event (none) and writes one event; reading the
     # portfolio's log would be thousands per fill.
@@ -112,24 +112,26 @@ def test_find_request_reads_only_its_event_after_the_tables_grew(
             early.execute("SELECT * FROM pgportfolio.find_request(%s, %s)", (pid, f"absent-{n}"))
         _grow(bulk, pid)
         early.autocommit = False
-        before = _events_read(early)
+        before = _rows_read(early, "events")
         found = early.execute(
             "SELECT count(*) FROM pgportfolio.find_request(%s, %s)", (pid, "bulk-0-1")
         ).fetchone()
         absent = early.execute(
             "SELECT count(*) FROM pgportfolio.find_request(%s, %s)", (pid, "never-sent")
         ).fetchone()
-        read = _events_read(early) - before
+        read = _rows_read(early, "events") - before
         early.rollback()
     assert (found, absent) == ((1,), (0,))
     assert read < 10, f"two find_request calls read {read} events of a portfolio holding {GROWTH}"
 
 
-def _events_read(conn: psycopg.Connection[Any]) -> int:
+def _rows_read(conn: psycopg.Connection[Any], table: str) -> int:
+    """Rows of a pgportfolio table read so far in this transaction, by index or scan."""
     row = conn.execute(
         "SELECT coalesce(idx_tup_fetch, 0) + coalesce(seq_tup_read, 0)"
         " FROM pg_stat_xact_user_tables"
-        " WHERE schemaname = 'pgportfolio' AND relname = 'events'"
+        " WHERE schemaname = 'pgportfolio' AND relname = %s",
+        (table,),
     ).fetchone()
     assert row is not None
     return int(row[0])
@@ -202,3 +204,48 @@ def test_the_summary_of_a_wide_portfolio_does_not_probe_a_mark_per_position(
         conn.rollback()
     assert row == (Decimal(11) * WIDE, WIDE)
     assert scans < 10, f"one summary of {WIDE} positions scanned market_prices {scans} times"
+
+
+UNIVERSE_PER_POSITION = 20  # marked symbols between two held ones, as a desk's whole feed
+
+
+@pytest.mark.parametrize(
+    "read",
+    [
+        "SELECT market_value FROM pgportfolio.portfolio_summary WHERE portfolio_id = %s",
+        "SELECT mark_prices FROM pgportfolio.portfolio_snapshot(%s)",
+    ],
+)
+def test_a_wide_read_does_not_walk_every_mark_of_a_large_universe(db: str, read: str) -> None:
+    """A wide portfolio's marks were read by one merge of the two primary keys, which walks
+    every mark between the portfolio's first and last symbol. When the ledger marks many
+    more symbols than the portfolio holds (a feed of the whole market), that walk cost far
+    more than one probe per position. Negative control, run when this was written: with
+    the plan chosen by the number of positions alone, one read of 2,000 positions among
+    42,000 marks fetched 41,980 rows of market_prices."""
+    with psycopg.connect(db, autocommit=True) as conn:
+        symbols = [f"W{n:05d}" for n in range(WIDE)]
+        created = conn.execute("SELECT pgportfolio.create_portfolio('wide', 1e12)").fetchone()
+        assert created is not None
+        wide = created[0]
+        conn.execute(
+            "SELECT count(*) FROM pgportfolio.apply_fills_arrays(array_fill(%s::bigint, ARRAY[%s]),"
+            " %s::text[], array_fill(1::numeric, ARRAY[%s]), array_fill(10::numeric, ARRAY[%s]))",
+            (wide, WIDE, symbols, WIDE, WIDE),
+        )
+        # Between any two held symbols, others the portfolio does not hold.
+        marked = symbols + [f"{s}.{n:02d}" for s in symbols for n in range(UNIVERSE_PER_POSITION)]
+        conn.execute(
+            "SELECT pgportfolio.update_market_prices(%s::jsonb)",
+            ("[" + ",".join(f'{{"symbol": "{s}", "price": 11}}' for s in marked) + "]",),
+        )
+        conn.autocommit = False
+        before = _rows_read(conn, "market_prices")
+        row = conn.execute(read, (wide,)).fetchone()
+        fetched = _rows_read(conn, "market_prices") - before
+        conn.rollback()
+    assert row is not None
+    assert row[0] is not None
+    assert fetched <= 2 * WIDE, (
+        f"one read of {WIDE} positions among {len(marked)} marks fetched {fetched} marks"
+    )

@@ -58,7 +58,7 @@ SELECT functions_are('pgportfolio', ARRAY[
     'current_lock_waits', 'deposit_cash', 'events_refuse_change', 'portfolios_refuse_delete', 'events_since', 'find_request', 'get_portfolio',
     'grant_portfolio', 'open_position', 'recent_portfolios', 'reduce_position', 'revoke_portfolio',
     'server_wait_events', 'update_market_price', 'update_market_prices', 'verify_portfolio', 'withdraw_cash',
-    'portfolio_version', 'events_after', 'portfolio_snapshot', 'portfolio_valuation',
+    'portfolio_version', 'events_after', 'portfolio_snapshot', 'portfolio_valuation', '_wide_read_merges_marks',
     '_refused_characters', 'event_chain_head',
     '_portfolio_lockers', 'portfolio_lock_holders',
     '_check_mark', 'price_at', 'prune_price_history', 'upsert_instrument',

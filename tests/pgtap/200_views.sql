@@ -1,7 +1,7 @@
 -- Read models (sql/200_views.sql): columns and types of the views, and the values
 -- portfolio_summary, position_pnl and event_log show after trades and marks.
 BEGIN;
-SELECT plan(110);
+SELECT plan(114);
 
 CREATE FUNCTION pg_temp.pid(p_name text) RETURNS bigint LANGUAGE sql STABLE
 AS $$ SELECT current_setting('test.pid_' || p_name)::bigint $$;
@@ -390,6 +390,32 @@ SELECT function_privs_are(
 SELECT function_privs_are(
     'pgportfolio', 'portfolio_valuation', ARRAY['bigint'], 'public', ARRAY[]::text[],
     'PUBLIC may not call portfolio_valuation'
+);
+
+-- ---------------------------------------------------------------- _wide_read_merges_marks
+-- A portfolio of 1,000 positions or more has its marks merged, unless the ledger marks
+-- more than ten times as many symbols (which the merge would walk): then probed.
+SELECT is(
+    pgportfolio._wide_read_merges_marks(pg_temp.pid('wide')), true,
+    'among 1,200 marks, the marks of 1,200 positions are merged'
+);
+-- A feed of the whole market: 40,000 marks more, none of them held, their symbols between
+-- the wide portfolio's (VWW1, VWW1.U, VWW10, ...).
+SELECT lives_ok(
+    $$SELECT pgportfolio.update_market_prices(
+        (SELECT jsonb_agg(jsonb_build_object('symbol', 'VWW' || n || '.U', 'price', 3)) FROM generate_series(1, 40000) AS n)
+    )$$,
+    '40,000 more marks'
+);
+SELECT is(
+    pgportfolio._wide_read_merges_marks(pg_temp.pid('wide')), false,
+    'among 41,200 marks, more than ten per position, the marks of 1,200 positions are probed'
+);
+SELECT is(
+    (SELECT (market_value, cost_basis, open_positions) FROM pgportfolio.portfolio_valuation(pg_temp.pid('wide'))),
+    (SELECT (sum(market_value), sum(cost_basis), count(*)) FROM pgportfolio.position_pnl
+     WHERE portfolio_id = pg_temp.pid('wide')),
+    'portfolio_valuation of 1,200 positions among 41,200 marks (marks probed) is position_pnl summed'
 );
 
 SELECT ok(
