@@ -93,6 +93,9 @@ CREATE FUNCTION pgportfolio.portfolio_valuation(
 LANGUAGE plpgsql STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+-- No JIT and no parallel workers: see the top of 210_reads.sql.
+SET jit = off
+SET max_parallel_workers_per_gather = 0
 SET enable_hashjoin = off
 SET enable_sort = off
 SET enable_seqscan = off

@@ -246,6 +246,9 @@ RETURNS TABLE (
 LANGUAGE plpgsql STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+-- No JIT and no parallel workers: see the top of 210_reads.sql.
+SET jit = off
+SET max_parallel_workers_per_gather = 0
 AS $$
 DECLARE
     v_version bigint;
@@ -288,6 +291,9 @@ RETURNS TABLE (
 LANGUAGE plpgsql STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+-- No JIT and no parallel workers: see the top of 210_reads.sql.
+SET jit = off
+SET max_parallel_workers_per_gather = 0
 AS $$
 BEGIN
     PERFORM pgportfolio._check_history_arguments(p_portfolio_id, 'p_at', p_at);
@@ -324,6 +330,9 @@ RETURNS TABLE (
 LANGUAGE plpgsql STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+-- No JIT and no parallel workers: see the top of 210_reads.sql.
+SET jit = off
+SET max_parallel_workers_per_gather = 0
 AS $$
 DECLARE
     v_marks_at timestamptz := coalesce(p_marks_at, pgportfolio._check_version_argument(p_portfolio_id, p_version));
@@ -363,6 +372,9 @@ RETURNS TABLE (
 LANGUAGE plpgsql STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+-- No JIT and no parallel workers: see the top of 210_reads.sql.
+SET jit = off
+SET max_parallel_workers_per_gather = 0
 AS $$
 DECLARE
     v_marks_at timestamptz := coalesce(p_marks_at, pgportfolio._check_version_argument(p_portfolio_id, p_version));

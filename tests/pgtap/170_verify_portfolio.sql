@@ -2,7 +2,7 @@
 -- sequence of mutations, and each kind of corrupted stored state is reported by the
 -- checks that should see it (and only those).
 BEGIN;
-SELECT plan(45);
+SELECT plan(46);
 
 CREATE FUNCTION pg_temp.pid(p_name text) RETURNS bigint LANGUAGE sql STABLE
 AS $$ SELECT current_setting('test.pid_' || p_name)::bigint $$;
@@ -385,6 +385,12 @@ SELECT throws_ok($$SELECT * FROM pgportfolio.event_chain_head(-1)$$, 'PF004', NU
     'event_chain_head of an unknown portfolio is PF004');
 SELECT throws_ok($$SELECT * FROM pgportfolio.event_chain_head(NULL)$$, '22023', NULL,
     'event_chain_head of NULL is invalid input (22023)');
+
+SELECT ok(
+    (SELECT 'plan_cache_mode=force_custom_plan' = ANY (p.proconfig) FROM pg_proc AS p
+     WHERE p.oid = 'pgportfolio.verify_portfolio(bigint)'::regprocedure),
+    'verify_portfolio plans each call for its own portfolio (a generic plan scanned every portfolio''s rows)'
+);
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -1,7 +1,7 @@
 -- Reads for programs (sql/210_reads.sql): get_portfolio, portfolio_snapshot, events_since, find_request,
 -- and events_after, which push updates follow.
 BEGIN;
-SELECT plan(44);
+SELECT plan(45);
 
 SELECT set_config('test.pid', pgportfolio.create_portfolio('reads', 1000)::text, true);
 SELECT pgportfolio.apply_fill(current_setting('test.pid')::bigint, 'BBB', 2, 10, 0, 'rq-1');
@@ -288,6 +288,14 @@ SELECT ok(
     (SELECT 'plan_cache_mode=force_generic_plan' = ANY (p.proconfig) FROM pg_proc AS p
      WHERE p.oid = 'pgportfolio.portfolio_snapshot(bigint)'::regprocedure),
     'portfolio_snapshot''s plans are generic, made once per session (custom plans were made again on every call)'
+);
+SELECT is(
+    (SELECT array_agg(p.proname::text ORDER BY p.proname) FROM pg_proc AS p
+     WHERE p.pronamespace = 'pgportfolio'::regnamespace
+       AND 'jit=off' = ANY (p.proconfig) AND 'max_parallel_workers_per_gather=0' = ANY (p.proconfig)),
+    ARRAY['events_since', 'get_portfolio', 'portfolio_as_of', 'portfolio_at_version', 'portfolio_snapshot',
+          'portfolio_valuation', 'positions_as_of', 'positions_at_version', 'verify_portfolio'],
+    'the reads of one portfolio, planned without its id, run without JIT and parallel workers'
 );
 
 SELECT * FROM finish();
