@@ -3936,6 +3936,10 @@ CREATE TABLE pgportfolio.daily_closes (
 COMMENT ON TABLE pgportfolio.daily_closes IS
 'Immutable end-of-day snapshot per portfolio (close_day). Read daily_pnl instead.';
 
+-- One day's closes of every portfolio (daily_pnl WHERE day = ..., a desk's daily report);
+-- the primary key leads with the portfolio.
+CREATE INDEX daily_closes_day ON pgportfolio.daily_closes (day);
+
 -- The positions of each snapshot, with the mark each was valued at.
 CREATE TABLE pgportfolio.daily_close_positions (
     portfolio_id bigint NOT NULL,
@@ -4119,11 +4123,15 @@ COMMENT ON FUNCTION pgportfolio.close_day(date, bigint) IS
 -- with nothing: the first close's changes are from an empty portfolio). equity_change =
 -- realized_change + unrealized_change + cash_moves exactly, cash_moves being deposits less
 -- withdrawals (initial cash included) between the two closes.
+-- The previous close is found by one backward step in the primary key per close, not by a
+-- window over each portfolio's closes: a window must read every close before a filter on
+-- the day can apply, so one day's report read every close ever recorded (366,000 for a
+-- year of 1,000 portfolios, 672 ms); this reads the day's closes and one more each.
 CREATE VIEW pgportfolio.daily_pnl AS
 SELECT
     c.portfolio_id,
     c.day,
-    lag(c.day) OVER w AS previous_day,
+    b.day AS previous_day,
     c.portfolio_version,
     c.cash_balance,
     c.market_value,
@@ -4132,13 +4140,24 @@ SELECT
     c.net_deposits,
     c.equity,
     c.open_positions,
-    c.equity - coalesce(lag(c.equity) OVER w, 0) AS equity_change,
-    c.realized_pnl - coalesce(lag(c.realized_pnl) OVER w, 0) AS realized_change,
-    c.unrealized_pnl - coalesce(lag(c.unrealized_pnl) OVER w, 0) AS unrealized_change,
-    c.net_deposits - coalesce(lag(c.net_deposits) OVER w, 0) AS cash_moves,
+    c.equity - coalesce(b.equity, 0) AS equity_change,
+    c.realized_pnl - coalesce(b.realized_pnl, 0) AS realized_change,
+    c.unrealized_pnl - coalesce(b.unrealized_pnl, 0) AS unrealized_change,
+    c.net_deposits - coalesce(b.net_deposits, 0) AS cash_moves,
     c.closed_at
 FROM pgportfolio.daily_closes AS c
-WINDOW w AS (PARTITION BY c.portfolio_id ORDER BY c.day);
+LEFT JOIN LATERAL (
+    SELECT
+        l.day,
+        l.equity,
+        l.realized_pnl,
+        l.unrealized_pnl,
+        l.net_deposits
+    FROM pgportfolio.daily_closes AS l
+    WHERE l.portfolio_id = c.portfolio_id AND l.day < c.day
+    ORDER BY l.day DESC
+    LIMIT 1
+) AS b ON TRUE;
 
 COMMENT ON VIEW pgportfolio.daily_pnl IS
 'Per portfolio and closed day: the close, and its change since the previous close (realized, unrealized, cash moves).';

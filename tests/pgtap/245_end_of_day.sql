@@ -4,7 +4,7 @@
 -- superuser, trigger disabled inside the rolled-back transaction), since a day can be
 -- closed only once it is over. Days: D1 = 2025-03-03 ... D4 = 2025-03-06.
 BEGIN;
-SELECT plan(49);
+SELECT plan(50);
 
 CREATE FUNCTION pg_temp.pid(p_name text) RETURNS bigint LANGUAGE sql STABLE
 AS $$ SELECT current_setting('test.pid_' || p_name)::bigint $$;
@@ -226,6 +226,9 @@ SELECT is((SELECT count(*) FROM pgportfolio.daily_positions WHERE portfolio_id =
 SELECT throws_ok(format('SELECT * FROM pgportfolio.close_day(%L)', pg_temp.d(5)), '42501', NULL,
     'a trader may not close a day');
 RESET ROLE;
+
+SELECT has_index('pgportfolio', 'daily_closes', 'daily_closes_day', ARRAY['day'],
+    'daily_closes has an index on day: one day''s closes of every portfolio are found by it');
 
 SELECT * FROM finish();
 ROLLBACK;
