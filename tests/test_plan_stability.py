@@ -151,6 +151,22 @@ def _market_price_scans(conn: psycopg.Connection[Any]) -> int:
     return int(row[0])
 
 
+def _buy_one_of_each(conn: psycopg.Connection[Any], pid: int, symbols: list[str]) -> None:
+    """One position of 1 at 10 per symbol, in one call."""
+    conn.execute(
+        "SELECT count(*) FROM pgportfolio.apply_fills_arrays(array_fill(%s::bigint, ARRAY[%s]),"
+        " %s::text[], array_fill(1::numeric, ARRAY[%s]), array_fill(10::numeric, ARRAY[%s]))",
+        (pid, len(symbols), symbols, len(symbols), len(symbols)),
+    )
+
+
+def _mark_at_11(conn: psycopg.Connection[Any], symbols: list[str]) -> None:
+    conn.execute(
+        "SELECT pgportfolio.update_market_prices(%s::jsonb)",
+        ("[" + ",".join(f'{{"symbol": "{s}", "price": 11}}' for s in symbols) + "]",),
+    )
+
+
 @pytest.mark.parametrize("plan_cache_mode", ["force_generic_plan", "auto"])
 def test_the_summary_of_a_wide_portfolio_does_not_probe_a_mark_per_position(
     db: str, plan_cache_mode: str
@@ -168,11 +184,7 @@ def test_the_summary_of_a_wide_portfolio_does_not_probe_a_mark_per_position(
         ).fetchone()
         assert created is not None
         wide, small = created
-        conn.execute(
-            "SELECT count(*) FROM pgportfolio.apply_fills_arrays(array_fill(%s::bigint, ARRAY[%s]),"
-            " %s::text[], array_fill(1::numeric, ARRAY[%s]), array_fill(10::numeric, ARRAY[%s]))",
-            (wide, WIDE, symbols, WIDE, WIDE),
-        )
+        _buy_one_of_each(conn, wide, symbols)
         for n in range(SMALL_PORTFOLIOS):
             pid = conn.execute(
                 "SELECT pgportfolio.create_portfolio(%s, 1000)", (f"small {n}",)
@@ -184,10 +196,7 @@ def test_the_summary_of_a_wide_portfolio_does_not_probe_a_mark_per_position(
         # Marks of many more symbols than the portfolio holds, as a desk's feed gives: the
         # old join's planner then preferred probing marks to reading them all.
         marked = symbols + [f"X{n:05d}" for n in range(OTHER_MARKS)]
-        conn.execute(
-            "SELECT pgportfolio.update_market_prices(%s::jsonb)",
-            ("[" + ",".join(f'{{"symbol": "{s}", "price": 11}}' for s in marked) + "]",),
-        )
+        _mark_at_11(conn, marked)
         conn.execute("ANALYZE pgportfolio.positions")
         conn.execute("ANALYZE pgportfolio.market_prices")
         conn.execute(f"SET plan_cache_mode = {plan_cache_mode}")
@@ -228,17 +237,10 @@ def test_a_wide_read_does_not_walk_every_mark_of_a_large_universe(db: str, read:
         created = conn.execute("SELECT pgportfolio.create_portfolio('wide', 1e12)").fetchone()
         assert created is not None
         wide = created[0]
-        conn.execute(
-            "SELECT count(*) FROM pgportfolio.apply_fills_arrays(array_fill(%s::bigint, ARRAY[%s]),"
-            " %s::text[], array_fill(1::numeric, ARRAY[%s]), array_fill(10::numeric, ARRAY[%s]))",
-            (wide, WIDE, symbols, WIDE, WIDE),
-        )
+        _buy_one_of_each(conn, wide, symbols)
         # Between any two held symbols, others the portfolio does not hold.
         marked = symbols + [f"{s}.{n:02d}" for s in symbols for n in range(UNIVERSE_PER_POSITION)]
-        conn.execute(
-            "SELECT pgportfolio.update_market_prices(%s::jsonb)",
-            ("[" + ",".join(f'{{"symbol": "{s}", "price": 11}}' for s in marked) + "]",),
-        )
+        _mark_at_11(conn, marked)
         conn.autocommit = False
         before = _rows_read(conn, "market_prices")
         row = conn.execute(read, (wide,)).fetchone()
