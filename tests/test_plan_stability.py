@@ -279,6 +279,7 @@ COSTS_OF_A_FEW_LARGE_PORTFOLIOS = [
 ]
 
 
+@pytest.mark.debian_extensions
 @pytest.mark.parametrize("read", READS_OF_ONE_PORTFOLIO)
 def test_a_read_of_one_portfolio_is_never_compiled_nor_run_in_parallel(db: str, read: str) -> None:
     """These reads plan their statements without the portfolio's id, so their estimates are
